@@ -1,4 +1,66 @@
-//! chunkwire: an HTTP/1.1 streaming-upload client in constant memory.
+//! chunkwire: an HTTP/1.1 streaming-upload client that uploads data of any size in
+//! constant memory.
+//!
+//! Any [`std::io::Read`] is a body. It is read into one fixed buffer, framed in place as
+//! `Transfer-Encoding: chunked` (or sent as is with `Content-Length`), and written by a
+//! mio event loop that keeps reading while it writes, so a server that refuses the body
+//! early is heard at once.
+//!
+//! ```text
+//! source (Read) ──read into──▶ FixedBuf [headroom | payload | tail]
+//!                                   │ "<hex>\r\n" into headroom, "\r\n" into tail
+//!                                   ▼
+//!                          one contiguous frame ──▶ transport ──▶ mio socket
+//! mio socket ──▶ transport ──▶ response head parser (httparse) ──▶ body decoder ──▶ Response
+//! ```
+//!
+//! # Example
+//!
+//! ```no_run
+//! let file = std::fs::File::open("video.mp4")?;
+//! let mut response = chunkwire::Client::new()
+//!     .upload("http://127.0.0.1:8080/videos/1")
+//!     .method("POST")
+//!     .header("Content-Type", "video/mp4")
+//!     .send(file)?;
+//! println!("{} {}", response.status(), response.text()?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Scope
+//!
+//! In: HTTP/1.1 uploads over plain TCP, chunked or with Content-Length, trailers, and
+//! reading the response. The protocol core ([`proto`]) is sans-I/O: it turns bytes into
+//! events and events into bytes, and can be used and fuzzed without sockets.
+//! Not (yet): TLS, redirects, retries, keep-alive, HTTP/2.
+//!
+//! # Features
+//!
+//! - `cli` (default): the `chunkwire` command-line tool.
+//! - `sink` (default, through `cli`): [`sink`], a loopback upload server for tests and demos.
+//!
+//! With `default-features = false` the library depends on mio, httparse and http only.
 #![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
 
+mod buffer;
+mod client;
+mod driver;
+mod error;
 pub mod proto;
+#[cfg(feature = "sink")]
+pub mod sink;
+mod target;
+mod transport;
+
+pub use buffer::FixedBuf;
+pub use client::{
+    Client, ClientBuilder, DEFAULT_CHUNK_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALL_TIMEOUT,
+    MAX_CHUNK_SIZE, Response, Upload, put,
+};
+pub use driver::Timeouts;
+pub use error::{Error, Progress, RequestError, Result, Stage, TimeoutKind};
+pub use proto::limits::Limits;
+pub use proto::peer_error::PeerError;
+pub use target::{Scheme, Target};

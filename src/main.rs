@@ -1,1 +1,383 @@
-fn main(){}
+//! The `chunkwire` command: `upload` a file or standard input, run a loopback `sink`, or
+//! run the `demo`. Option names follow curl's where curl has the same option, and so do
+//! the exit codes (6 resolve, 7 connect, 22 HTTP error with `-f`, 28 timeout, 55 send,
+//! 56 receive).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use chunkwire::sink::{Report, Sink};
+use chunkwire::{Client, Error, Stage};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "chunkwire",
+    version,
+    about = "HTTP/1.1 streaming uploads in constant memory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Upload FILE (or standard input, `-`) to URL, chunked unless --content-length.
+    Upload(UploadArgs),
+    /// Run a loopback upload server that answers each request with a JSON report.
+    Sink {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Upload a generated stream to a built-in sink on loopback and show what happened.
+    Demo {
+        /// MiB to upload.
+        #[arg(long, default_value_t = 512)]
+        size_mib: u64,
+        /// Chunk payload size in bytes (k and M suffixes allowed).
+        #[arg(long, value_parser = parse_size)]
+        chunk_size: Option<usize>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct UploadArgs {
+    /// The http:// URL to upload to.
+    url: String,
+    /// The file to upload, or `-` for standard input.
+    file: String,
+    /// Request method.
+    #[arg(
+        short = 'X',
+        long = "request",
+        visible_alias = "method",
+        default_value = "PUT"
+    )]
+    method: String,
+    /// Extra header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Trailer field sent after the last chunk, `Name: value` (repeatable).
+    #[arg(long = "trailer")]
+    trailers: Vec<String>,
+    /// Chunk payload size in bytes (k and M suffixes allowed).
+    #[arg(long, value_parser = parse_size)]
+    chunk_size: Option<usize>,
+    /// Send Content-Length (the file's size) instead of chunked framing.
+    #[arg(long)]
+    content_length: bool,
+    /// Write the response body here instead of standard output.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// Exit with code 22 when the status is 400 or above.
+    #[arg(short = 'f', long)]
+    fail: bool,
+    /// Seconds the connection may take to open.
+    #[arg(long, value_parser = parse_seconds)]
+    connect_timeout: Option<Duration>,
+    /// Seconds the whole exchange may take.
+    #[arg(short = 'm', long, value_parser = parse_seconds)]
+    max_time: Option<Duration>,
+    /// Print the response status line and headers on standard error.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a usable duration"))
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    let (digits, scale) = match text.as_bytes().last() {
+        Some(b'k' | b'K') => (&text[..text.len() - 1], 1024),
+        Some(b'm' | b'M') => (&text[..text.len() - 1], 1024 * 1024),
+        _ => (text, 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{text:?} is not a size (such as 65536, 64k or 1M)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Upload(args) => upload(args),
+        Command::Sink { listen } => sink(&listen),
+        Command::Demo {
+            size_mib,
+            chunk_size,
+        } => demo(size_mib, chunk_size),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("chunkwire: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// A failure: one line for standard error and a curl-style exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: 2,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        let code = if err.is_timeout() {
+            28
+        } else {
+            match err.stage() {
+                Stage::Request => 3,
+                Stage::Resolve => 6,
+                Stage::Connect => 7,
+                Stage::TlsHandshake => 35,
+                Stage::Send | Stage::ReadSource => 55,
+                Stage::WriteOutput => 23,
+                _ => 56,
+            }
+        };
+        Failure {
+            message: err.to_string(),
+            code,
+        }
+    }
+}
+
+fn client(
+    chunk_size: Option<usize>,
+    connect: Option<Duration>,
+    max_time: Option<Duration>,
+) -> Result<Client, Error> {
+    let mut builder = Client::builder().max_time(max_time);
+    if let Some(size) = chunk_size {
+        builder = builder.chunk_size(size);
+    }
+    if let Some(connect) = connect {
+        builder = builder.connect_timeout(connect);
+    }
+    builder.build()
+}
+
+fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
+    let client = client(args.chunk_size, args.connect_timeout, args.max_time)?;
+    let (source, known_len): (Box<dyn Read>, Option<u64>) = if args.file == "-" {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let file = File::open(&args.file)
+            .map_err(|e| Failure::usage(format!("cannot open {}: {e}", args.file)))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Failure::usage(format!("cannot stat {}: {e}", args.file)))?;
+        (Box::new(file), meta.is_file().then_some(meta.len()))
+    };
+    let mut request = client.upload(&args.url).method(&args.method);
+    for line in &args.headers {
+        let (name, value) = line.split_once(':').ok_or_else(|| {
+            Failure::usage(format!("header {line:?} is not of the form 'Name: value'"))
+        })?;
+        request = request.header(name, value);
+    }
+    for line in &args.trailers {
+        let (name, value) = line.split_once(':').ok_or_else(|| {
+            Failure::usage(format!("trailer {line:?} is not of the form 'Name: value'"))
+        })?;
+        request = request.trailer(name, value);
+    }
+    if args.content_length {
+        let len = known_len.ok_or_else(|| {
+            Failure::usage("--content-length needs a regular file whose size is known, not a pipe")
+        })?;
+        request = request.content_length(len);
+    }
+    let mut response = request.send(source)?;
+    if args.verbose {
+        let mut err = io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "< HTTP/1.{} {} {}",
+            response.version_minor(),
+            response.status().as_u16(),
+            response.reason()
+        );
+        for (name, value) in response.headers() {
+            let _ = writeln!(
+                err,
+                "< {}: {}",
+                name,
+                String::from_utf8_lossy(value.as_bytes())
+            );
+        }
+        if !response.upload_complete() {
+            let _ = writeln!(
+                err,
+                "* the server answered before the body was complete; upload stopped after {} body bytes",
+                response.progress().body_bytes_sent
+            );
+        }
+    }
+    let status = response.status();
+    if args.fail && status.as_u16() >= 400 {
+        return Err(Failure {
+            message: format!(
+                "the server returned {} {} ({} body bytes sent)",
+                status.as_u16(),
+                response.reason(),
+                response.progress().body_bytes_sent
+            ),
+            code: 22,
+        });
+    }
+    match &args.output {
+        Some(path) => {
+            let mut file = File::create(path)
+                .map_err(|e| Failure::usage(format!("cannot create {}: {e}", path.display())))?;
+            response.copy_to(&mut file)?;
+        }
+        None => {
+            response.copy_to(&mut io::stdout().lock())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sink(listen: &str) -> Result<ExitCode, Failure> {
+    let sink = Sink::bind(listen).map_err(|e| Failure {
+        message: format!("cannot listen on {listen}: {e}"),
+        code: 7,
+    })?;
+    let addr = sink
+        .local_addr()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    eprintln!("chunkwire sink listening on http://{addr}/ (Ctrl-C to stop)");
+    sink.serve(|report: &Report| println!("{}", report.to_json()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A deterministic stream of `len` pseudo-random bytes that keeps the CRC-32 of what it gave.
+struct GeneratedStream {
+    left: u64,
+    state: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl Read for GeneratedStream {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = out
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        for word in out[..n].chunks_mut(8) {
+            // xorshift64: fast, and different bytes everywhere, so a misplaced chunk shows.
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            word.copy_from_slice(&self.state.to_le_bytes()[..word.len()]);
+        }
+        self.crc.update(&out[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The process's peak resident set size, from /proc (Linux).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn demo(size_mib: u64, chunk_size: Option<usize>) -> Result<ExitCode, Failure> {
+    let io_failure = |what: &str, e: io::Error| Failure {
+        message: format!("{what}: {e}"),
+        code: 1,
+    };
+    let sink = Sink::bind("127.0.0.1:0")
+        .and_then(Sink::spawn)
+        .map_err(|e| io_failure("cannot start the loopback sink", e))?;
+    let client = client(chunk_size, None, None)?;
+    let len = size_mib * 1024 * 1024;
+    let mut source = GeneratedStream {
+        left: len,
+        state: 0x9E37_79B9_7F4A_7C15,
+        crc: crc32fast::Hasher::new(),
+    };
+    let url = sink.url("/demo/upload");
+    println!(
+        "chunkwire demo: PUT {size_mib} MiB, chunked, {} byte chunks, to the loopback sink at {url}",
+        client.chunk_size()
+    );
+    let started = Instant::now();
+    let mut response = client
+        .upload(&url)
+        .header("Content-Type", "application/octet-stream")
+        .trailer("X-Demo", "done")
+        .send(&mut source)?;
+    let body = response.text()?;
+    let elapsed = started.elapsed();
+    let progress = response.progress();
+    let sent_crc = source.crc.clone().finalize();
+    let report = sink
+        .next_report(Duration::from_secs(10))
+        .ok_or_else(|| Failure::usage("the sink sent no report"))?;
+    let gib_per_s = progress.body_bytes_sent as f64 / elapsed.as_secs_f64() / (1u64 << 30) as f64;
+    println!(
+        "status:       {} {}",
+        response.status().as_u16(),
+        response.reason()
+    );
+    println!(
+        "body bytes:   {} sent, {} received by the sink",
+        progress.body_bytes_sent, report.bytes
+    );
+    println!(
+        "wire bytes:   {} (framing overhead {} bytes)",
+        progress.wire_bytes_sent,
+        progress.wire_bytes_sent - progress.body_bytes_sent
+    );
+    println!(
+        "chunks:       {} (largest {} bytes)",
+        report.chunks, report.largest_chunk
+    );
+    println!(
+        "time:         {:.3} s, {gib_per_s:.2} GiB/s",
+        elapsed.as_secs_f64()
+    );
+    if let Some(kib) = peak_rss_kib() {
+        println!(
+            "peak memory:  {:.1} MiB resident (whole process: client, sink thread and its 256 KiB buffer)",
+            kib as f64 / 1024.0
+        );
+    }
+    println!("sink report:  {}", body.trim_end());
+    let intact = report.bytes == len && report.crc32 == sent_crc && response.status().is_success();
+    println!(
+        "intact:       {} (CRC-32 sent {sent_crc:08x}, received {:08x})",
+        if intact { "yes" } else { "NO" },
+        report.crc32
+    );
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

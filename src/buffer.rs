@@ -1,0 +1,128 @@
+//! `FixedBuf`: the one allocation of an upload, and the layout the framer relies on.
+//!
+//! ```text
+//! send region                                              receive region
+//! [ headroom | payload ............................ | tail ][ response bytes ........ ]
+//!   ^ hex size line + CRLF, right-aligned against payload   ^ response head and body
+//! ```
+//!
+//! The source is read straight into `payload`; the framer writes the chunk-size line into
+//! the end of `headroom` and CRLF into `tail`, so a chunk is one contiguous slice of this
+//! buffer and goes to the transport without a copy. Before the body, the send region holds
+//! the request head; after it, the last chunk. The receive region holds response bytes
+//! while the upload is still going, so an early response can be read at any time.
+//!
+//! The buffer never grows: its size is fixed when the upload starts.
+
+/// Bytes of a chunk-size line's hex digits for a chunk of `len` bytes.
+pub const fn hex_digits(len: usize) -> usize {
+    let mut digits = 1;
+    let mut rest = len >> 4;
+    while rest != 0 {
+        digits += 1;
+        rest >>= 4;
+    }
+    digits
+}
+
+/// CRLF, the line ending of HTTP/1.1.
+pub const CRLF: &[u8; 2] = b"\r\n";
+
+/// The single buffer of an upload. See the module docs for the layout.
+#[derive(Debug)]
+pub struct FixedBuf {
+    bytes: Box<[u8]>,
+    headroom: usize,
+    payload_capacity: usize,
+    send_region: usize,
+}
+
+impl FixedBuf {
+    /// Allocates a buffer for chunks of up to `payload_capacity` bytes and a receive region
+    /// of `recv_capacity` bytes. The send region is at least `min_send_region` bytes, so that
+    /// a request head larger than one chunk still fits.
+    ///
+    /// # Panics
+    /// If `payload_capacity` or `recv_capacity` is zero; the client validates both first.
+    pub fn new(payload_capacity: usize, recv_capacity: usize, min_send_region: usize) -> Self {
+        assert!(payload_capacity > 0 && recv_capacity > 0);
+        // Room for the longest size line this buffer can need, and its CRLF.
+        let headroom = hex_digits(payload_capacity) + CRLF.len();
+        let send_region = (headroom + payload_capacity + CRLF.len()).max(min_send_region);
+        FixedBuf {
+            bytes: vec![0; send_region + recv_capacity].into_boxed_slice(),
+            headroom,
+            payload_capacity,
+            send_region,
+        }
+    }
+
+    /// The largest chunk payload.
+    pub fn payload_capacity(&self) -> usize {
+        self.payload_capacity
+    }
+
+    /// Total bytes allocated.
+    pub fn allocated(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Offset of the payload within the send region.
+    pub fn payload_offset(&self) -> usize {
+        self.headroom
+    }
+
+    /// The whole send region: the head before the body, the last chunk after it.
+    pub fn send_region(&self) -> &[u8] {
+        &self.bytes[..self.send_region]
+    }
+
+    /// The whole send region, writable.
+    pub fn send_region_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[..self.send_region]
+    }
+
+    /// The receive region.
+    pub fn recv_region(&self) -> &[u8] {
+        &self.bytes[self.send_region..]
+    }
+
+    /// The receive region, writable.
+    pub fn recv_region_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.send_region..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_digits_at_the_edges() {
+        let cases = [
+            (0, 1),
+            (1, 1),
+            (15, 1),
+            (16, 2),
+            (255, 2),
+            (256, 3),
+            (65535, 4),
+            (65536, 5),
+            (usize::MAX, std::mem::size_of::<usize>() * 2),
+        ];
+        for (len, digits) in cases {
+            assert_eq!(hex_digits(len), digits, "{len}");
+        }
+    }
+
+    #[test]
+    fn layout_reserves_headroom_for_the_largest_size_line() {
+        let buf = FixedBuf::new(65536, 1024, 0);
+        assert_eq!(buf.payload_offset(), 5 + 2);
+        assert_eq!(buf.send_region().len(), 7 + 65536 + 2);
+        assert_eq!(buf.recv_region().len(), 1024);
+        assert_eq!(buf.allocated(), 7 + 65536 + 2 + 1024);
+        let big_head = FixedBuf::new(16, 8, 4096);
+        assert_eq!(big_head.send_region().len(), 4096);
+    }
+}

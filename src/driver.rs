@@ -1,0 +1,342 @@
+//! The mio event loop: it moves bytes between the source, the exchange and the transport,
+//! and waits. It decides nothing about HTTP; the exchange does.
+//!
+//! Each connection is a [`Connection`] keyed by its mio [`Token`], with its own exchange,
+//! buffer, readiness flags and deadlines, so one [`EventLoop`] can drive several. Readiness
+//! is edge-triggered: a flag stays set until a read or write returns `WouldBlock`, and is
+//! set again by the next event. Read interest stays on while the body is sent, so an early
+//! response is seen at once.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use crate::buffer::FixedBuf;
+use crate::error::{Error, Kind, Progress, Stage, TimeoutKind};
+use crate::proto::exchange::{BodyStep, Exchange, SendWant};
+use crate::proto::response::ResponseHead;
+use crate::transport::{Transport, tcp};
+
+/// Frames sent in a row before the loop looks for response bytes and deadlines, so a fast
+/// peer that never blocks our writes cannot hide an early response.
+const FRAMES_BETWEEN_CHECKS: u32 = 16;
+
+/// The deadlines of one exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For the TCP connection to open.
+    pub connect: Duration,
+    /// Longest time with no byte moving either way (time spent blocked in the source's
+    /// `read` is not counted: the loop cannot see past it).
+    pub stall: Option<Duration>,
+    /// Longest time for the whole exchange, response body included.
+    pub total: Option<Duration>,
+}
+
+/// The poller and its event storage, allocated once.
+#[derive(Debug)]
+pub(crate) struct EventLoop {
+    poll: Poll,
+    events: Events,
+}
+
+impl EventLoop {
+    pub(crate) fn new() -> Result<Self, Error> {
+        Ok(EventLoop {
+            poll: Poll::new().map_err(|e| Error::io(Stage::Connect, e))?,
+            events: Events::with_capacity(16),
+        })
+    }
+
+    /// Resolves and connects, and registers the socket for reading and writing.
+    pub(crate) fn connect(
+        &mut self,
+        token: Token,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<(Transport, SocketAddr), Error> {
+        let addrs = tcp::resolve(host, port)?;
+        let mut stream = tcp::connect(&mut self.poll, &mut self.events, token, &addrs, timeout)?;
+        let peer = stream
+            .peer_addr()
+            .map_err(|e| Error::io(Stage::Connect, e))?;
+        // Chunks are large already; what Nagle would hold back is the small last chunk.
+        stream
+            .set_nodelay(true)
+            .map_err(|e| Error::io(Stage::Connect, e).with_peer(peer.to_string()))?;
+        self.poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .map_err(|e| Error::io(Stage::Connect, e))?;
+        Ok((Transport::plain(stream), peer))
+    }
+
+    /// Waits up to `timeout` and marks the readiness of `conn`.
+    fn wait(&mut self, conn: &mut Connection, timeout: Option<Duration>) -> Result<(), Error> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(conn.fail(Stage::Receive, Kind::Io(e))),
+        }
+        for event in self.events.iter().filter(|e| e.token() == conn.token) {
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                conn.readable = true;
+            }
+            if event.is_writable() || event.is_write_closed() || event.is_error() {
+                conn.writable = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The state of one connection: transport, exchange, buffer, readiness and deadlines.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    token: Token,
+    transport: Transport,
+    exchange: Exchange,
+    buf: FixedBuf,
+    peer: String,
+    readable: bool,
+    writable: bool,
+    peer_closed: bool,
+    timeouts: Timeouts,
+    started: Instant,
+    last_progress: Instant,
+}
+
+/// How a pass over the send side ended.
+enum SendPass {
+    /// The transport would block, or the request is sent.
+    Blocked,
+    /// Frames were sent without blocking; look at the rest of the world before going on.
+    Yielded,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        token: Token,
+        transport: Transport,
+        exchange: Exchange,
+        buf: FixedBuf,
+        peer: String,
+        timeouts: Timeouts,
+        started: Instant,
+    ) -> Self {
+        Connection {
+            token,
+            transport,
+            exchange,
+            buf,
+            peer,
+            readable: true,
+            writable: true,
+            peer_closed: false,
+            timeouts,
+            started,
+            last_progress: Instant::now(),
+        }
+    }
+
+    pub(crate) fn progress(&self) -> Progress {
+        self.exchange.progress()
+    }
+
+    pub(crate) fn exchange(&self) -> &Exchange {
+        &self.exchange
+    }
+
+    pub(crate) fn buf(&self) -> &FixedBuf {
+        &self.buf
+    }
+
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    fn fail(&self, stage: Stage, kind: Kind) -> Error {
+        Error::new(stage, kind)
+            .with_peer(self.peer.clone())
+            .with_progress(self.exchange.progress())
+    }
+
+    /// The stage an I/O failure belongs to: send until the request is out, receive after.
+    fn stage(&self) -> Stage {
+        if self.exchange.request_sent() || self.exchange.stopped_by_response() {
+            Stage::Receive
+        } else {
+            Stage::Send
+        }
+    }
+
+    /// The next deadline, or an error if one has passed.
+    fn time_left(&self, now: Instant) -> Result<Option<Duration>, Error> {
+        let mut left: Option<Duration> = None;
+        if let Some(total) = self.timeouts.total {
+            let elapsed = now - self.started;
+            if elapsed >= total {
+                return Err(self.fail(self.stage(), Kind::Timeout(TimeoutKind::Total, elapsed)));
+            }
+            left = Some(total - elapsed);
+        }
+        if let Some(stall) = self.timeouts.stall {
+            let idle = now - self.last_progress;
+            if idle >= stall {
+                return Err(self.fail(self.stage(), Kind::Timeout(TimeoutKind::Stall, idle)));
+            }
+            left = Some(left.map_or(stall - idle, |l| l.min(stall - idle)));
+        }
+        Ok(left)
+    }
+
+    /// Sends until the transport blocks, the request is out, or it is time to look around.
+    /// An I/O error from the transport comes back as `Ok(Err(..))`, so the caller can
+    /// still look for a response the server sent before it closed.
+    fn pump_send(&mut self, source: &mut dyn Read) -> Result<Result<SendPass, io::Error>, Error> {
+        let mut frames = 0;
+        while self.writable {
+            match self.exchange.poll_send(&mut self.buf) {
+                SendWant::Write(bytes) => match self.transport.write(bytes) {
+                    Ok(0) => return Ok(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => {
+                        self.exchange.on_sent(n);
+                        self.last_progress = Instant::now();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Ok(Err(e)),
+                },
+                SendWant::Fill(space) => {
+                    if frames == FRAMES_BETWEEN_CHECKS {
+                        return Ok(Ok(SendPass::Yielded));
+                    }
+                    frames += 1;
+                    let n = read_retrying(source, space)
+                        .map_err(|e| self.fail(Stage::ReadSource, Kind::Io(e)))?;
+                    self.exchange
+                        .on_filled(&mut self.buf, n)
+                        .map_err(|e| self.fail(Stage::ReadSource, Kind::Request(e)))?;
+                }
+                SendWant::Idle => break,
+            }
+        }
+        Ok(Ok(SendPass::Blocked))
+    }
+
+    /// Reads what the transport has. Returns the final response head once it is complete.
+    fn pump_recv(&mut self) -> Result<Option<ResponseHead>, Error> {
+        while self.readable && !self.peer_closed {
+            let space = self.exchange.recv_space(&mut self.buf);
+            if space.is_empty() {
+                // Only when the body decoder holds a full region of metadata, which the
+                // limits rule out; refuse rather than spin.
+                return Err(self.fail(
+                    Stage::Receive,
+                    Kind::Io(io::Error::other("receive buffer full without progress")),
+                ));
+            }
+            match self.transport.read(space) {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    if !self.exchange.has_response() {
+                        return Err(self.fail(self.stage(), Kind::ClosedBeforeResponse));
+                    }
+                }
+                Ok(n) => {
+                    self.last_progress = Instant::now();
+                    let head = self
+                        .exchange
+                        .on_received(&self.buf, n)
+                        .map_err(|e| self.fail(Stage::Receive, Kind::Peer(e)))?;
+                    if head.is_some() {
+                        return Ok(head);
+                    }
+                    if self.exchange.has_response() {
+                        // Body bytes: let the reader decode them before reading more.
+                        return Ok(None);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.fail(self.stage(), Kind::Io(e))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sends the request from `source` and returns the final response head, which may come
+    /// before the body is complete (the rest of the body is then not sent).
+    pub(crate) fn send_request(
+        &mut self,
+        event_loop: &mut EventLoop,
+        source: &mut dyn Read,
+    ) -> Result<ResponseHead, Error> {
+        loop {
+            if let Some(head) = self.pump_recv()? {
+                return Ok(head);
+            }
+            let pass = match self.pump_send(source)? {
+                Ok(pass) => pass,
+                Err(send_error) => return self.salvage_response(send_error),
+            };
+            let now = Instant::now();
+            let left = self.time_left(now)?;
+            let timeout = match pass {
+                SendPass::Yielded => Some(Duration::ZERO),
+                SendPass::Blocked => left,
+            };
+            event_loop.wait(self, timeout)?;
+        }
+    }
+
+    /// The transport failed while sending. A server that refuses a body often answers and
+    /// closes at once; its answer may already be waiting, and is the better result.
+    fn salvage_response(&mut self, send_error: io::Error) -> Result<ResponseHead, Error> {
+        self.readable = true;
+        match self.pump_recv() {
+            Ok(Some(head)) => Ok(head),
+            _ => Err(self.fail(Stage::Send, Kind::Io(send_error))),
+        }
+    }
+
+    /// The next piece of the response body, waiting for bytes as needed.
+    pub(crate) fn next_body_step(&mut self, event_loop: &mut EventLoop) -> Result<BodyStep, Error> {
+        loop {
+            let step = self
+                .exchange
+                .decode_body(&self.buf)
+                .map_err(|e| self.fail(Stage::Receive, Kind::Peer(e)))?;
+            if step != BodyStep::NeedMore {
+                return Ok(step);
+            }
+            if self.peer_closed {
+                return match self.exchange.on_peer_closed() {
+                    Ok(()) => Ok(BodyStep::End),
+                    Err(Some(e)) => Err(self.fail(Stage::Receive, Kind::Peer(e))),
+                    Err(None) => Err(self.fail(Stage::Receive, Kind::ClosedBeforeResponse)),
+                };
+            }
+            let received_before = self.exchange.progress().wire_bytes_received;
+            self.pump_recv()?;
+            if self.exchange.progress().wire_bytes_received == received_before && !self.peer_closed
+            {
+                let left = self.time_left(Instant::now())?;
+                event_loop.wait(self, left)?;
+            }
+        }
+    }
+}
+
+/// Reads from the caller's source, retrying `Interrupted` as `Read` asks of callers.
+fn read_retrying(source: &mut dyn Read, space: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match source.read(space) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result,
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The one error type of the public API: what failed, at which stage of the upload,
+//! and how far the upload had got when it failed.
+//!
+//! The shape follows hyper's: a private kind behind a box, queries instead of a public
+//! enum, `Display` for this level only and the cause through `source()`. On top of that
+//! every error carries the [`Stage`] and the [`Progress`], because "connection reset"
+//! means something very different before the first byte and after 40 GiB.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::proto::peer_error::PeerError;
+
+/// A specialised `Result` for chunkwire operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where in the life of an upload an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Building the request: the URL, method or a header was refused before any I/O.
+    Request,
+    /// Looking up the host name.
+    Resolve,
+    /// Opening the TCP connection.
+    Connect,
+    /// The TLS handshake.
+    TlsHandshake,
+    /// Writing the request head or body to the connection.
+    Send,
+    /// Reading the body from the caller's source (`std::io::Read`).
+    ReadSource,
+    /// Reading or parsing the response.
+    Receive,
+    /// Writing the response body to the caller's writer.
+    WriteOutput,
+}
+
+impl Stage {
+    /// A short lower-case name, as printed in error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Request => "request",
+            Stage::Resolve => "resolve",
+            Stage::Connect => "connect",
+            Stage::TlsHandshake => "TLS handshake",
+            Stage::Send => "send",
+            Stage::ReadSource => "read source",
+            Stage::Receive => "receive",
+            Stage::WriteOutput => "write output",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How far an upload had got: counted by the event loop as bytes move.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Body bytes taken from the caller's source.
+    pub body_bytes_read: u64,
+    /// Body bytes the socket accepted (payload only, without chunk framing).
+    pub body_bytes_sent: u64,
+    /// All bytes the socket accepted: head, framing and body.
+    pub wire_bytes_sent: u64,
+    /// Bytes received from the server.
+    pub wire_bytes_received: u64,
+}
+
+/// Which deadline expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// The TCP connection (and TLS handshake) did not complete in time.
+    Connect,
+    /// No byte moved in either direction for this long.
+    Stall,
+    /// The whole exchange took longer than allowed.
+    Total,
+}
+
+/// The caller asked for something chunkwire will not send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The URL does not parse, or lacks what an upload needs.
+    InvalidUrl {
+        /// The URL as given (truncated).
+        url: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The scheme is not one chunkwire speaks.
+    UnsupportedScheme(String),
+    /// The method is not an RFC 9110 token.
+    InvalidMethod(String),
+    /// A header name is not an RFC 9110 token.
+    InvalidHeaderName(String),
+    /// A header value holds CR, LF, NUL or another control character.
+    InvalidHeaderValue {
+        /// The header's name.
+        name: String,
+    },
+    /// A header that chunkwire sets itself because it decides the framing.
+    ReservedHeader(String),
+    /// A header line given as text has no colon.
+    MalformedHeaderLine(String),
+    /// An option is out of its range.
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The body source ended before the stated Content-Length.
+    SourceShorterThanLength {
+        /// The stated length.
+        expected: u64,
+        /// What the source gave.
+        actual: u64,
+    },
+    /// The body source held more than the stated Content-Length.
+    SourceLongerThanLength {
+        /// The stated length.
+        expected: u64,
+    },
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::InvalidUrl { url, reason } => write!(f, "invalid URL {url:?}: {reason}"),
+            RequestError::UnsupportedScheme(s) => {
+                write!(f, "unsupported URL scheme {s:?} (expected http)")
+            }
+            RequestError::InvalidMethod(m) => write!(f, "invalid method {m:?}: not a token"),
+            RequestError::InvalidHeaderName(n) => {
+                write!(f, "invalid header name {n:?}: not a token")
+            }
+            RequestError::InvalidHeaderValue { name } => write!(
+                f,
+                "invalid value for header {name:?}: control characters (CR, LF, NUL, ...) are not allowed"
+            ),
+            RequestError::ReservedHeader(n) => write!(
+                f,
+                "header {n:?} is set by chunkwire from the body framing; use the content-length option instead"
+            ),
+            RequestError::MalformedHeaderLine(l) => {
+                write!(f, "header {l:?} is not of the form 'Name: value'")
+            }
+            RequestError::InvalidOption { option, reason } => {
+                write!(f, "invalid {option}: {reason}")
+            }
+            RequestError::SourceShorterThanLength { expected, actual } => write!(
+                f,
+                "body source ended after {actual} bytes, before the stated Content-Length of {expected}"
+            ),
+            RequestError::SourceLongerThanLength { expected } => write!(
+                f,
+                "body source holds more than the stated Content-Length of {expected} bytes"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Request(RequestError),
+    Peer(PeerError),
+    Io(io::Error),
+    Timeout(TimeoutKind, Duration),
+    /// The server closed the connection before a complete response head.
+    ClosedBeforeResponse,
+    /// Name resolution gave no address.
+    NoAddresses,
+}
+
+struct Inner {
+    stage: Stage,
+    kind: Kind,
+    progress: Progress,
+    /// The host (and port) or address the error concerns, when there is one.
+    peer: Option<String>,
+}
+
+/// An error from chunkwire: its stage, what went wrong, and how far the upload got.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+impl Error {
+    pub(crate) fn new(stage: Stage, kind: Kind) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                stage,
+                kind,
+                progress: Progress::default(),
+                peer: None,
+            }),
+        }
+    }
+
+    pub(crate) fn request(err: RequestError) -> Self {
+        Error::new(Stage::Request, Kind::Request(err))
+    }
+
+    pub(crate) fn io(stage: Stage, err: io::Error) -> Self {
+        Error::new(stage, Kind::Io(err))
+    }
+
+    pub(crate) fn with_progress(mut self, progress: Progress) -> Self {
+        self.inner.progress = progress;
+        self
+    }
+
+    pub(crate) fn with_peer(mut self, peer: impl Into<String>) -> Self {
+        if self.inner.peer.is_none() {
+            self.inner.peer = Some(peer.into());
+        }
+        self
+    }
+
+    /// The stage the upload was in when it failed.
+    pub fn stage(&self) -> Stage {
+        self.inner.stage
+    }
+
+    /// How far the upload got before it failed.
+    pub fn progress(&self) -> Progress {
+        self.inner.progress
+    }
+
+    /// True when a deadline expired; [`Error::timeout_kind`] says which.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.inner.kind, Kind::Timeout(..))
+    }
+
+    /// Which deadline expired, if this is a timeout.
+    pub fn timeout_kind(&self) -> Option<TimeoutKind> {
+        match self.inner.kind {
+            Kind::Timeout(kind, _) => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// True when the caller's request was refused before any I/O (bad URL, header, option).
+    pub fn is_request(&self) -> bool {
+        matches!(self.inner.kind, Kind::Request(_))
+    }
+
+    /// The refused part of the request, if the error is the caller's.
+    pub fn request_error(&self) -> Option<&RequestError> {
+        match &self.inner.kind {
+            Kind::Request(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The server's protocol violation, if the server sent bytes that are not HTTP/1.1.
+    pub fn peer_error(&self) -> Option<&PeerError> {
+        match &self.inner.kind {
+            Kind::Peer(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The I/O error underneath, if there is one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match &self.inner.kind {
+            Kind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True when the server closed the connection before a complete response head.
+    pub fn is_closed_before_response(&self) -> bool {
+        matches!(self.inner.kind, Kind::ClosedBeforeResponse)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("stage", &self.inner.stage)
+            .field("kind", &self.inner.kind)
+            .field("progress", &self.inner.progress)
+            .field("peer", &self.inner.peer)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        write!(f, "{} failed", inner.stage)?;
+        if let Some(peer) = &inner.peer {
+            write!(f, " ({peer})")?;
+        }
+        f.write_str(": ")?;
+        match &inner.kind {
+            Kind::Request(e) => write!(f, "{e}")?,
+            Kind::Peer(e) => write!(f, "server broke HTTP/1.1: {e}")?,
+            Kind::Io(e) => write!(f, "{e}")?,
+            Kind::Timeout(kind, after) => {
+                let what = match kind {
+                    TimeoutKind::Connect => "connect timeout",
+                    TimeoutKind::Stall => "stalled: no bytes moved",
+                    TimeoutKind::Total => "maximum time reached",
+                };
+                write!(f, "{what} after {:.1?}", after)?
+            }
+            Kind::ClosedBeforeResponse => {
+                f.write_str("server closed the connection before a complete response")?
+            }
+            Kind::NoAddresses => f.write_str("the name resolved to no address")?,
+        }
+        if inner.stage != Stage::Request {
+            let p = inner.progress;
+            write!(
+                f,
+                "; {} body bytes sent ({} read from the source, {} bytes on the wire)",
+                p.body_bytes_sent, p.body_bytes_read, p.wire_bytes_sent
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.inner.kind {
+            Kind::Request(e) => Some(e),
+            Kind::Peer(e) => Some(e),
+            Kind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<RequestError> for Error {
+    fn from(err: RequestError) -> Self {
+        Error::request(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_names_stage_peer_and_progress() {
+        let err = Error::io(
+            Stage::Send,
+            io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer"),
+        )
+        .with_peer("127.0.0.1:8080")
+        .with_progress(Progress {
+            body_bytes_read: 100,
+            body_bytes_sent: 90,
+            wire_bytes_sent: 120,
+            wire_bytes_received: 0,
+        });
+        assert_eq!(
+            err.to_string(),
+            "send failed (127.0.0.1:8080): connection reset by peer; \
+             90 body bytes sent (100 read from the source, 120 bytes on the wire)"
+        );
+        assert!(err.io_error().is_some());
+        assert!(!err.is_timeout());
+    }
+
+    #[test]
+    fn request_errors_do_not_mention_progress() {
+        let err = Error::request(RequestError::InvalidMethod("G T".into()));
+        assert_eq!(
+            err.to_string(),
+            "request failed: invalid method \"G T\": not a token"
+        );
+        assert!(err.is_request());
+    }
+}

@@ -1,0 +1,540 @@
+//! One request/response exchange as a sans-I/O state machine: the driver asks it what it
+//! wants next ([`Exchange::poll_send`]), moves bytes, and reports back how many moved.
+//!
+//! The send side and the receive side run side by side, because a server may answer
+//! before the body is complete. The rules, in one place:
+//!
+//! 1. The head is written into the send region when the exchange starts and is sent first.
+//! 2. After a range has been sent in full, the payload is free: the driver fills it from the
+//!    source. A fill of `n > 0` bytes becomes one chunk (or, with Content-Length, `n` raw
+//!    bytes); a fill of 0 is the end of the source and becomes the last chunk.
+//! 3. With Content-Length, fills never ask for more than the bytes still owed; once they are
+//!    read, one more 1-byte fill must return 0 before the last bytes go out, so a source
+//!    longer than stated is an error before the server sees a complete body.
+//! 4. Response bytes are parsed whenever they arrive. Interim (1xx) responses are skipped.
+//!    A final response head before the body is complete stops the send side for good.
+//! 5. After the final head, the remaining bytes are body, decoded on demand.
+
+use std::ops::Range;
+
+use crate::buffer::FixedBuf;
+use crate::error::{Progress, RequestError};
+use crate::proto::body::{BodyDecoder, BodyEvent};
+use crate::proto::framer::{frame_chunk, write_last_chunk};
+use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
+use crate::proto::limits::Limits;
+use crate::proto::peer_error::PeerError;
+use crate::proto::response::{HeadParse, ResponseHead, parse_response_head};
+
+/// What the send side wants from the driver next.
+#[derive(Debug)]
+pub enum SendWant<'b> {
+    /// Write these bytes to the transport, then call [`Exchange::on_sent`].
+    Write(&'b [u8]),
+    /// Read the source into this slice, then call [`Exchange::on_filled`].
+    Fill(&'b mut [u8]),
+    /// Nothing: the request is sent, or sending stopped because the response came early.
+    Idle,
+}
+
+/// One step of the response body, as ranges into the receive region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyStep {
+    /// Body bytes at this range of [`FixedBuf::recv_region`].
+    Data(Range<usize>),
+    /// More bytes must be received first.
+    NeedMore,
+    /// The body is complete.
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterWrite {
+    Fill,
+    Finished,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SendState {
+    Writing {
+        range: Range<usize>,
+        written: usize,
+        /// The body bytes within `range`, for progress.
+        payload: Range<usize>,
+        then: AfterWrite,
+    },
+    Fill,
+    /// Content-Length: all owed bytes are read and wait at `pending`; the source must be at its end.
+    VerifyEnd {
+        pending: Range<usize>,
+    },
+    Finished,
+    StoppedByResponse,
+}
+
+#[derive(Debug)]
+enum RecvState {
+    Head,
+    Body(BodyDecoder),
+}
+
+/// A request/response exchange. See the module docs for its rules.
+#[derive(Debug)]
+pub struct Exchange {
+    send: SendState,
+    recv: RecvState,
+    framing: BodyFraming,
+    trailers: Vec<HeaderField>,
+    limits: Limits,
+    request_was_head: bool,
+    progress: Progress,
+    recv_start: usize,
+    recv_end: usize,
+    interim_responses: u32,
+}
+
+impl Exchange {
+    /// Starts an exchange: writes `head` into the send region of `buf`.
+    ///
+    /// `trailers` go after the last chunk (chunked framing only). Fails with the size needed
+    /// when the send region cannot hold the head.
+    pub fn new(
+        head: &RequestHead,
+        trailers: Vec<HeaderField>,
+        limits: Limits,
+        buf: &mut FixedBuf,
+    ) -> Result<Exchange, usize> {
+        let range = head.write_to(buf.send_region_mut())?;
+        let framing = head.framing();
+        let then = if framing == BodyFraming::Length(0) {
+            AfterWrite::Finished
+        } else {
+            AfterWrite::Fill
+        };
+        Ok(Exchange {
+            send: SendState::Writing {
+                range,
+                written: 0,
+                payload: 0..0,
+                then,
+            },
+            recv: RecvState::Head,
+            framing,
+            trailers,
+            limits,
+            request_was_head: head.method().eq_ignore_ascii_case("HEAD"),
+            progress: Progress::default(),
+            recv_start: 0,
+            recv_end: 0,
+            interim_responses: 0,
+        })
+    }
+
+    /// Bytes moved so far.
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    /// True once the whole request, last chunk included, has been accepted by the transport.
+    pub fn request_sent(&self) -> bool {
+        self.send == SendState::Finished
+    }
+
+    /// True when a final response arrived before the request body was complete.
+    pub fn stopped_by_response(&self) -> bool {
+        self.send == SendState::StoppedByResponse
+    }
+
+    /// True once the final response head has been parsed.
+    pub fn has_response(&self) -> bool {
+        matches!(self.recv, RecvState::Body(_))
+    }
+
+    /// Interim (1xx) responses skipped so far.
+    pub fn interim_responses(&self) -> u32 {
+        self.interim_responses
+    }
+
+    /// What the send side wants next.
+    pub fn poll_send<'b>(&self, buf: &'b mut FixedBuf) -> SendWant<'b> {
+        match &self.send {
+            SendState::Writing { range, written, .. } => {
+                SendWant::Write(&buf.send_region()[range.start + written..range.end])
+            }
+            SendState::Fill => {
+                let capacity = match self.framing {
+                    BodyFraming::Chunked => buf.payload_capacity(),
+                    BodyFraming::Length(len) => {
+                        let owed = len - self.progress.body_bytes_read;
+                        buf.payload_capacity()
+                            .min(usize::try_from(owed).unwrap_or(usize::MAX))
+                    }
+                };
+                let start = buf.payload_offset();
+                SendWant::Fill(&mut buf.send_region_mut()[start..start + capacity])
+            }
+            SendState::VerifyEnd { .. } => {
+                // One byte past the largest payload: the tail, unused without chunk framing.
+                let probe = buf.payload_offset() + buf.payload_capacity();
+                SendWant::Fill(&mut buf.send_region_mut()[probe..probe + 1])
+            }
+            SendState::Finished | SendState::StoppedByResponse => SendWant::Idle,
+        }
+    }
+
+    /// The transport accepted `n` bytes of the slice from [`SendWant::Write`].
+    pub fn on_sent(&mut self, n: usize) {
+        let SendState::Writing {
+            range,
+            written,
+            payload,
+            then,
+        } = &mut self.send
+        else {
+            debug_assert!(false, "on_sent without a pending write");
+            return;
+        };
+        let before = range.start + *written;
+        *written += n;
+        let after = range.start + *written;
+        debug_assert!(after <= range.end);
+        let body_sent = after
+            .min(payload.end)
+            .saturating_sub(before.max(payload.start));
+        self.progress.body_bytes_sent += body_sent as u64;
+        self.progress.wire_bytes_sent += n as u64;
+        if after == range.end {
+            self.send = match then {
+                AfterWrite::Fill => SendState::Fill,
+                AfterWrite::Finished => SendState::Finished,
+            };
+        }
+    }
+
+    /// The source gave `n` bytes into the slice from [`SendWant::Fill`] (0: end of source).
+    pub fn on_filled(&mut self, buf: &mut FixedBuf, n: usize) -> Result<(), RequestError> {
+        match (&self.send, self.framing) {
+            (SendState::Fill, BodyFraming::Chunked) if n == 0 => {
+                let range = write_last_chunk(buf, &self.trailers).map_err(|required| {
+                    RequestError::InvalidOption {
+                        option: "trailers",
+                        reason: format!(
+                            "they need {required} bytes, more than the buffer's {}",
+                            buf.send_region().len()
+                        ),
+                    }
+                })?;
+                self.send = SendState::Writing {
+                    range,
+                    written: 0,
+                    payload: 0..0,
+                    then: AfterWrite::Finished,
+                };
+            }
+            (SendState::Fill, BodyFraming::Chunked) => {
+                self.progress.body_bytes_read += n as u64;
+                let frame = frame_chunk(buf, n);
+                self.send = SendState::Writing {
+                    range: frame.range,
+                    written: 0,
+                    payload: frame.payload,
+                    then: AfterWrite::Fill,
+                };
+            }
+            (SendState::Fill, BodyFraming::Length(expected)) => {
+                if n == 0 {
+                    return Err(RequestError::SourceShorterThanLength {
+                        expected,
+                        actual: self.progress.body_bytes_read,
+                    });
+                }
+                self.progress.body_bytes_read += n as u64;
+                let start = buf.payload_offset();
+                let pending = start..start + n;
+                self.send = if self.progress.body_bytes_read == expected {
+                    SendState::VerifyEnd { pending }
+                } else {
+                    SendState::Writing {
+                        range: pending.clone(),
+                        written: 0,
+                        payload: pending,
+                        then: AfterWrite::Fill,
+                    }
+                };
+            }
+            (SendState::VerifyEnd { pending }, BodyFraming::Length(expected)) => {
+                if n != 0 {
+                    return Err(RequestError::SourceLongerThanLength { expected });
+                }
+                self.send = SendState::Writing {
+                    range: pending.clone(),
+                    written: 0,
+                    payload: pending.clone(),
+                    then: AfterWrite::Finished,
+                };
+            }
+            (state, _) => debug_assert!(false, "on_filled in {state:?}"),
+        }
+        Ok(())
+    }
+
+    /// Where the next response bytes go. Pending bytes are first moved to the front, so the
+    /// space is as large as it can be; it is empty only if the limits exceed the region.
+    pub fn recv_space<'b>(&mut self, buf: &'b mut FixedBuf) -> &'b mut [u8] {
+        let region = buf.recv_region_mut();
+        if self.recv_start > 0 {
+            region.copy_within(self.recv_start..self.recv_end, 0);
+            self.recv_end -= self.recv_start;
+            self.recv_start = 0;
+        }
+        &mut region[self.recv_end..]
+    }
+
+    /// `n` bytes were received into the slice from [`Exchange::recv_space`]. Returns the
+    /// final response head when these bytes complete it.
+    pub fn on_received(
+        &mut self,
+        buf: &FixedBuf,
+        n: usize,
+    ) -> Result<Option<ResponseHead>, PeerError> {
+        self.recv_end += n;
+        self.progress.wire_bytes_received += n as u64;
+        if !matches!(self.recv, RecvState::Head) {
+            return Ok(None);
+        }
+        loop {
+            let pending = &buf.recv_region()[self.recv_start..self.recv_end];
+            match parse_response_head(pending, self.request_was_head, &self.limits)? {
+                HeadParse::Partial => return Ok(None),
+                HeadParse::Interim { consumed, .. } => {
+                    self.recv_start += consumed;
+                    self.interim_responses += 1;
+                }
+                HeadParse::Final {
+                    consumed,
+                    head,
+                    framing,
+                } => {
+                    self.recv_start += consumed;
+                    self.recv = RecvState::Body(BodyDecoder::new(framing, &self.limits));
+                    if self.send != SendState::Finished {
+                        self.send = SendState::StoppedByResponse;
+                    }
+                    return Ok(Some(head));
+                }
+            }
+        }
+    }
+
+    /// The peer closed its side. Before a final head that is an error; after it, the body
+    /// decoder decides (the end of a close-delimited body, or a truncated one).
+    pub fn on_peer_closed(&mut self) -> Result<(), Option<PeerError>> {
+        match &mut self.recv {
+            RecvState::Head => Err(None),
+            RecvState::Body(decoder) => decoder.on_eof().map_err(Some),
+        }
+    }
+
+    /// Decodes the next step of the response body from the bytes received so far.
+    pub fn decode_body(&mut self, buf: &FixedBuf) -> Result<BodyStep, PeerError> {
+        let RecvState::Body(decoder) = &mut self.recv else {
+            return Ok(BodyStep::NeedMore);
+        };
+        let pending = &buf.recv_region()[self.recv_start..self.recv_end];
+        let (consumed, event) = decoder.decode(pending)?;
+        let step = match event {
+            BodyEvent::Data(data) => {
+                let start = self.recv_start + consumed - data.len();
+                BodyStep::Data(start..start + data.len())
+            }
+            BodyEvent::NeedMore => BodyStep::NeedMore,
+            BodyEvent::End => BodyStep::End,
+        };
+        self.recv_start += consumed;
+        Ok(step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Target;
+
+    fn exchange(
+        framing: BodyFraming,
+        capacity: usize,
+        trailers: Vec<HeaderField>,
+    ) -> (Exchange, FixedBuf) {
+        let target = Target::parse("http://h/u").unwrap();
+        let mut head = RequestHead::new("PUT", &target).unwrap();
+        head.push(HeaderField::new("User-Agent", "t").unwrap())
+            .unwrap();
+        head.set_framing(framing);
+        let mut buf = FixedBuf::new(capacity, 256, head.encoded_len());
+        let ex = Exchange::new(&head, trailers, Limits::default(), &mut buf).unwrap();
+        (ex, buf)
+    }
+
+    /// Drives the send side to the end with `source`, taking at most `write_max` bytes a
+    /// write; returns the wire bytes.
+    fn run_send(
+        ex: &mut Exchange,
+        buf: &mut FixedBuf,
+        source: &mut dyn std::io::Read,
+        write_max: usize,
+    ) -> Result<Vec<u8>, RequestError> {
+        let mut wire = Vec::new();
+        loop {
+            match ex.poll_send(buf) {
+                SendWant::Write(bytes) => {
+                    let n = bytes.len().min(write_max);
+                    wire.extend_from_slice(&bytes[..n]);
+                    ex.on_sent(n);
+                }
+                SendWant::Fill(space) => {
+                    let n = source.read(space).unwrap();
+                    ex.on_filled(buf, n)?;
+                }
+                SendWant::Idle => return Ok(wire),
+            }
+        }
+    }
+
+    const HEAD_CHUNKED: &str =
+        "PUT /u HTTP/1.1\r\nHost: h\r\nUser-Agent: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    #[test]
+    fn chunked_upload_wire_bytes_with_partial_writes() {
+        for write_max in [1, 3, 1000] {
+            let (mut ex, mut buf) = exchange(BodyFraming::Chunked, 4, vec![]);
+            let wire = run_send(&mut ex, &mut buf, &mut &b"hello world"[..], write_max).unwrap();
+            assert_eq!(
+                String::from_utf8(wire).unwrap(),
+                format!("{HEAD_CHUNKED}4\r\nhell\r\n4\r\no wo\r\n3\r\nrld\r\n0\r\n\r\n")
+            );
+            assert!(ex.request_sent());
+            let p = ex.progress();
+            assert_eq!((p.body_bytes_read, p.body_bytes_sent), (11, 11));
+        }
+    }
+
+    #[test]
+    fn trailers_follow_the_last_chunk() {
+        let trailers = vec![HeaderField::new("X-Sum", "abc").unwrap()];
+        let (mut ex, mut buf) = exchange(BodyFraming::Chunked, 64, trailers);
+        let wire = run_send(&mut ex, &mut buf, &mut &b"x"[..], 1000).unwrap();
+        assert!(wire.ends_with(b"1\r\nx\r\n0\r\nX-Sum: abc\r\n\r\n"));
+    }
+
+    #[test]
+    fn content_length_checks_the_source_against_the_length() {
+        let (mut ex, mut buf) = exchange(BodyFraming::Length(5), 4, vec![]);
+        let wire = run_send(&mut ex, &mut buf, &mut &b"hello"[..], 1000).unwrap();
+        assert!(wire.ends_with(b"Content-Length: 5\r\n\r\nhello"));
+
+        let (mut ex, mut buf) = exchange(BodyFraming::Length(5), 4, vec![]);
+        let err = run_send(&mut ex, &mut buf, &mut &b"hell"[..], 1000).unwrap_err();
+        assert_eq!(
+            err,
+            RequestError::SourceShorterThanLength {
+                expected: 5,
+                actual: 4
+            }
+        );
+
+        let (mut ex, mut buf) = exchange(BodyFraming::Length(5), 4, vec![]);
+        let mut sent = Vec::new();
+        let err = loop {
+            match ex.poll_send(&mut buf) {
+                SendWant::Write(bytes) => {
+                    sent.extend_from_slice(bytes);
+                    let n = bytes.len();
+                    ex.on_sent(n);
+                }
+                SendWant::Fill(space) => {
+                    let n = (&mut &b"hello!"[ex.progress().body_bytes_read as usize..])
+                        .read(space)
+                        .unwrap();
+                    if let Err(e) = ex.on_filled(&mut buf, n) {
+                        break e;
+                    }
+                }
+                SendWant::Idle => panic!("a longer source must fail"),
+            }
+        };
+        assert_eq!(err, RequestError::SourceLongerThanLength { expected: 5 });
+        assert!(
+            sent.ends_with(b"hell"),
+            "the last owed byte is held back: {sent:?}"
+        );
+    }
+
+    use std::io::Read;
+
+    #[test]
+    fn zero_length_body_sends_only_the_head() {
+        let (mut ex, mut buf) = exchange(BodyFraming::Length(0), 4, vec![]);
+        let wire = run_send(&mut ex, &mut buf, &mut &b"ignored"[..], 1000).unwrap();
+        assert!(wire.ends_with(b"Content-Length: 0\r\n\r\n"));
+        assert!(ex.request_sent());
+    }
+
+    fn receive(
+        ex: &mut Exchange,
+        buf: &mut FixedBuf,
+        bytes: &[u8],
+    ) -> Result<Option<ResponseHead>, PeerError> {
+        let space = ex.recv_space(buf);
+        space[..bytes.len()].copy_from_slice(bytes);
+        ex.on_received(buf, bytes.len())
+    }
+
+    #[test]
+    fn early_final_response_stops_sending() {
+        let (mut ex, mut buf) = exchange(BodyFraming::Chunked, 4, vec![]);
+        let SendWant::Write(head) = ex.poll_send(&mut buf) else {
+            panic!()
+        };
+        let n = head.len();
+        ex.on_sent(n);
+        assert!(receive(&mut ex, &mut buf, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nno!").unwrap().is_some_and(|h| h.status == 413));
+        assert!(matches!(ex.poll_send(&mut buf), SendWant::Idle));
+        assert!(ex.stopped_by_response());
+        assert_eq!(ex.interim_responses(), 1);
+        let BodyStep::Data(range) = ex.decode_body(&buf).unwrap() else {
+            panic!()
+        };
+        assert_eq!(&buf.recv_region()[range], b"no!");
+        assert_eq!(ex.decode_body(&buf).unwrap(), BodyStep::End);
+    }
+
+    #[test]
+    fn response_split_across_receives() {
+        let (mut ex, mut buf) = exchange(BodyFraming::Length(0), 4, vec![]);
+        let whole = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        let mut body = Vec::new();
+        let mut head = None;
+        for byte in whole.chunks(1) {
+            if let Some(h) = receive(&mut ex, &mut buf, byte).unwrap() {
+                head = Some(h);
+            }
+            while head.is_some() {
+                match ex.decode_body(&buf).unwrap() {
+                    BodyStep::Data(r) => body.extend_from_slice(&buf.recv_region()[r]),
+                    BodyStep::NeedMore => break,
+                    BodyStep::End => break,
+                }
+            }
+        }
+        assert_eq!(head.unwrap().status, 200);
+        assert_eq!(body, b"ok");
+        assert_eq!(ex.decode_body(&buf).unwrap(), BodyStep::End);
+    }
+
+    #[test]
+    fn close_before_head_is_an_error() {
+        let (mut ex, mut buf) = exchange(BodyFraming::Length(0), 4, vec![]);
+        receive(&mut ex, &mut buf, b"HTTP/1.1 200").unwrap();
+        assert_eq!(ex.on_peer_closed(), Err(None));
+    }
+}

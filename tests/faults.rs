@@ -1,0 +1,304 @@
+//! Servers that misbehave, written for the purpose: each case ends in the right response
+//! or a specific error that names its stage, never a hang or a panic.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chunkwire::{Client, Stage, TimeoutKind};
+
+/// An endless body: if the client did not stop, these tests would not end.
+struct Endless;
+
+impl Read for Endless {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        out.fill(b'z');
+        Ok(out.len())
+    }
+}
+
+/// Reads up to the end of the request head; returns what came after it.
+fn read_head(stream: &mut TcpStream) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut byte).unwrap();
+        assert!(n > 0, "client closed before its head was complete");
+        seen.extend_from_slice(&byte[..n]);
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            return seen.split_off(end + 4);
+        }
+    }
+}
+
+/// One-connection server running `serve` on a thread; returns the URL.
+fn serve_once(serve: impl FnOnce(TcpStream) + Send + 'static) -> (String, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/up", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        serve(stream);
+    });
+    (url, handle)
+}
+
+fn client() -> Client {
+    Client::builder()
+        .chunk_size(16 * 1024)
+        .connect_timeout(Duration::from_secs(5))
+        .stall_timeout(Some(Duration::from_secs(10)))
+        .max_time(Some(Duration::from_secs(30)))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn early_413_while_the_server_keeps_reading_stops_the_upload() {
+    let (url, server) = serve_once(|mut stream| {
+        read_head(&mut stream);
+        stream
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!")
+            .unwrap();
+        // Keep reading: the client must stop by itself, and then close.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut sink = [0u8; 65536];
+        while stream.read(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+    });
+    let mut response = client().upload(&url).send(Endless).unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(!response.upload_complete());
+    assert_eq!(response.text().unwrap(), "too big!");
+    drop(response);
+    server.join().unwrap();
+}
+
+#[test]
+fn early_413_then_close_is_returned_not_a_broken_pipe() {
+    let (url, server) = serve_once(|mut stream| {
+        read_head(&mut stream);
+        stream
+            .write_all(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!",
+            )
+            .unwrap();
+        // Closing with unread bytes makes the kernel send a reset.
+    });
+    let mut response = client().upload(&url).send(Endless).unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(!response.upload_complete());
+    assert_eq!(response.text().unwrap(), "too big!");
+    server.join().unwrap();
+}
+
+#[test]
+fn server_closing_mid_upload_is_a_send_error() {
+    let (url, server) = serve_once(|mut stream| {
+        read_head(&mut stream);
+        let mut some = vec![0u8; 100_000];
+        stream.read_exact(&mut some).unwrap();
+        stream.shutdown(Shutdown::Both).unwrap();
+    });
+    let started = Instant::now();
+    let err = client().upload(&url).send(Endless).unwrap_err();
+    assert_eq!(err.stage(), Stage::Send, "{err}");
+    assert!(err.progress().body_bytes_sent >= 90_000, "{err}");
+    assert!(err.to_string().starts_with("send failed"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn connection_refused_is_a_connect_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = client()
+        .upload(&format!("http://127.0.0.1:{port}/"))
+        .send(&b"x"[..])
+        .unwrap_err();
+    assert_eq!(err.stage(), Stage::Connect, "{err}");
+    assert_eq!(
+        err.io_error().map(io::Error::kind),
+        Some(io::ErrorKind::ConnectionRefused)
+    );
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn unresolvable_host_is_a_resolve_error() {
+    let err = client()
+        .upload("http://no-such-host.invalid/")
+        .send(&b"x"[..])
+        .unwrap_err();
+    assert_eq!(err.stage(), Stage::Resolve, "{err}");
+}
+
+#[test]
+fn connect_timeout_fires_when_syns_go_unanswered() {
+    // A listener that never accepts: once its queue is full, the kernel drops new SYNs.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    let mut saw_timeout = false;
+    for _ in 0..2000 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            Ok(stream) => held.push(stream),
+            Err(_) => {
+                saw_timeout = true;
+                break;
+            }
+        }
+    }
+    assert!(saw_timeout, "the accept queue never filled");
+    let client = Client::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client
+        .upload(&format!("http://{addr}/"))
+        .send(&b"x"[..])
+        .unwrap_err();
+    assert_eq!(err.timeout_kind(), Some(TimeoutKind::Connect), "{err}");
+    assert_eq!(err.stage(), Stage::Connect);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(listener);
+}
+
+#[test]
+fn a_server_that_stops_reading_trips_the_stall_timeout() {
+    let (url, server) = serve_once(|mut stream| {
+        read_head(&mut stream);
+        thread::sleep(Duration::from_secs(3));
+    });
+    let client = Client::builder()
+        .stall_timeout(Some(Duration::from_millis(500)))
+        .build()
+        .unwrap();
+    let err = client.upload(&url).send(Endless).unwrap_err();
+    assert_eq!(err.timeout_kind(), Some(TimeoutKind::Stall), "{err}");
+    assert_eq!(err.stage(), Stage::Send);
+    assert!(err.progress().body_bytes_sent > 0);
+    server.join().unwrap();
+}
+
+#[test]
+fn a_response_that_never_comes_trips_the_total_timeout() {
+    let (url, server) = serve_once(|mut stream| {
+        read_head(&mut stream);
+        thread::sleep(Duration::from_secs(2));
+    });
+    let client = Client::builder()
+        .max_time(Some(Duration::from_millis(400)))
+        .build()
+        .unwrap();
+    let err = client.upload(&url).send(&b"small"[..]).unwrap_err();
+    assert_eq!(err.timeout_kind(), Some(TimeoutKind::Total), "{err}");
+    assert_eq!(err.stage(), Stage::Receive);
+    assert_eq!(err.progress().body_bytes_sent, 5);
+    server.join().unwrap();
+}
+
+/// Reads the head and a small chunked body, up to its last chunk.
+fn read_body(stream: &mut TcpStream) {
+    let mut seen = read_head(stream);
+    let mut more = [0u8; 1024];
+    while !seen.ends_with(b"0\r\n\r\n") {
+        let n = stream.read(&mut more).unwrap();
+        assert!(n > 0, "client closed before the last chunk");
+        seen.extend_from_slice(&more[..n]);
+    }
+}
+
+/// Sends `reply` after the whole request and returns the client's result.
+fn reply_with(reply: Vec<u8>) -> chunkwire::Result<String> {
+    let (url, server) = serve_once(move |mut stream| {
+        read_body(&mut stream);
+        let _ = stream.write_all(&reply);
+    });
+    let result = client()
+        .upload(&url)
+        .send(&b"payload"[..])
+        .and_then(|mut response| response.text());
+    server.join().unwrap();
+    result
+}
+
+#[test]
+fn malformed_responses_are_clear_receive_errors() {
+    let mut oversized = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..5000 {
+        oversized.extend_from_slice(format!("X-Filler-{i}: 0123456789\r\n").as_bytes());
+    }
+    oversized.extend_from_slice(b"\r\n");
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"HTTP/1.1 abc OK\r\n\r\n".to_vec(), "status"),
+        (b"SMTP ready\r\n\r\n".to_vec(), ""),
+        (oversized, "limit"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+                .to_vec(),
+            "chunk",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello"
+                .to_vec(),
+            "",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort".to_vec(),
+            "",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel".to_vec(),
+            "",
+        ),
+    ];
+    for (reply, mentions) in cases {
+        let shown = String::from_utf8_lossy(&reply[..reply.len().min(60)]).into_owned();
+        let err = reply_with(reply).expect_err(&shown);
+        assert_eq!(err.stage(), Stage::Receive, "{shown}: {err}");
+        let message = err.to_string().to_lowercase();
+        assert!(message.starts_with("receive failed"), "{shown}: {message}");
+        assert!(
+            message.contains(mentions),
+            "{shown}: {message} should mention {mentions:?}"
+        );
+    }
+}
+
+#[test]
+fn close_before_any_response_is_an_error() {
+    let err = reply_with(Vec::new()).unwrap_err();
+    assert!(err.is_closed_before_response(), "{err}");
+    assert_eq!(err.stage(), Stage::Receive);
+}
+
+#[test]
+fn a_response_split_into_single_bytes_is_parsed() {
+    let (url, server) = serve_once(|mut stream| {
+        read_body(&mut stream);
+        stream.set_nodelay(true).unwrap();
+        for byte in b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: 1\r\n\r\n" {
+            stream.write_all(&[*byte]).unwrap();
+            thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let mut response = client().upload(&url).send(&b"x"[..]).unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.interim_responses(), 1);
+    assert_eq!(response.text().unwrap(), "abcde");
+    server.join().unwrap();
+}

@@ -1,0 +1,143 @@
+//! Nothing is allocated per chunk: a counting global allocator watches the uploading thread
+//! from the second read of the source to the last one, across hundreds of chunks.
+#![cfg(feature = "sink")]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::time::Duration;
+
+use chunkwire::sink::Sink;
+
+struct CountingAllocator;
+
+thread_local! {
+    // Const-initialised and without Drop, so touching it never allocates.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static LIVE_BYTES: Cell<i64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the counters are
+// thread-local cells that neither allocate nor unwind.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        LIVE_BYTES.with(|c| c.set(c.get() + layout.size() as i64));
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.with(|c| c.set(c.get() - layout.size() as i64));
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        LIVE_BYTES.with(|c| c.set(c.get() + new_size as i64 - layout.size() as i64));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn counters() -> (u64, i64) {
+    (ALLOCATIONS.with(Cell::get), LIVE_BYTES.with(Cell::get))
+}
+
+/// Zero bytes, `left` of them, recording the allocation counters at each read.
+struct Recording {
+    left: usize,
+    reads: usize,
+    at_second_read: Option<(u64, i64)>,
+    at_last_read: Option<(u64, i64)>,
+}
+
+impl Read for Recording {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
+        if self.reads == 2 {
+            self.at_second_read = Some(counters());
+        }
+        let n = out.len().min(self.left);
+        out[..n].fill(0xA5);
+        self.left -= n;
+        if self.left == 0 && self.at_last_read.is_none() {
+            self.at_last_read = Some(counters());
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn streaming_the_body_allocates_nothing_per_chunk() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let chunk = 16 * 1024;
+    let chunks = 2000;
+    let mut source = Recording {
+        left: chunk * chunks,
+        reads: 0,
+        at_second_read: None,
+        at_last_read: None,
+    };
+    let client = chunkwire::Client::builder()
+        .chunk_size(chunk)
+        .build()
+        .unwrap();
+    let mut response = client.upload(&sink.url("/mem")).send(&mut source).unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().unwrap();
+    let report = sink.next_report(Duration::from_secs(10)).unwrap();
+    assert_eq!(report.bytes, (chunk * chunks) as u64);
+    assert!(report.chunks >= chunks as u64);
+
+    let (allocs_before, live_before) = source.at_second_read.unwrap();
+    let (allocs_after, live_after) = source.at_last_read.unwrap();
+    println!(
+        "{} chunks streamed: {} allocations, live heap {} -> {} bytes",
+        source.reads - 1,
+        allocs_after - allocs_before,
+        live_before,
+        live_after
+    );
+    assert_eq!(
+        allocs_after - allocs_before,
+        0,
+        "allocations while the body streamed"
+    );
+    assert_eq!(
+        live_after, live_before,
+        "the live heap grew while the body streamed"
+    );
+}
+
+#[test]
+fn the_buffer_is_sized_by_the_chunk_size_not_the_upload() {
+    // Live heap on the uploading thread while the body streams, for two upload sizes.
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let mut live = Vec::new();
+    for total in [1 << 20, 64 << 20] {
+        let mut source = Recording {
+            left: total,
+            reads: 0,
+            at_second_read: None,
+            at_last_read: None,
+        };
+        let before = counters().1;
+        let client = chunkwire::Client::builder()
+            .chunk_size(64 * 1024)
+            .build()
+            .unwrap();
+        let mut response = client.upload(&sink.url("/mem")).send(&mut source).unwrap();
+        response.text().unwrap();
+        sink.next_report(Duration::from_secs(10)).unwrap();
+        live.push(source.at_last_read.unwrap().1 - before);
+    }
+    println!("live heap while streaming: {live:?} bytes");
+    assert_eq!(live[0], live[1], "memory grew with the upload's size");
+    assert!(
+        live[0] < 256 * 1024,
+        "one buffer of about 64 KiB + the receive region: {}",
+        live[0]
+    );
+}
