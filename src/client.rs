@@ -18,7 +18,7 @@ use crate::target::Target;
 
 /// The chunk payload size used unless the caller sets one. Chosen by measurement: see the
 /// README's "Choosing the chunk size".
-pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
+pub const DEFAULT_CHUNK_SIZE: usize = 32 * 1024;
 
 /// The largest chunk payload accepted, so a typo cannot allocate gigabytes.
 pub const MAX_CHUNK_SIZE: usize = 64 * 1024 * 1024;
@@ -204,6 +204,11 @@ impl Upload<'_> {
         for field in self.fields.drain(..) {
             head.push(field)?;
         }
+        if !self.trailers.is_empty() {
+            // RFC 9110 section 6.6.2: announce the trailer fields, so the server can expect them.
+            let names: Vec<&str> = self.trailers.iter().map(HeaderField::name).collect();
+            head.push(HeaderField::new("Trailer", names.join(", "))?)?;
+        }
         if let Some(len) = self.content_length {
             if !self.trailers.is_empty() {
                 return Err(RequestError::InvalidOption {
@@ -221,13 +226,21 @@ impl Upload<'_> {
     /// A server that answers before the body is complete (413, 401, ...) stops the upload;
     /// its response is returned and [`Response::upload_complete`] is false.
     ///
-    /// ```no_run
-    /// let file = std::fs::File::open("backup.tar")?;
-    /// let response = chunkwire::Client::new()
-    ///     .upload("http://127.0.0.1:8080/backups/today")
+    /// ```
+    /// # let sink = chunkwire::sink::Sink::bind("127.0.0.1:0")?.spawn()?;
+    /// # let url = sink.url("/backups/today");
+    /// let backup: &[u8] = b"pretend this is a tar file";
+    /// let mut response = chunkwire::Client::new()
+    ///     .upload(&url)
     ///     .header("Content-Type", "application/x-tar")
-    ///     .send(file)?;
-    /// println!("{}", response.status());
+    ///     .trailer("X-Backup-Complete", "yes")
+    ///     .send(backup)?;
+    /// assert!(response.status().is_success());
+    /// assert!(response.upload_complete());
+    /// assert_eq!(response.progress().body_bytes_sent, 26);
+    /// let mut report = String::new();
+    /// std::io::Read::read_to_string(&mut response, &mut report)?;
+    /// assert!(report.contains(r#"{"name":"X-Backup-Complete","value":"yes"}"#));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send(mut self, mut body: impl Read) -> Result<Response> {
@@ -274,10 +287,13 @@ impl Upload<'_> {
 
 /// Uploads `body` with PUT and the default options: the shortest way to call chunkwire.
 ///
-/// ```no_run
-/// let response = chunkwire::put("http://127.0.0.1:8080/log", std::io::stdin())?;
+/// ```
+/// # let sink = chunkwire::sink::Sink::bind("127.0.0.1:0")?.spawn()?;
+/// # let url = sink.url("/log");
+/// let log = std::io::Cursor::new("line 1\nline 2\n");
+/// let response = chunkwire::put(&url, log)?;
 /// assert!(response.status().is_success());
-/// # Ok::<(), chunkwire::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn put(url: &str, body: impl Read) -> Result<Response> {
     Client::new().upload(url).send(body)

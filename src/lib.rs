@@ -16,15 +16,23 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! let file = std::fs::File::open("video.mp4")?;
+//! Upload 1 MiB, chunked, to the built-in loopback sink, which answers with a JSON report
+//! of what it received:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sink = chunkwire::sink::Sink::bind("127.0.0.1:0")?.spawn()?;
+//! let body = std::io::Cursor::new(vec![42u8; 1 << 20]); // any `Read` will do: a File, stdin, ...
 //! let mut response = chunkwire::Client::new()
-//!     .upload("http://127.0.0.1:8080/videos/1")
+//!     .upload(&sink.url("/videos/1"))
 //!     .method("POST")
 //!     .header("Content-Type", "video/mp4")
-//!     .send(file)?;
-//! println!("{} {}", response.status(), response.text()?);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//!     .send(body)?;
+//! assert_eq!(response.status(), 200);
+//! let report = response.text()?;
+//! assert!(report.contains(r#""framing":"chunked","bytes":1048576"#), "{report}");
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! # Scope
