@@ -116,3 +116,40 @@ fn wait_connected(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusing_address_falls_through_to_the_next() {
+        let refusing = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let working = listener.local_addr().unwrap();
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(4);
+        let stream = connect(
+            &mut poll,
+            &mut events,
+            Token(0),
+            &[refusing, working],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), working);
+
+        let err = connect(
+            &mut poll,
+            &mut events,
+            Token(0),
+            &[refusing],
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert_eq!(err.stage(), Stage::Connect);
+        assert!(err.to_string().contains(&refusing.to_string()), "{err}");
+    }
+}
