@@ -320,11 +320,13 @@ impl Connection {
                     Err(None) => Err(self.fail(Stage::Receive, Kind::ClosedBeforeResponse)),
                 };
             }
+            // Checked before every read, not only before waiting: a server that streams an
+            // endless body never makes the loop wait.
+            let left = self.time_left(Instant::now())?;
             let received_before = self.exchange.progress().wire_bytes_received;
             self.pump_recv()?;
             if self.exchange.progress().wire_bytes_received == received_before && !self.peer_closed
             {
-                let left = self.time_left(Instant::now())?;
                 event_loop.wait(self, left)?;
             }
         }

@@ -302,3 +302,27 @@ fn a_response_split_into_single_bytes_is_parsed() {
     assert_eq!(response.text().unwrap(), "abcde");
     server.join().unwrap();
 }
+
+#[test]
+fn an_endless_fast_response_body_trips_the_total_timeout() {
+    let (url, server) = serve_once(|mut stream| {
+        read_body(&mut stream);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+        let block = [b'r'; 65536];
+        // Close-delimited and never closed: only the client's deadline can end this.
+        while stream.write_all(&block).is_ok() {}
+    });
+    let client = Client::builder()
+        .max_time(Some(Duration::from_millis(500)))
+        .build()
+        .unwrap();
+    let mut response = client.upload(&url).send(&b"x"[..]).unwrap();
+    let started = Instant::now();
+    let err = response.copy_to(&mut io::sink()).unwrap_err();
+    assert_eq!(err.timeout_kind(), Some(TimeoutKind::Total), "{err}");
+    assert_eq!(err.stage(), Stage::Receive);
+    assert!(err.progress().wire_bytes_received > 0);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(response);
+    server.join().unwrap();
+}
