@@ -14,7 +14,9 @@ use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
 use crate::proto::limits::Limits;
 use crate::proto::response::ResponseHead;
-use crate::target::Target;
+use crate::target::{Scheme, Target};
+use crate::transport::Transport;
+use crate::transport::tls::{TlsConfig, TlsStream, TlsSummary};
 
 /// The chunk payload size used unless the caller sets one. Chosen by measurement: see the
 /// README's "Choosing the chunk size".
@@ -37,6 +39,8 @@ pub struct Client {
     chunk_size: usize,
     timeouts: Timeouts,
     limits: Limits,
+    /// For https URLs; the default (webpki-roots) is made on first use.
+    tls: Option<TlsConfig>,
 }
 
 impl Default for Client {
@@ -49,6 +53,7 @@ impl Default for Client {
                 total: None,
             },
             limits: Limits::default(),
+            tls: None,
         }
     }
 }
@@ -89,6 +94,13 @@ impl ClientBuilder {
     /// Limits on what the server may send (head size, header count, chunk lines, trailers, body).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.client.limits = limits;
+        self
+    }
+
+    /// TLS settings for https URLs: extra trust anchors, a client certificate, or a rustls
+    /// configuration of your own. The default trusts Mozilla's roots (webpki-roots).
+    pub fn tls_config(mut self, config: TlsConfig) -> Self {
+        self.client.tls = Some(config);
         self
     }
 
@@ -262,15 +274,35 @@ impl Upload<'_> {
             .expect("the send region is sized for the head");
 
         let mut event_loop = EventLoop::new()?;
-        let (transport, peer) = event_loop
+        let (tcp, peer) = event_loop
             .connect(TOKEN, &target.host, target.port, client.timeouts.connect)
             .map_err(|e| e.with_peer(target.authority()))?;
+        let peer = format!("{} at {peer}", target.authority());
+        let transport = match target.scheme {
+            Scheme::Http => Transport::Plain(tcp),
+            Scheme::Https => {
+                let default_tls;
+                let tls_config = match &client.tls {
+                    Some(config) => config,
+                    None => {
+                        default_tls = TlsConfig::default();
+                        &default_tls
+                    }
+                };
+                let mut tls =
+                    TlsStream::new(tls_config, &target.host, tcp, buf.send_region().len())?;
+                event_loop
+                    .handshake(TOKEN, &mut tls, started + client.timeouts.connect)
+                    .map_err(|e| e.with_peer(peer.clone()))?;
+                Transport::Tls(Box::new(tls))
+            }
+        };
         let mut conn = Connection::new(
             TOKEN,
             transport,
             exchange,
             buf,
-            format!("{} at {peer}", target.authority()),
+            peer,
             client.timeouts,
             started,
         );
@@ -347,6 +379,11 @@ impl Response {
         self.conn.exchange().interim_responses()
     }
 
+    /// The TLS version, cipher suite and ALPN protocol, for https.
+    pub fn tls(&self) -> Option<TlsSummary> {
+        self.conn.transport().tls_summary()
+    }
+
     /// `host:port at address` of the server.
     pub fn peer(&self) -> &str {
         self.conn.peer()
@@ -360,7 +397,10 @@ impl Response {
             }
             match self.conn.next_body_step(&mut self.event_loop)? {
                 BodyStep::Data(range) => self.pending = range,
-                BodyStep::End => self.body_done = true,
+                BodyStep::End => {
+                    self.body_done = true;
+                    self.conn.close();
+                }
                 BodyStep::NeedMore => unreachable!("next_body_step waits for bytes"),
             }
         }
@@ -386,6 +426,12 @@ impl Response {
         let mut bytes = Vec::new();
         self.copy_to(&mut bytes)?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        self.conn.close();
     }
 }
 

@@ -11,12 +11,14 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::buffer::FixedBuf;
 use crate::error::{Error, Kind, Progress, Stage, TimeoutKind};
 use crate::proto::exchange::{BodyStep, Exchange, SendWant};
 use crate::proto::response::ResponseHead;
+use crate::transport::tls::TlsStream;
 use crate::transport::{Transport, tcp};
 
 /// Frames sent in a row before the loop looks for response bytes and deadlines, so a fast
@@ -57,7 +59,7 @@ impl EventLoop {
         host: &str,
         port: u16,
         timeout: Duration,
-    ) -> Result<(Transport, SocketAddr), Error> {
+    ) -> Result<(TcpStream, SocketAddr), Error> {
         let addrs = tcp::resolve(host, port)?;
         let mut stream = tcp::connect(&mut self.poll, &mut self.events, token, &addrs, timeout)?;
         let peer = stream
@@ -71,24 +73,57 @@ impl EventLoop {
             .registry()
             .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| Error::io(Stage::Connect, e))?;
-        Ok((Transport::plain(stream), peer))
+        Ok((stream, peer))
+    }
+
+    /// Runs the TLS handshake on a registered socket until it completes or `deadline` passes.
+    pub(crate) fn handshake(
+        &mut self,
+        token: Token,
+        tls: &mut TlsStream,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let started = Instant::now();
+        loop {
+            match tls.handshake() {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => return Err(Error::io(Stage::TlsHandshake, e)),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    Stage::TlsHandshake,
+                    Kind::Timeout(TimeoutKind::Connect, now - started),
+                ));
+            }
+            self.poll_for(token, Some(deadline - now))
+                .map_err(|e| Error::io(Stage::TlsHandshake, e))?;
+        }
+    }
+
+    /// Waits up to `timeout`; returns the readiness seen for `token` as (readable, writable).
+    fn poll_for(&mut self, token: Token, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok((false, false)),
+            Err(e) => return Err(e),
+        }
+        let (mut readable, mut writable) = (false, false);
+        for event in self.events.iter().filter(|e| e.token() == token) {
+            readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+            writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+        }
+        Ok((readable, writable))
     }
 
     /// Waits up to `timeout` and marks the readiness of `conn`.
     fn wait(&mut self, conn: &mut Connection, timeout: Option<Duration>) -> Result<(), Error> {
-        match self.poll.poll(&mut self.events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(conn.fail(Stage::Receive, Kind::Io(e))),
-        }
-        for event in self.events.iter().filter(|e| e.token() == conn.token) {
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                conn.readable = true;
-            }
-            if event.is_writable() || event.is_write_closed() || event.is_error() {
-                conn.writable = true;
-            }
-        }
+        let (readable, writable) = self
+            .poll_for(conn.token, timeout)
+            .map_err(|e| conn.fail(conn.stage(), Kind::Io(e)))?;
+        conn.readable |= readable;
+        conn.writable |= writable;
         Ok(())
     }
 }
@@ -104,6 +139,7 @@ pub(crate) struct Connection {
     readable: bool,
     writable: bool,
     peer_closed: bool,
+    closed: bool,
     timeouts: Timeouts,
     started: Instant,
     last_progress: Instant,
@@ -136,6 +172,7 @@ impl Connection {
             readable: true,
             writable: true,
             peer_closed: false,
+            closed: false,
             timeouts,
             started,
             last_progress: Instant::now(),
@@ -156,6 +193,18 @@ impl Connection {
 
     pub(crate) fn peer(&self) -> &str {
         &self.peer
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Ends the session: TLS close_notify, then the socket closes when dropped.
+    pub(crate) fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.transport.close();
+        }
     }
 
     fn fail(&self, stage: Stage, kind: Kind) -> Error {
@@ -199,6 +248,15 @@ impl Connection {
     fn pump_send(&mut self, source: &mut dyn Read) -> Result<Result<SendPass, io::Error>, Error> {
         let mut frames = 0;
         while self.writable {
+            // Bytes the transport still holds (TLS records) go before anything new.
+            match self.transport.flush() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.writable = false;
+                    break;
+                }
+                Err(e) => return Ok(Err(e)),
+            }
             match self.exchange.poll_send(&mut self.buf) {
                 SendWant::Write(bytes) => match self.transport.write(bytes) {
                     Ok(0) => return Ok(Err(io::ErrorKind::WriteZero.into())),

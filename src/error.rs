@@ -136,7 +136,7 @@ impl fmt::Display for RequestError {
         match self {
             RequestError::InvalidUrl { url, reason } => write!(f, "invalid URL {url:?}: {reason}"),
             RequestError::UnsupportedScheme(s) => {
-                write!(f, "unsupported URL scheme {s:?} (expected http)")
+                write!(f, "unsupported URL scheme {s:?} (expected http or https)")
             }
             RequestError::InvalidMethod(m) => write!(f, "invalid method {m:?}: not a token"),
             RequestError::InvalidHeaderName(n) => {

@@ -40,14 +40,16 @@
 //! In: HTTP/1.1 uploads over plain TCP, chunked or with Content-Length, trailers, and
 //! reading the response. The protocol core ([`proto`]) is sans-I/O: it turns bytes into
 //! events and events into bytes, and can be used and fuzzed without sockets.
-//! Not (yet): TLS, redirects, retries, keep-alive, HTTP/2.
+//! https goes through rustls on the same buffer and event loop ([`TlsConfig`]).
+//! Not (yet): redirects, retries, keep-alive, HTTP/2.
 //!
 //! # Features
 //!
 //! - `cli` (default): the `chunkwire` command-line tool.
 //! - `sink` (default, through `cli`): [`sink`], a loopback upload server for tests and demos.
 //!
-//! With `default-features = false` the library depends on mio, httparse and http only.
+//! With `default-features = false` the library depends on mio, httparse, http, rustls and
+//! webpki-roots only.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
@@ -72,3 +74,6 @@ pub use error::{Error, Progress, RequestError, Result, Stage, TimeoutKind};
 pub use proto::limits::Limits;
 pub use proto::peer_error::PeerError;
 pub use target::{Scheme, Target};
+#[cfg(feature = "sink")]
+pub use transport::tls::{ServerStream, ServerTls};
+pub use transport::tls::{TlsConfig, TlsConfigBuilder, TlsSummary};

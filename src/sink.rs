@@ -7,13 +7,14 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::proto::dechunk::{ChunkEvent, Dechunker};
 use crate::proto::limits::Limits;
+use crate::transport::tls::ServerTls;
 
 /// Read buffer of one sink connection. Large reads keep the sink from being the bottleneck.
 const READ_BUFFER: usize = 256 * 1024;
@@ -117,6 +118,7 @@ fn push_json_string(out: &mut String, text: &str) {
 #[derive(Debug)]
 pub struct Sink {
     listener: TcpListener,
+    tls: Option<ServerTls>,
 }
 
 /// A sink serving on a background thread. Reports of finished requests arrive on
@@ -124,6 +126,7 @@ pub struct Sink {
 #[derive(Debug)]
 pub struct RunningSink {
     addr: SocketAddr,
+    tls: bool,
     reports: mpsc::Receiver<Report>,
 }
 
@@ -133,9 +136,10 @@ impl RunningSink {
         self.addr
     }
 
-    /// `http://addr/path`.
+    /// `http://addr/path`, or `https://` when serving TLS.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// The next report, waiting up to `timeout`.
@@ -149,7 +153,19 @@ impl Sink {
     pub fn bind(addr: impl std::net::ToSocketAddrs) -> io::Result<Sink> {
         Ok(Sink {
             listener: TcpListener::bind(addr)?,
+            tls: None,
         })
+    }
+
+    /// Serves https with this identity instead of plain http.
+    pub fn with_tls(mut self, tls: ServerTls) -> Sink {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS identity, when serving https.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     /// The bound address.
@@ -160,11 +176,12 @@ impl Sink {
     /// Serves on a background thread, one more thread per connection.
     pub fn spawn(self) -> io::Result<RunningSink> {
         let addr = self.local_addr()?;
+        let tls = self.tls.is_some();
         let (sender, reports) = mpsc::channel();
         thread::Builder::new()
             .name("chunkwire-sink".into())
             .spawn(move || self.serve(move |report| drop(sender.send(report.clone()))))?;
-        Ok(RunningSink { addr, reports })
+        Ok(RunningSink { addr, tls, reports })
     }
 
     /// Serves forever on this thread, calling `on_report` after each request.
@@ -172,19 +189,37 @@ impl Sink {
         for stream in self.listener.incoming() {
             let Ok(stream) = stream else { continue };
             let on_report = on_report.clone();
+            let tls = self.tls.clone();
             let _ = thread::Builder::new()
                 .name("chunkwire-sink-conn".into())
                 .spawn(move || {
-                    let _ = serve_connection(stream, &on_report);
+                    if stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err()
+                        || stream.set_nodelay(true).is_err()
+                    {
+                        return;
+                    }
+                    match tls {
+                        None => {
+                            let _ = serve_connection(stream, &on_report);
+                        }
+                        Some(tls) => {
+                            let Ok(mut stream) = tls.accept(stream) else {
+                                return;
+                            };
+                            let _ = serve_connection(&mut stream, &on_report);
+                            stream.close();
+                        }
+                    }
                 });
         }
     }
 }
 
 /// Serves requests on one connection until the client closes it or a request is bad.
-pub fn serve_connection(mut stream: TcpStream, on_report: &dyn Fn(&Report)) -> io::Result<()> {
-    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    stream.set_nodelay(true)?;
+pub fn serve_connection(
+    mut stream: impl Read + Write,
+    on_report: &dyn Fn(&Report),
+) -> io::Result<()> {
     let mut conn = SinkConnection {
         buf: vec![0; READ_BUFFER].into_boxed_slice(),
         start: 0,
@@ -211,10 +246,11 @@ pub fn serve_connection(mut stream: TcpStream, on_report: &dyn Fn(&Report)) -> i
             json.len() + 1
         );
         stream.write_all(reply.as_bytes())?;
+        stream.flush()?;
     }
 }
 
-fn reply_error(stream: &mut TcpStream, err: &io::Error) -> io::Result<()> {
+fn reply_error(stream: &mut impl Write, err: &io::Error) -> io::Result<()> {
     if err.kind() == io::ErrorKind::InvalidData {
         let mut json = String::from("{\"error\":");
         push_json_string(&mut json, &err.to_string());
@@ -248,7 +284,7 @@ fn bad(message: impl Into<String>) -> io::Error {
 
 impl SinkConnection {
     /// Reads more bytes, moving pending ones to the front first. Ok(0) at end of stream.
-    fn fill(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+    fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -271,7 +307,7 @@ impl SinkConnection {
 
     fn read_head(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut impl Read,
         limits: &Limits,
     ) -> io::Result<Option<RequestHead>> {
         loop {
@@ -305,7 +341,7 @@ impl SinkConnection {
 
     fn read_body(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut impl Read,
         head: RequestHead,
         limits: &Limits,
     ) -> io::Result<Report> {
@@ -430,6 +466,7 @@ fn interpret_head(request: &httparse::Request<'_, '_>) -> io::Result<RequestHead
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpStream;
 
     fn exchange(request: &[u8]) -> (Option<Report>, String) {
         let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();

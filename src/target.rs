@@ -3,7 +3,7 @@
 //!
 //! Parsing is the `http` crate's (the rules hyper and reqwest apply); this module adds
 //! what an upload client must refuse on top: no host, a port out of range, credentials
-//! in the URL, schemes other than http.
+//! in the URL, schemes other than http and https.
 
 use crate::error::RequestError;
 
@@ -12,7 +12,7 @@ use crate::error::RequestError;
 pub enum Scheme {
     /// Plain TCP.
     Http,
-    /// TLS (not built yet: refused when the target is parsed).
+    /// TLS.
     Https,
 }
 
@@ -62,9 +62,7 @@ impl Target {
         })?;
         let scheme = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("http") => Scheme::Http,
-            Some(s) if s.eq_ignore_ascii_case("https") => {
-                return Err(RequestError::UnsupportedScheme(s.to_owned()));
-            }
+            Some(s) if s.eq_ignore_ascii_case("https") => Scheme::Https,
             Some(s) => return Err(RequestError::UnsupportedScheme(s.to_owned())),
             None => return Err(invalid(url, "no scheme: expected http://host/path")),
         };
@@ -205,6 +203,15 @@ mod tests {
                 "{url}: {err:?}"
             );
         }
+        let https = ok("https://example.com/x");
+        assert_eq!(
+            (https.scheme, https.port, https.host_header.as_str()),
+            (Scheme::Https, 443, "example.com")
+        );
+        assert_eq!(
+            ok("https://example.com:8443/").host_header,
+            "example.com:8443"
+        );
         assert!(matches!(
             Target::parse("ftp://h/"),
             Err(RequestError::UnsupportedScheme(_))

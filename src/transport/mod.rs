@@ -1,31 +1,61 @@
-//! The byte pipe under the framer: a connected, non-blocking stream the event loop reads
-//! and writes. Plain TCP today; TLS joins it behind the same methods, so the framer and
-//! the exchange never know which one carries their bytes.
+//! The byte pipe under the framer: plain TCP or TLS over a connected, non-blocking socket.
+//! The framer and the exchange never know which one carries their bytes; only `write`,
+//! `read`, `flush` and `close` differ.
 
 pub(crate) mod tcp;
+pub mod tls;
 
 use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
 
+use tls::{TlsStream, TlsSummary};
+
 /// A connected transport. Every method is non-blocking and may return `WouldBlock`.
 #[derive(Debug)]
-pub(crate) struct Transport {
-    stream: TcpStream,
+pub(crate) enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
-    pub(crate) fn plain(stream: TcpStream) -> Self {
-        Transport { stream }
-    }
-
-    /// Writes some of `bytes`; a partial write is normal.
+    /// Takes some of `bytes`; a partial write is normal.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.stream.write(bytes)
+        match self {
+            Transport::Plain(tcp) => tcp.write(bytes),
+            Transport::Tls(tls) => tls.write(bytes),
+        }
     }
 
-    /// Reads into `space`; 0 means the peer closed its side.
+    /// Pushes bytes the transport holds (TLS records) to the socket. `Ok(true)` when none
+    /// are left; plain TCP holds none.
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        match self {
+            Transport::Plain(_) => Ok(true),
+            Transport::Tls(tls) => tls.flush(),
+        }
+    }
+
+    /// Reads into `space`; 0 means the peer closed its side cleanly.
     pub(crate) fn read(&mut self, space: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(space)
+        match self {
+            Transport::Plain(tcp) => tcp.read(space),
+            Transport::Tls(tls) => tls.read(space),
+        }
+    }
+
+    /// Ends the session politely where the protocol has a way to (TLS close_notify).
+    pub(crate) fn close(&mut self) {
+        if let Transport::Tls(tls) = self {
+            tls.close();
+        }
+    }
+
+    /// What the TLS handshake settled, for TLS connections.
+    pub(crate) fn tls_summary(&self) -> Option<TlsSummary> {
+        match self {
+            Transport::Plain(_) => None,
+            Transport::Tls(tls) => Some(tls.summary()),
+        }
     }
 }

@@ -1,0 +1,469 @@
+//! TLS through rustls 0.23 on the same non-blocking socket and the same event loop as plain
+//! TCP. This is the only module that names rustls types, so a later rustls is taken here.
+//!
+//! The client side: trust anchors (webpki-roots, plus the caller's PEM files), an optional
+//! client certificate, ALPN `http/1.1`, TLS 1.2 and 1.3 with the aws-lc-rs provider. The
+//! handshake runs in the event loop under the connect deadline. rustls buffers what it
+//! encrypts; its buffer limit is set to about one chunk frame, so memory stays fixed: a frame
+//! is accepted only once the previous records have gone to the socket.
+//!
+//! The server side (feature `sink`) is for the loopback sink: a throwaway CA and a server
+//! certificate signed by it, made with rcgen, over a blocking stream.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+use crate::error::RequestError;
+
+/// The ALPN protocol id of HTTP/1.1, the only protocol chunkwire speaks.
+const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
+
+/// Room in rustls's buffer beyond one chunk frame: record headers and tags, and the
+/// handshake's last flight.
+const BUFFER_SLACK: usize = 16 * 1024;
+
+fn invalid(option: &'static str, reason: String) -> RequestError {
+    RequestError::InvalidOption { option, reason }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// TLS settings of a client: which servers to trust, and who we are if asked.
+#[derive(Clone)]
+pub struct TlsConfig {
+    inner: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("alpn", &self.inner.alpn_protocols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TlsConfig {
+    /// Mozilla's trust roots (webpki-roots), no client certificate.
+    fn default() -> Self {
+        TlsConfig::builder()
+            .build()
+            .expect("the default TLS configuration is valid")
+    }
+}
+
+impl TlsConfig {
+    /// Starts from Mozilla's trust roots (webpki-roots) and no client certificate.
+    pub fn builder() -> TlsConfigBuilder {
+        TlsConfigBuilder {
+            roots: RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+            client_auth: None,
+        }
+    }
+
+    /// Uses the caller's own rustls configuration as it is (its ALPN list included; add
+    /// `http/1.1` to it for servers that require ALPN).
+    pub fn from_rustls(config: Arc<ClientConfig>) -> Self {
+        TlsConfig { inner: config }
+    }
+}
+
+/// Builds a [`TlsConfig`].
+pub struct TlsConfigBuilder {
+    roots: RootCertStore,
+    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+}
+
+impl std::fmt::Debug for TlsConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfigBuilder")
+            .field("roots", &self.roots.len())
+            .field("client_auth", &self.client_auth.is_some())
+            .finish()
+    }
+}
+
+impl TlsConfigBuilder {
+    /// Trusts the certificates in `pem` (one or more) as well as the defaults.
+    pub fn add_ca_pem(mut self, pem: &[u8]) -> Result<Self, RequestError> {
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| invalid("CA certificate", format!("bad PEM: {e}")))?;
+            self.roots
+                .add(cert)
+                .map_err(|e| invalid("CA certificate", e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(invalid(
+                "CA certificate",
+                "no certificate in the PEM data".into(),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Trusts the certificates in the PEM file at `path` as well as the defaults.
+    pub fn add_ca_pem_file(self, path: impl AsRef<Path>) -> Result<Self, RequestError> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path).map_err(|e| {
+            invalid(
+                "CA certificate",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        self.add_ca_pem(&pem)
+            .map_err(|e| invalid("CA certificate", format!("{}: {e}", path.display())))
+    }
+
+    /// Presents this certificate chain and private key (PEM) when the server asks (mutual TLS).
+    pub fn client_auth_pem(mut self, cert_chain: &[u8], key: &[u8]) -> Result<Self, RequestError> {
+        let chain = CertificateDer::pem_slice_iter(cert_chain)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("client certificate", format!("bad PEM: {e}")))?;
+        if chain.is_empty() {
+            return Err(invalid(
+                "client certificate",
+                "no certificate in the PEM data".into(),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key)
+            .map_err(|e| invalid("client key", format!("bad PEM: {e}")))?;
+        self.client_auth = Some((chain, key));
+        Ok(self)
+    }
+
+    /// Presents the certificate chain and key in these PEM files when the server asks.
+    pub fn client_auth_pem_files(
+        self,
+        cert_chain: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, RequestError> {
+        let read = |what: &'static str, path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| invalid(what, format!("cannot read {}: {e}", path.display())))
+        };
+        let chain = read("client certificate", cert_chain.as_ref())?;
+        let key = read("client key", key.as_ref())?;
+        self.client_auth_pem(&chain, &key)
+    }
+
+    /// Builds the configuration: TLS 1.2 and 1.3, ALPN `http/1.1`.
+    pub fn build(self) -> Result<TlsConfig, RequestError> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid("TLS configuration", e.to_string()))?
+            .with_root_certificates(self.roots);
+        let mut config = match self.client_auth {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| invalid("client certificate", e.to_string()))?,
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+        Ok(TlsConfig {
+            inner: Arc::new(config),
+        })
+    }
+}
+
+/// What the handshake settled, for messages and the wire trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSummary {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: String,
+    /// The cipher suite's IANA name.
+    pub cipher_suite: String,
+    /// The negotiated ALPN protocol, if any.
+    pub alpn: Option<String>,
+}
+
+/// A TLS client connection over a non-blocking socket.
+pub(crate) struct TlsStream {
+    conn: ClientConnection,
+    tcp: TcpStream,
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("tcp", &self.tcp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rustls error as an `io::Error`, keeping its message (rustls names the reason, such as
+/// `UnknownIssuer` or `NotValidForName`).
+fn tls_error(err: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err)
+}
+
+impl TlsStream {
+    /// Starts a client connection to `host` (a name or an IP address) over `tcp`.
+    pub(crate) fn new(
+        config: &TlsConfig,
+        host: &str,
+        tcp: TcpStream,
+        frame_capacity: usize,
+    ) -> Result<Self, RequestError> {
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| {
+            invalid(
+                "TLS server name",
+                format!("{host:?} is not a DNS name or IP address"),
+            )
+        })?;
+        let mut conn = ClientConnection::new(config.inner.clone(), name)
+            .map_err(|e| invalid("TLS configuration", e.to_string()))?;
+        conn.set_buffer_limit(Some(frame_capacity + BUFFER_SLACK));
+        Ok(TlsStream { conn, tcp })
+    }
+
+    /// Moves the handshake on as far as the socket allows. `Ok(true)` once it is complete and
+    /// its last flight is written; `Ok(false)` means wait for readiness and call again.
+    pub(crate) fn handshake(&mut self) -> io::Result<bool> {
+        loop {
+            if self.conn.wants_write() && !self.flush()? {
+                return Ok(false);
+            }
+            if !self.conn.is_handshaking() {
+                return match self.conn.alpn_protocol() {
+                    Some(alpn) if alpn != ALPN_HTTP_1_1 => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "the server chose ALPN protocol {:?}, not http/1.1",
+                            String::from_utf8_lossy(alpn)
+                        ),
+                    )),
+                    _ => Ok(true),
+                };
+            }
+            match self.conn.read_tls(&mut self.tcp) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection during the TLS handshake",
+                    ));
+                }
+                Ok(_) => {
+                    if let Err(err) = self.conn.process_new_packets() {
+                        // Send the alert that says why, then fail.
+                        let _ = self.flush();
+                        return Err(tls_error(err));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Encrypts what rustls's buffer has room for and pushes it to the socket.
+    pub(crate) fn write(&mut self, plaintext: &[u8]) -> io::Result<usize> {
+        let accepted = self.conn.writer().write(plaintext)?;
+        self.flush()?;
+        if accepted == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(accepted)
+    }
+
+    /// Writes buffered records to the socket. `Ok(true)` when nothing is left.
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.tcp) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads plaintext. 0 means the server sent close_notify; a TCP close without it is
+    /// `UnexpectedEof`, so a truncated body is never taken for a complete one.
+    pub(crate) fn read(&mut self, space: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(space) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the TCP connection without TLS close_notify",
+                    ));
+                }
+                result => return result,
+            }
+            match self.conn.read_tls(&mut self.tcp) {
+                Ok(_) => {
+                    // Ok(0) is the TCP end: processing it makes the reader report how it ended.
+                    self.conn.process_new_packets().map_err(tls_error)?;
+                    if self.conn.wants_write() {
+                        // Key updates and alerts go out at once; a full socket can wait.
+                        self.flush()?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends close_notify (best effort: the socket is closed next anyway).
+    pub(crate) fn close(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
+
+    /// The negotiated version, cipher suite and ALPN protocol.
+    pub(crate) fn summary(&self) -> TlsSummary {
+        TlsSummary {
+            version: self
+                .conn
+                .protocol_version()
+                .and_then(|v| v.as_str())
+                .unwrap_or("unknown")
+                .replace('_', "."),
+            cipher_suite: self
+                .conn
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("unknown")
+                .to_owned(),
+            alpn: self
+                .conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+        }
+    }
+}
+
+#[cfg(feature = "sink")]
+pub use server::{ServerStream, ServerTls};
+
+#[cfg(feature = "sink")]
+mod server {
+    use super::*;
+    use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+    /// A loopback server's TLS identity: a throwaway CA and a certificate it signed for
+    /// `localhost`, `127.0.0.1` and `::1`.
+    #[derive(Clone)]
+    pub struct ServerTls {
+        config: Arc<ServerConfig>,
+        ca_pem: String,
+    }
+
+    impl std::fmt::Debug for ServerTls {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ServerTls").finish_non_exhaustive()
+        }
+    }
+
+    impl ServerTls {
+        /// Makes a new CA and a server certificate for the loopback names.
+        pub fn self_signed() -> io::Result<ServerTls> {
+            ServerTls::for_names(&["localhost", "127.0.0.1", "::1"])
+        }
+
+        /// Makes a new CA and a server certificate for `names` (DNS names or IP addresses).
+        pub fn for_names(names: &[&str]) -> io::Result<ServerTls> {
+            let failed = |e: rcgen::Error| io::Error::other(format!("certificate generation: {e}"));
+            let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
+            let mut ca_params =
+                rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+            ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            ca_params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "chunkwire sink test CA");
+            ca_params.key_usages = vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::CrlSign,
+            ];
+            let ca = ca_params.self_signed(&ca_key).map_err(failed)?;
+
+            let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+            let leaf_key = rcgen::KeyPair::generate().map_err(failed)?;
+            let mut leaf_params = rcgen::CertificateParams::new(names).map_err(failed)?;
+            leaf_params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "chunkwire sink");
+            let leaf = leaf_params
+                .signed_by(&leaf_key, &ca, &ca_key)
+                .map_err(failed)?;
+
+            let key =
+                PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(io::Error::other)?;
+            let mut config = ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(io::Error::other)?
+                .with_no_client_auth()
+                .with_single_cert(vec![leaf.der().clone()], key)
+                .map_err(io::Error::other)?;
+            config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+            Ok(ServerTls {
+                config: Arc::new(config),
+                ca_pem: ca.pem(),
+            })
+        }
+
+        /// The CA certificate, PEM: what a client must trust to talk to this server.
+        pub fn ca_pem(&self) -> &str {
+            &self.ca_pem
+        }
+
+        /// Wraps an accepted connection; the handshake happens on first read or write.
+        pub fn accept(&self, tcp: std::net::TcpStream) -> io::Result<ServerStream> {
+            let conn = ServerConnection::new(self.config.clone()).map_err(io::Error::other)?;
+            Ok(ServerStream {
+                inner: StreamOwned::new(conn, tcp),
+            })
+        }
+    }
+
+    /// A blocking server-side TLS stream.
+    pub struct ServerStream {
+        inner: StreamOwned<ServerConnection, std::net::TcpStream>,
+    }
+
+    impl std::fmt::Debug for ServerStream {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ServerStream").finish_non_exhaustive()
+        }
+    }
+
+    impl ServerStream {
+        /// Sends close_notify and flushes.
+        pub fn close(&mut self) {
+            self.inner.conn.send_close_notify();
+            let _ = self.inner.flush();
+        }
+    }
+
+    impl Read for ServerStream {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.inner.read(buf)
+        }
+    }
+
+    impl Write for ServerStream {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.inner.write(buf)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            self.inner.flush()
+        }
+    }
+}
