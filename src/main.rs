@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chunkwire::sink::{Report, Sink};
-use chunkwire::{Client, Error, Stage};
+use chunkwire::{Client, Error, ServerTls, Stage, TlsConfig};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -33,6 +33,12 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Serve https with a new self-signed CA; its certificate is written to --ca-out.
+        #[arg(long)]
+        tls: bool,
+        /// Where --tls writes the CA certificate (PEM) for clients to trust.
+        #[arg(long, default_value = "chunkwire-sink-ca.pem")]
+        ca_out: PathBuf,
     },
     /// Upload a generated stream to a built-in sink on loopback and show what happened.
     Demo {
@@ -42,6 +48,9 @@ enum Command {
         /// Chunk payload size in bytes (k and M suffixes allowed).
         #[arg(long, value_parser = parse_size)]
         chunk_size: Option<usize>,
+        /// Upload over TLS (the sink gets a throwaway CA that the client trusts).
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -86,6 +95,15 @@ struct UploadArgs {
     /// Print the response status line and headers on standard error.
     #[arg(short = 'v', long)]
     verbose: bool,
+    /// Also trust the CA certificates in this PEM file (https).
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Client certificate chain, PEM, for servers that ask for one (https; needs --key).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key of --cert, PEM.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -112,11 +130,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Upload(args) => upload(args),
-        Command::Sink { listen } => sink(&listen),
+        Command::Sink {
+            listen,
+            tls,
+            ca_out,
+        } => sink(&listen, tls.then_some(ca_out.as_path())),
         Command::Demo {
             size_mib,
             chunk_size,
-        } => demo(size_mib, chunk_size),
+            tls,
+        } => demo(size_mib, chunk_size, tls),
     };
     match result {
         Ok(code) => code,
@@ -168,8 +191,12 @@ fn client(
     chunk_size: Option<usize>,
     connect: Option<Duration>,
     max_time: Option<Duration>,
+    tls: Option<TlsConfig>,
 ) -> Result<Client, Error> {
     let mut builder = Client::builder().max_time(max_time);
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls);
+    }
     if let Some(size) = chunk_size {
         builder = builder.chunk_size(size);
     }
@@ -180,7 +207,21 @@ fn client(
 }
 
 fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
-    let client = client(args.chunk_size, args.connect_timeout, args.max_time)?;
+    let tls = if args.cacert.is_some() || args.cert.is_some() {
+        let mut builder = TlsConfig::builder();
+        if let Some(path) = &args.cacert {
+            builder = builder.add_ca_pem_file(path).map_err(Error::from)?;
+        }
+        if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+            builder = builder
+                .client_auth_pem_files(cert, key)
+                .map_err(Error::from)?;
+        }
+        Some(builder.build().map_err(Error::from)?)
+    } else {
+        None
+    };
+    let client = client(args.chunk_size, args.connect_timeout, args.max_time, tls)?;
     let (source, known_len): (Box<dyn Read>, Option<u64>) = if args.file == "-" {
         (Box::new(io::stdin().lock()), None)
     } else {
@@ -261,15 +302,27 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sink(listen: &str) -> Result<ExitCode, Failure> {
-    let sink = Sink::bind(listen).map_err(|e| Failure {
+fn sink(listen: &str, tls_ca_out: Option<&std::path::Path>) -> Result<ExitCode, Failure> {
+    let mut sink = Sink::bind(listen).map_err(|e| Failure {
         message: format!("cannot listen on {listen}: {e}"),
         code: 7,
     })?;
     let addr = sink
         .local_addr()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    eprintln!("chunkwire sink listening on http://{addr}/ (Ctrl-C to stop)");
+    let mut scheme = "http";
+    if let Some(ca_out) = tls_ca_out {
+        let tls = ServerTls::self_signed().map_err(|e| Failure::usage(e.to_string()))?;
+        std::fs::write(ca_out, tls.ca_pem())
+            .map_err(|e| Failure::usage(format!("cannot write {}: {e}", ca_out.display())))?;
+        eprintln!(
+            "chunkwire sink: TLS with a new CA; trust it with --cacert {}",
+            ca_out.display()
+        );
+        sink = sink.with_tls(tls);
+        scheme = "https";
+    }
+    eprintln!("chunkwire sink listening on {scheme}://{addr}/ (Ctrl-C to stop)");
     sink.serve(|report: &Report| println!("{}", report.to_json()));
     Ok(ExitCode::SUCCESS)
 }
@@ -306,15 +359,29 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn demo(size_mib: u64, chunk_size: Option<usize>) -> Result<ExitCode, Failure> {
+fn demo(size_mib: u64, chunk_size: Option<usize>, tls: bool) -> Result<ExitCode, Failure> {
     let io_failure = |what: &str, e: io::Error| Failure {
         message: format!("{what}: {e}"),
         code: 1,
     };
-    let sink = Sink::bind("127.0.0.1:0")
-        .and_then(Sink::spawn)
+    let mut sink =
+        Sink::bind("127.0.0.1:0").map_err(|e| io_failure("cannot start the loopback sink", e))?;
+    let mut client_tls = None;
+    if tls {
+        let server_tls =
+            ServerTls::self_signed().map_err(|e| io_failure("cannot make a certificate", e))?;
+        client_tls = Some(
+            TlsConfig::builder()
+                .add_ca_pem(server_tls.ca_pem().as_bytes())
+                .and_then(|b| b.build())
+                .map_err(Error::from)?,
+        );
+        sink = sink.with_tls(server_tls);
+    }
+    let sink = sink
+        .spawn()
         .map_err(|e| io_failure("cannot start the loopback sink", e))?;
-    let client = client(chunk_size, None, None)?;
+    let client = client(chunk_size, None, None, client_tls)?;
     let len = size_mib * 1024 * 1024;
     let mut source = GeneratedStream {
         left: len,
@@ -345,6 +412,14 @@ fn demo(size_mib: u64, chunk_size: Option<usize>) -> Result<ExitCode, Failure> {
         response.status().as_u16(),
         response.reason()
     );
+    if let Some(tls) = response.tls() {
+        println!(
+            "tls:          {} {} ALPN {}",
+            tls.version,
+            tls.cipher_suite,
+            tls.alpn.as_deref().unwrap_or("none")
+        );
+    }
     println!(
         "body bytes:   {} sent, {} received by the sink",
         progress.body_bytes_sent, report.bytes
