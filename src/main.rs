@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Upload FILE (or standard input, `-`) to URL, chunked unless --content-length.
-    Upload(UploadArgs),
+    Upload(Box<UploadArgs>),
     /// Run a loopback upload server that answers each request with a JSON report.
     Sink {
         /// Address to listen on.
@@ -129,7 +129,7 @@ fn parse_size(text: &str) -> Result<usize, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Upload(args) => upload(args),
+        Command::Upload(args) => upload(*args),
         Command::Sink {
             listen,
             tls,
