@@ -114,6 +114,24 @@ fn a_certificate_for_another_name_is_refused() {
 }
 
 #[test]
+fn an_expired_certificate_is_refused() {
+    let tls = ServerTls::expired(&["127.0.0.1"]).unwrap();
+    let sink = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .with_tls(tls.clone())
+        .spawn()
+        .unwrap();
+    let err = client(&tls, 1024)
+        .upload(&sink.url("/x"))
+        .send(&b"secret"[..])
+        .unwrap_err();
+    assert_eq!(err.stage(), Stage::TlsHandshake, "{err}");
+    let message = err.to_string();
+    assert!(message.contains("expired"), "{message}");
+    assert!(message.contains("127.0.0.1"), "{message}");
+}
+
+#[test]
 fn a_plain_http_server_is_a_handshake_error_not_a_fallback() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}/", listener.local_addr().unwrap());

@@ -379,6 +379,16 @@ mod server {
 
         /// Makes a new CA and a server certificate for `names` (DNS names or IP addresses).
         pub fn for_names(names: &[&str]) -> io::Result<ServerTls> {
+            ServerTls::generate(names, false)
+        }
+
+        /// Like [`ServerTls::for_names`], but the server certificate expired long ago: for
+        /// checking that clients refuse it.
+        pub fn expired(names: &[&str]) -> io::Result<ServerTls> {
+            ServerTls::generate(names, true)
+        }
+
+        fn generate(names: &[&str], expired: bool) -> io::Result<ServerTls> {
             let failed = |e: rcgen::Error| io::Error::other(format!("certificate generation: {e}"));
             let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
             let mut ca_params =
@@ -399,6 +409,10 @@ mod server {
             leaf_params
                 .distinguished_name
                 .push(rcgen::DnType::CommonName, "chunkwire sink");
+            if expired {
+                leaf_params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+                leaf_params.not_after = rcgen::date_time_ymd(2001, 1, 2);
+            }
             let leaf = leaf_params
                 .signed_by(&leaf_key, &ca, &ca_key)
                 .map_err(failed)?;
