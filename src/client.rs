@@ -15,6 +15,7 @@ use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
 use crate::proto::limits::Limits;
 use crate::proto::response::ResponseHead;
 use crate::target::{Scheme, Target};
+use crate::trace::{Direction, Trace};
 use crate::transport::Transport;
 use crate::transport::tls::{TlsConfig, TlsStream, TlsSummary};
 
@@ -153,14 +154,27 @@ impl Client {
             fields: Vec::new(),
             trailers: Vec::new(),
             content_length: None,
+            trace: None,
             error: None,
         }
     }
 }
 
+impl std::fmt::Debug for Upload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("fields", &self.fields)
+            .field("trailers", &self.trailers)
+            .field("content_length", &self.content_length)
+            .field("trace", &self.trace.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// One upload being set up. Errors in headers are kept and returned by [`Upload::send`],
 /// so the calls chain.
-#[derive(Debug)]
 pub struct Upload<'c> {
     client: &'c Client,
     url: String,
@@ -168,6 +182,7 @@ pub struct Upload<'c> {
     fields: Vec<HeaderField>,
     trailers: Vec<HeaderField>,
     content_length: Option<u64>,
+    trace: Option<Box<dyn Trace>>,
     error: Option<RequestError>,
 }
 
@@ -205,6 +220,12 @@ impl Upload<'_> {
     /// must hold exactly `len` bytes: fewer or more is an error.
     pub fn content_length(mut self, len: u64) -> Self {
         self.content_length = Some(len);
+        self
+    }
+
+    /// Sends every byte sent and received, labelled, to `trace` (see [`crate::trace`]).
+    pub fn trace(mut self, trace: impl Trace + 'static) -> Self {
+        self.trace = Some(Box::new(trace));
         self
     }
 
@@ -306,6 +327,14 @@ impl Upload<'_> {
             client.timeouts,
             started,
         );
+        if let Some(trace) = self.trace.take() {
+            conn.set_trace(trace);
+            let connected = format!("connected to {}", conn.peer());
+            conn.trace_note(Direction::Sent, || connected);
+            if let Some(tls) = conn.transport().tls_summary() {
+                conn.trace_note(Direction::Sent, || tls.to_string());
+            }
+        }
         let head = conn.send_request(&mut event_loop, &mut body)?;
         Ok(Response {
             head,

@@ -18,6 +18,7 @@ use crate::buffer::FixedBuf;
 use crate::error::{Error, Kind, Progress, Stage, TimeoutKind};
 use crate::proto::exchange::{BodyStep, Exchange, SendWant};
 use crate::proto::response::ResponseHead;
+use crate::trace::{Direction, Trace};
 use crate::transport::tls::TlsStream;
 use crate::transport::{Transport, tcp};
 
@@ -128,6 +129,19 @@ impl EventLoop {
     }
 }
 
+/// Holds the trace of a connection; only says whether there is one when printed.
+struct TraceSlot(Option<Box<dyn Trace>>);
+
+impl std::fmt::Debug for TraceSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(trace)"
+        } else {
+            "None"
+        })
+    }
+}
+
 /// The state of one connection: transport, exchange, buffer, readiness and deadlines.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -140,6 +154,8 @@ pub(crate) struct Connection {
     writable: bool,
     peer_closed: bool,
     closed: bool,
+    /// The wire trace; `None` costs one branch per write and per read.
+    trace: TraceSlot,
     timeouts: Timeouts,
     started: Instant,
     last_progress: Instant,
@@ -173,6 +189,7 @@ impl Connection {
             writable: true,
             peer_closed: false,
             closed: false,
+            trace: TraceSlot(None),
             timeouts,
             started,
             last_progress: Instant::now(),
@@ -193,6 +210,18 @@ impl Connection {
 
     pub(crate) fn peer(&self) -> &str {
         &self.peer
+    }
+
+    /// Sends the wire trace of this connection to `trace`.
+    pub(crate) fn set_trace(&mut self, trace: Box<dyn Trace>) {
+        self.trace = TraceSlot(Some(trace));
+    }
+
+    /// A note in the trace, if there is one.
+    pub(crate) fn trace_note(&mut self, direction: Direction, text: impl FnOnce() -> String) {
+        if let Some(trace) = self.trace.0.as_deref_mut() {
+            trace.note(direction, &text());
+        }
     }
 
     pub(crate) fn transport(&self) -> &Transport {
@@ -261,6 +290,11 @@ impl Connection {
                 SendWant::Write(bytes) => match self.transport.write(bytes) {
                     Ok(0) => return Ok(Err(io::ErrorKind::WriteZero.into())),
                     Ok(n) => {
+                        if let Some(trace) = self.trace.0.as_deref_mut() {
+                            self.exchange.label_sent(&bytes[..n], &mut |part, sent| {
+                                trace.bytes(Direction::Sent, part, sent)
+                            });
+                        }
                         self.exchange.on_sent(n);
                         self.last_progress = Instant::now();
                     }
@@ -306,11 +340,22 @@ impl Connection {
                 }
                 Ok(n) => {
                     self.last_progress = Instant::now();
-                    let head = self
-                        .exchange
-                        .on_received(&self.buf, n)
-                        .map_err(|e| self.fail(Stage::Receive, Kind::Peer(e)))?;
+                    let parsed = match self.trace.0.as_deref_mut() {
+                        Some(trace) => {
+                            self.exchange
+                                .on_received_with(&self.buf, n, &mut |part, got| {
+                                    trace.bytes(Direction::Received, part, got)
+                                })
+                        }
+                        None => self.exchange.on_received(&self.buf, n),
+                    };
+                    let head = parsed.map_err(|e| self.fail(Stage::Receive, Kind::Peer(e)))?;
                     if head.is_some() {
+                        if let Some(framing) = self.exchange.response_framing() {
+                            self.trace_note(Direction::Received, || {
+                                format!("body framing: {framing}")
+                            });
+                        }
                         return Ok(head);
                     }
                     if self.exchange.has_response() {
@@ -364,10 +409,13 @@ impl Connection {
     /// The next piece of the response body, waiting for bytes as needed.
     pub(crate) fn next_body_step(&mut self, event_loop: &mut EventLoop) -> Result<BodyStep, Error> {
         loop {
-            let step = self
-                .exchange
-                .decode_body(&self.buf)
-                .map_err(|e| self.fail(Stage::Receive, Kind::Peer(e)))?;
+            let decoded = match self.trace.0.as_deref_mut() {
+                Some(trace) => self.exchange.decode_body_with(&self.buf, &mut |part, got| {
+                    trace.bytes(Direction::Received, part, got)
+                }),
+                None => self.exchange.decode_body(&self.buf),
+            };
+            let step = decoded.map_err(|e| self.fail(Stage::Receive, Kind::Peer(e)))?;
             if step != BodyStep::NeedMore {
                 return Ok(step);
             }

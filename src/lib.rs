@@ -62,6 +62,7 @@ pub mod proto;
 #[cfg(feature = "sink")]
 pub mod sink;
 mod target;
+pub mod trace;
 mod transport;
 
 pub use buffer::FixedBuf;

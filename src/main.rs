@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chunkwire::sink::{Report, Sink};
+use chunkwire::trace::{Direction, Part, Trace, TraceFormat, TraceWriter};
 use chunkwire::{Client, Error, ServerTls, Stage, TlsConfig};
 use clap::{Args, Parser, Subcommand};
 
@@ -39,6 +40,8 @@ enum Command {
         /// Where --tls writes the CA certificate (PEM) for clients to trust.
         #[arg(long, default_value = "chunkwire-sink-ca.pem")]
         ca_out: PathBuf,
+        #[command(flatten)]
+        trace: TraceArgs,
     },
     /// Upload a generated stream to a built-in sink on loopback and show what happened.
     Demo {
@@ -104,6 +107,78 @@ struct UploadArgs {
     /// Private key of --cert, PEM.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    #[command(flatten)]
+    trace: TraceArgs,
+}
+
+/// The wire trace options, as curl names them where curl has them.
+#[derive(Args, Debug)]
+struct TraceArgs {
+    /// Trace every byte sent and received, labelled, to FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE", group = "wire_trace")]
+    trace_ascii: Option<String>,
+    /// Like --trace-ascii, with every byte as a hex dump.
+    #[arg(long, value_name = "FILE", group = "wire_trace")]
+    trace: Option<String>,
+    /// Like --trace, as one JSON object a line (every byte in hex), for tools.
+    #[arg(long, value_name = "FILE", group = "wire_trace")]
+    trace_json: Option<String>,
+    /// Payload bytes shown per chunk by --trace-ascii before the rest is summarised.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    trace_data_bytes: usize,
+}
+
+impl TraceArgs {
+    /// The trace writer the options ask for, if any.
+    fn writer(&self) -> Result<Option<TraceWriter<Box<dyn Write + Send>>>, Failure> {
+        let (path, format) = if let Some(path) = &self.trace_ascii {
+            (
+                path,
+                TraceFormat::Ascii {
+                    data_limit: self.trace_data_bytes,
+                },
+            )
+        } else if let Some(path) = &self.trace {
+            (path, TraceFormat::Hex)
+        } else if let Some(path) = &self.trace_json {
+            (path, TraceFormat::Json)
+        } else {
+            return Ok(None);
+        };
+        let out: Box<dyn Write + Send> = if path == "-" {
+            Box::new(io::stdout())
+        } else {
+            Box::new(io::BufWriter::new(File::create(path).map_err(|e| {
+                Failure::usage(format!("cannot create trace file {path}: {e}"))
+            })?))
+        };
+        Ok(Some(TraceWriter::new(out, format)))
+    }
+}
+
+/// A trace writer that flushes at message boundaries and when the trace ends.
+struct FlushOnDrop(TraceWriter<Box<dyn Write + Send>>);
+
+impl Trace for FlushOnDrop {
+    fn bytes(&mut self, direction: Direction, part: Part, bytes: &[u8]) {
+        self.0.bytes(direction, part, bytes);
+        // Flush at message boundaries, so a trace of a server killed with Ctrl-C is whole;
+        // chunk data in between stays buffered.
+        if matches!(part, Part::EndOfHead | Part::EndOfBody | Part::Body) {
+            let _ = self.0.flush();
+        }
+    }
+
+    fn note(&mut self, direction: Direction, text: &str) {
+        self.0.note(direction, text);
+        let _ = self.0.flush();
+    }
+}
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.flush();
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -134,7 +209,8 @@ fn main() -> ExitCode {
             listen,
             tls,
             ca_out,
-        } => sink(&listen, tls.then_some(ca_out.as_path())),
+            trace,
+        } => sink(&listen, tls.then_some(ca_out.as_path()), &trace),
         Command::Demo {
             size_mib,
             chunk_size,
@@ -245,6 +321,9 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         })?;
         request = request.trailer(name, value);
     }
+    if let Some(writer) = args.trace.writer()? {
+        request = request.trace(FlushOnDrop(writer));
+    }
     if args.content_length {
         let len = known_len.ok_or_else(|| {
             Failure::usage("--content-length needs a regular file whose size is known, not a pipe")
@@ -302,7 +381,11 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sink(listen: &str, tls_ca_out: Option<&std::path::Path>) -> Result<ExitCode, Failure> {
+fn sink(
+    listen: &str,
+    tls_ca_out: Option<&std::path::Path>,
+    trace: &TraceArgs,
+) -> Result<ExitCode, Failure> {
     let mut sink = Sink::bind(listen).map_err(|e| Failure {
         message: format!("cannot listen on {listen}: {e}"),
         code: 7,
@@ -321,6 +404,9 @@ fn sink(listen: &str, tls_ca_out: Option<&std::path::Path>) -> Result<ExitCode, 
         );
         sink = sink.with_tls(tls);
         scheme = "https";
+    }
+    if let Some(writer) = trace.writer()? {
+        sink = sink.with_trace(FlushOnDrop(writer));
     }
     eprintln!("chunkwire sink listening on {scheme}://{addr}/ (Ctrl-C to stop)");
     sink.serve(|report: &Report| println!("{}", report.to_json()));

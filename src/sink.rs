@@ -8,13 +8,45 @@
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::proto::dechunk::{ChunkEvent, Dechunker};
 use crate::proto::limits::Limits;
+use crate::trace::{Direction, LineBlock, LineLabeller, Part, Trace};
 use crate::transport::tls::ServerTls;
+
+/// A trace shared by the sink's connection threads; each event takes the lock.
+#[derive(Clone)]
+struct SharedTrace(Arc<Mutex<Box<dyn Trace>>>);
+
+impl std::fmt::Debug for SharedTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedTrace")
+    }
+}
+
+impl SharedTrace {
+    fn bytes(&self, direction: Direction, part: Part, bytes: &[u8]) {
+        if let Ok(mut trace) = self.0.lock() {
+            trace.bytes(direction, part, bytes);
+        }
+    }
+
+    fn note(&self, direction: Direction, text: &str) {
+        if let Ok(mut trace) = self.0.lock() {
+            trace.note(direction, text);
+        }
+    }
+
+    /// Traces a whole head (`start_line` first) or a response of head and body.
+    fn lines(&self, direction: Direction, start_line: Part, bytes: &[u8]) {
+        LineLabeller::default().label(LineBlock::Head { start_line }, bytes, &mut |part, piece| {
+            self.bytes(direction, part, piece)
+        });
+    }
+}
 
 /// Read buffer of one sink connection. Large reads keep the sink from being the bottleneck.
 const READ_BUFFER: usize = 256 * 1024;
@@ -119,6 +151,7 @@ fn push_json_string(out: &mut String, text: &str) {
 pub struct Sink {
     listener: TcpListener,
     tls: Option<ServerTls>,
+    trace: Option<SharedTrace>,
 }
 
 /// A sink serving on a background thread. Reports of finished requests arrive on
@@ -154,7 +187,14 @@ impl Sink {
         Ok(Sink {
             listener: TcpListener::bind(addr)?,
             tls: None,
+            trace: None,
         })
+    }
+
+    /// Traces every byte received and sent, labelled, from the receiving side.
+    pub fn with_trace(mut self, trace: impl Trace + 'static) -> Sink {
+        self.trace = Some(SharedTrace(Arc::new(Mutex::new(Box::new(trace)))));
+        self
     }
 
     /// Serves https with this identity instead of plain http.
@@ -190,6 +230,7 @@ impl Sink {
             let Ok(stream) = stream else { continue };
             let on_report = on_report.clone();
             let tls = self.tls.clone();
+            let trace = self.trace.clone();
             let _ = thread::Builder::new()
                 .name("chunkwire-sink-conn".into())
                 .spawn(move || {
@@ -198,15 +239,18 @@ impl Sink {
                     {
                         return;
                     }
+                    if let (Some(trace), Ok(peer)) = (&trace, stream.peer_addr()) {
+                        trace.note(Direction::Received, &format!("connection from {peer}"));
+                    }
                     match tls {
                         None => {
-                            let _ = serve_connection(stream, &on_report);
+                            let _ = serve_connection(stream, &on_report, trace.as_ref());
                         }
                         Some(tls) => {
                             let Ok(mut stream) = tls.accept(stream) else {
                                 return;
                             };
-                            let _ = serve_connection(&mut stream, &on_report);
+                            let _ = serve_connection(&mut stream, &on_report, trace.as_ref());
                             stream.close();
                         }
                     }
@@ -216,14 +260,16 @@ impl Sink {
 }
 
 /// Serves requests on one connection until the client closes it or a request is bad.
-pub fn serve_connection(
+fn serve_connection(
     mut stream: impl Read + Write,
     on_report: &dyn Fn(&Report),
+    trace: Option<&SharedTrace>,
 ) -> io::Result<()> {
     let mut conn = SinkConnection {
         buf: vec![0; READ_BUFFER].into_boxed_slice(),
         start: 0,
         end: 0,
+        trace: trace.cloned(),
     };
     let limits = Limits::default();
     loop {
@@ -233,7 +279,11 @@ pub fn serve_connection(
             Err(e) => return reply_error(&mut stream, &e),
         };
         if request.expect_continue {
-            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+            if let Some(trace) = trace {
+                trace.lines(Direction::Sent, Part::InterimStatusLine, interim);
+            }
+            stream.write_all(interim)?;
         }
         let report = match conn.read_body(&mut stream, request, &limits) {
             Ok(report) => report,
@@ -245,6 +295,15 @@ pub fn serve_connection(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}\n",
             json.len() + 1
         );
+        if let Some(trace) = trace {
+            let head_len = reply.len() - json.len() - 1;
+            trace.lines(
+                Direction::Sent,
+                Part::StatusLine,
+                &reply.as_bytes()[..head_len],
+            );
+            trace.bytes(Direction::Sent, Part::Body, &reply.as_bytes()[head_len..]);
+        }
         stream.write_all(reply.as_bytes())?;
         stream.flush()?;
     }
@@ -276,6 +335,7 @@ struct SinkConnection {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    trace: Option<SharedTrace>,
 }
 
 fn bad(message: impl Into<String>) -> io::Error {
@@ -316,6 +376,10 @@ impl SinkConnection {
             match request.parse(&self.buf[self.start..self.end]) {
                 Ok(httparse::Status::Complete(len)) => {
                     let head = interpret_head(&request)?;
+                    if let Some(trace) = &self.trace {
+                        let bytes = &self.buf[self.start..self.start + len];
+                        trace.lines(Direction::Received, Part::RequestLine, bytes);
+                    }
                     self.start += len;
                     return Ok(Some(head));
                 }
@@ -371,7 +435,11 @@ impl SinkConnection {
                     }
                     let take =
                         (self.end - self.start).min(usize::try_from(owed).unwrap_or(usize::MAX));
-                    crc.update(&self.buf[self.start..self.start + take]);
+                    let body = &self.buf[self.start..self.start + take];
+                    if let Some(trace) = &self.trace {
+                        trace.bytes(Direction::Received, Part::Body, body);
+                    }
+                    crc.update(body);
                     self.start += take;
                     owed -= take as u64;
                     report.bytes += take as u64;
@@ -383,6 +451,13 @@ impl SinkConnection {
                     let (consumed, event) = dechunker
                         .decode(&self.buf[self.start..self.end])
                         .map_err(|e| bad(e.to_string()))?;
+                    if let (Some(trace), Some(part)) = (&self.trace, event.part()) {
+                        trace.bytes(
+                            Direction::Received,
+                            part,
+                            &self.buf[self.start..self.start + consumed],
+                        );
+                    }
                     match event {
                         ChunkEvent::NeedMore => {
                             self.start += consumed;

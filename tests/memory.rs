@@ -145,7 +145,11 @@ fn the_buffer_is_sized_by_the_chunk_size_not_the_upload() {
 #[test]
 fn over_tls_the_heap_stays_flat_and_allocations_per_record_are_bounded() {
     let tls = chunkwire::ServerTls::self_signed().unwrap();
-    let sink = Sink::bind("127.0.0.1:0").unwrap().with_tls(tls.clone()).spawn().unwrap();
+    let sink = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .with_tls(tls.clone())
+        .spawn()
+        .unwrap();
     let chunk = 32 * 1024;
     let chunks = 1000;
     let mut source = Recording {
@@ -167,7 +171,10 @@ fn over_tls_the_heap_stays_flat_and_allocations_per_record_are_bounded() {
     let mut response = client.upload(&sink.url("/mem")).send(&mut source).unwrap();
     assert_eq!(response.status(), 200);
     response.text().unwrap();
-    assert_eq!(sink.next_report(Duration::from_secs(10)).unwrap().bytes, (chunk * chunks) as u64);
+    assert_eq!(
+        sink.next_report(Duration::from_secs(10)).unwrap().bytes,
+        (chunk * chunks) as u64
+    );
 
     let (allocs_before, live_before) = source.at_second_read.unwrap();
     let (allocs_after, live_after) = source.at_last_read.unwrap();
@@ -180,8 +187,78 @@ fn over_tls_the_heap_stays_flat_and_allocations_per_record_are_bounded() {
         allocations as f64 / records as f64
     );
     // rustls 0.23 builds each record in a fresh Vec; nothing of ours is allocated per chunk.
-    assert!(allocations <= 2 * records, "{allocations} allocations for {records} records");
+    assert!(
+        allocations <= 2 * records,
+        "{allocations} allocations for {records} records"
+    );
     // Records may be waiting in rustls's bounded buffer at either moment, never more.
     let drift = (live_after - live_before).unsigned_abs();
-    assert!(drift <= 2 * chunk as u64 + 16 * 1024, "live heap moved by {drift} bytes");
+    assert!(
+        drift <= 2 * chunk as u64 + 16 * 1024,
+        "live heap moved by {drift} bytes"
+    );
+}
+
+/// Counts traced bytes by part, allocating nothing.
+struct CountingTrace {
+    data: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    framing: u64,
+}
+
+impl chunkwire::trace::Trace for CountingTrace {
+    fn bytes(
+        &mut self,
+        _: chunkwire::trace::Direction,
+        part: chunkwire::trace::Part,
+        bytes: &[u8],
+    ) {
+        if part.is_data() {
+            self.data
+                .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            self.framing += bytes.len() as u64;
+        }
+    }
+
+    fn note(&mut self, _: chunkwire::trace::Direction, _: &str) {}
+}
+
+#[test]
+fn labelling_the_trace_allocates_nothing_per_chunk_either() {
+    // Tracing off is the test above; with a trace that does not allocate itself, the
+    // labelling in the core adds nothing per chunk.
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let chunk = 16 * 1024;
+    let mut source = Recording {
+        left: chunk * 500,
+        reads: 0,
+        at_second_read: None,
+        at_last_read: None,
+    };
+    let client = chunkwire::Client::builder()
+        .chunk_size(chunk)
+        .build()
+        .unwrap();
+    let traced_data = std::sync::Arc::default();
+    let mut response = client
+        .upload(&sink.url("/mem"))
+        .trace(CountingTrace {
+            data: std::sync::Arc::clone(&traced_data),
+            framing: 0,
+        })
+        .send(&mut source)
+        .unwrap();
+    response.text().unwrap();
+    let (before, _) = source.at_second_read.unwrap();
+    let (after, _) = source.at_last_read.unwrap();
+    assert_eq!(
+        after - before,
+        0,
+        "allocations while the traced body streamed"
+    );
+    let traced = traced_data.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        traced >= (chunk * 500) as u64,
+        "every body byte was traced: {traced}"
+    );
 }

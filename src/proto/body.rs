@@ -5,6 +5,7 @@ use crate::proto::dechunk::{ChunkEvent, Dechunker};
 use crate::proto::limits::Limits;
 use crate::proto::peer_error::PeerError;
 use crate::proto::response::BodyFraming;
+use crate::trace::Part;
 
 /// One step of the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,16 @@ impl BodyDecoder {
 
     /// Decodes from the start of `input`; returns the bytes consumed and the event.
     pub fn decode<'a>(&mut self, input: &'a [u8]) -> Result<(usize, BodyEvent<'a>), PeerError> {
+        self.decode_with(input, &mut |_, _| {})
+    }
+
+    /// [`BodyDecoder::decode`], passing every consumed byte, labelled, to `emit` (the chunk
+    /// framing included, which `decode` consumes silently).
+    pub fn decode_with<'a>(
+        &mut self,
+        input: &'a [u8],
+        emit: &mut dyn FnMut(Part, &[u8]),
+    ) -> Result<(usize, BodyEvent<'a>), PeerError> {
         // The dechunker may still finish on no input (after a trailer, say); the others not.
         let chunked = matches!(self.mode, Mode::Chunked(_));
         let (consumed, event) = match &mut self.mode {
@@ -88,6 +99,9 @@ impl BodyDecoder {
                 let mut consumed = 0;
                 loop {
                     let (used, event) = dechunker.decode(&input[consumed..])?;
+                    if let Some(part) = event.part() {
+                        emit(part, &input[consumed..consumed + used]);
+                    }
                     consumed += used;
                     match event {
                         ChunkEvent::Data(data) => break (consumed, BodyEvent::Data(data)),
@@ -101,6 +115,9 @@ impl BodyDecoder {
             }
         };
         if let BodyEvent::Data(data) = &event {
+            if !chunked {
+                emit(Part::Body, data);
+            }
             self.body_bytes += data.len() as u64;
             if let Some(limit) = self.max_body_bytes.filter(|&limit| self.body_bytes > limit) {
                 return Err(PeerError::BodyTooLarge { limit });

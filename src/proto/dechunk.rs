@@ -19,6 +19,7 @@
 
 use crate::proto::limits::Limits;
 use crate::proto::peer_error::{PeerError, excerpt};
+use crate::trace::Part;
 
 /// One step of decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,21 @@ pub enum ChunkEvent<'a> {
     },
     /// The final CRLF: the body is complete.
     End,
+}
+
+impl ChunkEvent<'_> {
+    /// The part of the message this event's bytes are, for the wire trace.
+    pub fn part(&self) -> Option<Part> {
+        Some(match self {
+            ChunkEvent::NeedMore => return None,
+            ChunkEvent::SizeLine { size: 0, .. } => Part::LastChunk,
+            ChunkEvent::SizeLine { size, .. } => Part::ChunkSize { size: *size },
+            ChunkEvent::Data(_) => Part::ChunkData,
+            ChunkEvent::DataEnd => Part::ChunkEnd,
+            ChunkEvent::Trailer { .. } => Part::Trailer,
+            ChunkEvent::End => Part::EndOfBody,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

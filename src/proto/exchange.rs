@@ -24,7 +24,10 @@ use crate::proto::framer::{frame_chunk, write_last_chunk};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
 use crate::proto::limits::Limits;
 use crate::proto::peer_error::PeerError;
-use crate::proto::response::{HeadParse, ResponseHead, parse_response_head};
+use crate::proto::response::{
+    BodyFraming as ResponseFraming, HeadParse, ResponseHead, parse_response_head,
+};
+use crate::trace::{LineBlock, LineLabeller, Part};
 
 /// What the send side wants from the driver next.
 #[derive(Debug)]
@@ -54,6 +57,15 @@ enum AfterWrite {
     Finished,
 }
 
+/// What a range being written holds, for the wire trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outgoing {
+    Head,
+    Chunk { size: u64 },
+    LastChunk,
+    Body,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SendState {
     Writing {
@@ -61,6 +73,7 @@ enum SendState {
         written: usize,
         /// The body bytes within `range`, for progress.
         payload: Range<usize>,
+        what: Outgoing,
         then: AfterWrite,
     },
     Fill,
@@ -91,6 +104,8 @@ pub struct Exchange {
     recv_start: usize,
     recv_end: usize,
     interim_responses: u32,
+    framing_of_response: Option<ResponseFraming>,
+    sent_lines: LineLabeller,
 }
 
 impl Exchange {
@@ -116,6 +131,7 @@ impl Exchange {
                 range,
                 written: 0,
                 payload: 0..0,
+                what: Outgoing::Head,
                 then,
             },
             recv: RecvState::Head,
@@ -127,6 +143,8 @@ impl Exchange {
             recv_start: 0,
             recv_end: 0,
             interim_responses: 0,
+            framing_of_response: None,
+            sent_lines: LineLabeller::default(),
         })
     }
 
@@ -182,6 +200,52 @@ impl Exchange {
         }
     }
 
+    /// Labels `sent`, the bytes the transport just accepted from [`SendWant::Write`], for
+    /// the wire trace. Call it before [`Exchange::on_sent`].
+    pub fn label_sent(&mut self, sent: &[u8], emit: &mut dyn FnMut(Part, &[u8])) {
+        let SendState::Writing {
+            range,
+            written,
+            payload,
+            what,
+            ..
+        } = &self.send
+        else {
+            return;
+        };
+        match *what {
+            Outgoing::Head => self.sent_lines.label(
+                LineBlock::Head {
+                    start_line: Part::RequestLine,
+                },
+                sent,
+                emit,
+            ),
+            Outgoing::LastChunk => self.sent_lines.label(LineBlock::LastChunk, sent, emit),
+            Outgoing::Body => emit(Part::Body, sent),
+            Outgoing::Chunk { size } => {
+                let start = range.start + written;
+                let sections = [
+                    (range.start..payload.start, Part::ChunkSize { size }),
+                    (payload.clone(), Part::ChunkData),
+                    (payload.end..range.end, Part::ChunkEnd),
+                ];
+                for (section, part) in sections {
+                    let from = section.start.max(start);
+                    let to = section.end.min(start + sent.len());
+                    if from < to {
+                        emit(part, &sent[from - start..to - start]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// How the response body is framed, once the final head is in.
+    pub fn response_framing(&self) -> Option<ResponseFraming> {
+        self.framing_of_response
+    }
+
     /// The transport accepted `n` bytes of the slice from [`SendWant::Write`].
     pub fn on_sent(&mut self, n: usize) {
         let SendState::Writing {
@@ -189,6 +253,7 @@ impl Exchange {
             written,
             payload,
             then,
+            ..
         } = &mut self.send
         else {
             debug_assert!(false, "on_sent without a pending write");
@@ -204,6 +269,7 @@ impl Exchange {
         self.progress.body_bytes_sent += body_sent as u64;
         self.progress.wire_bytes_sent += n as u64;
         if after == range.end {
+            self.sent_lines = LineLabeller::default();
             self.send = match then {
                 AfterWrite::Fill => SendState::Fill,
                 AfterWrite::Finished => SendState::Finished,
@@ -228,6 +294,7 @@ impl Exchange {
                     range,
                     written: 0,
                     payload: 0..0,
+                    what: Outgoing::LastChunk,
                     then: AfterWrite::Finished,
                 };
             }
@@ -238,6 +305,7 @@ impl Exchange {
                     range: frame.range,
                     written: 0,
                     payload: frame.payload,
+                    what: Outgoing::Chunk { size: n as u64 },
                     then: AfterWrite::Fill,
                 };
             }
@@ -258,6 +326,7 @@ impl Exchange {
                         range: pending.clone(),
                         written: 0,
                         payload: pending,
+                        what: Outgoing::Body,
                         then: AfterWrite::Fill,
                     }
                 };
@@ -270,6 +339,7 @@ impl Exchange {
                     range: pending.clone(),
                     written: 0,
                     payload: pending.clone(),
+                    what: Outgoing::Body,
                     then: AfterWrite::Finished,
                 };
             }
@@ -297,6 +367,16 @@ impl Exchange {
         buf: &FixedBuf,
         n: usize,
     ) -> Result<Option<ResponseHead>, PeerError> {
+        self.on_received_with(buf, n, &mut |_, _| {})
+    }
+
+    /// [`Exchange::on_received`], passing each parsed head line to `emit` for the wire trace.
+    pub fn on_received_with(
+        &mut self,
+        buf: &FixedBuf,
+        n: usize,
+        emit: &mut dyn FnMut(Part, &[u8]),
+    ) -> Result<Option<ResponseHead>, PeerError> {
         self.recv_end += n;
         self.progress.wire_bytes_received += n as u64;
         if !matches!(self.recv, RecvState::Head) {
@@ -307,6 +387,12 @@ impl Exchange {
             match parse_response_head(pending, self.request_was_head, &self.limits)? {
                 HeadParse::Partial => return Ok(None),
                 HeadParse::Interim { consumed, .. } => {
+                    let start_line = Part::InterimStatusLine;
+                    LineLabeller::default().label(
+                        LineBlock::Head { start_line },
+                        &pending[..consumed],
+                        emit,
+                    );
                     self.recv_start += consumed;
                     self.interim_responses += 1;
                 }
@@ -315,8 +401,15 @@ impl Exchange {
                     head,
                     framing,
                 } => {
+                    let start_line = Part::StatusLine;
+                    LineLabeller::default().label(
+                        LineBlock::Head { start_line },
+                        &pending[..consumed],
+                        emit,
+                    );
                     self.recv_start += consumed;
                     self.recv = RecvState::Body(BodyDecoder::new(framing, &self.limits));
+                    self.framing_of_response = Some(framing);
                     if self.send != SendState::Finished {
                         self.send = SendState::StoppedByResponse;
                     }
@@ -337,11 +430,20 @@ impl Exchange {
 
     /// Decodes the next step of the response body from the bytes received so far.
     pub fn decode_body(&mut self, buf: &FixedBuf) -> Result<BodyStep, PeerError> {
+        self.decode_body_with(buf, &mut |_, _| {})
+    }
+
+    /// [`Exchange::decode_body`], passing every consumed byte, labelled, to `emit`.
+    pub fn decode_body_with(
+        &mut self,
+        buf: &FixedBuf,
+        emit: &mut dyn FnMut(Part, &[u8]),
+    ) -> Result<BodyStep, PeerError> {
         let RecvState::Body(decoder) = &mut self.recv else {
             return Ok(BodyStep::NeedMore);
         };
         let pending = &buf.recv_region()[self.recv_start..self.recv_end];
-        let (consumed, event) = decoder.decode(pending)?;
+        let (consumed, event) = decoder.decode_with(pending, emit)?;
         let step = match event {
             BodyEvent::Data(data) => {
                 let start = self.recv_start + consumed - data.len();

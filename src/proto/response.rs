@@ -19,6 +19,17 @@ pub enum BodyFraming {
     CloseDelimited,
 }
 
+impl std::fmt::Display for BodyFraming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyFraming::Empty => f.write_str("no body"),
+            BodyFraming::ContentLength(len) => write!(f, "Content-Length, {len} bytes"),
+            BodyFraming::Chunked => f.write_str("chunked"),
+            BodyFraming::CloseDelimited => f.write_str("until the server closes"),
+        }
+    }
+}
+
 /// A parsed final response head.
 #[derive(Debug, Clone)]
 pub struct ResponseHead {

@@ -185,6 +185,79 @@ pub struct TlsSummary {
     pub cipher_suite: String,
     /// The negotiated ALPN protocol, if any.
     pub alpn: Option<String>,
+    /// The subject of the server's certificate, as `CN=..., O=...`.
+    pub peer_subject: Option<String>,
+}
+
+impl std::fmt::Display for TlsSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TLS handshake: {} {}, ALPN {}, server certificate {}",
+            self.version,
+            self.cipher_suite,
+            self.alpn.as_deref().unwrap_or("none"),
+            self.peer_subject
+                .as_deref()
+                .unwrap_or("(subject unreadable)")
+        )
+    }
+}
+
+/// One DER element: its tag, its contents, and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let octets = usize::from(first & 0x7f);
+        if octets == 0 || octets > 4 || rest.len() < octets {
+            return None;
+        }
+        let len = rest[..octets]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[octets..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The subject of an X.509 certificate as `CN=..., O=...`: just enough DER to show who the
+/// server said it was, without an X.509 parser as a dependency.
+fn certificate_subject(der: &[u8]) -> Option<String> {
+    const SEQUENCE: u8 = 0x30;
+    let (_, certificate, _) = der_element(der).filter(|(tag, ..)| *tag == SEQUENCE)?;
+    let (_, tbs, _) = der_element(certificate)?;
+    let mut fields = tbs;
+    // tbsCertificate: [0] version (optional), serial, signature, issuer, validity, subject.
+    if fields.first() == Some(&0xa0) {
+        fields = der_element(fields)?.2;
+    }
+    for _ in 0..4 {
+        fields = der_element(fields)?.2;
+    }
+    let (_, subject, _) = der_element(fields)?;
+    let mut parts = Vec::new();
+    let mut rdns = subject;
+    while !rdns.is_empty() {
+        let (_, set, rest) = der_element(rdns)?;
+        rdns = rest;
+        let (_, attribute, _) = der_element(set)?;
+        let (_, oid, rest) = der_element(attribute)?;
+        let (_, value, _) = der_element(rest)?;
+        let name = match oid {
+            [0x55, 0x04, 0x03] => "CN",
+            [0x55, 0x04, 0x06] => "C",
+            [0x55, 0x04, 0x07] => "L",
+            [0x55, 0x04, 0x08] => "ST",
+            [0x55, 0x04, 0x0a] => "O",
+            [0x55, 0x04, 0x0b] => "OU",
+            _ => continue,
+        };
+        parts.push(format!("{name}={}", String::from_utf8_lossy(value)));
+    }
+    Some(parts.join(", "))
 }
 
 /// A TLS client connection over a non-blocking socket.
@@ -345,6 +418,11 @@ impl TlsStream {
                 .conn
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
+            peer_subject: self
+                .conn
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| certificate_subject(leaf)),
         }
     }
 }
