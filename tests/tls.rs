@@ -73,6 +73,61 @@ fn sizes_around_the_record_and_buffer_sizes_arrive_intact() {
     }
 }
 
+/// Keeps the notes and the sent plaintext of a trace.
+#[derive(Default)]
+struct Seen {
+    notes: Vec<String>,
+    sent: Vec<u8>,
+}
+
+struct Keep(std::sync::Arc<std::sync::Mutex<Seen>>);
+
+impl chunkwire::trace::Trace for Keep {
+    fn bytes(
+        &mut self,
+        direction: chunkwire::trace::Direction,
+        _: chunkwire::trace::Part,
+        bytes: &[u8],
+    ) {
+        if direction == chunkwire::trace::Direction::Sent {
+            self.0.lock().unwrap().sent.extend_from_slice(bytes);
+        }
+    }
+
+    fn note(&mut self, _: chunkwire::trace::Direction, text: &str) {
+        self.0.lock().unwrap().notes.push(text.to_owned());
+    }
+}
+
+#[test]
+fn the_trace_over_tls_shows_the_handshake_and_the_plaintext() {
+    let tls = ServerTls::self_signed().unwrap();
+    let sink = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .with_tls(tls.clone())
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+    let mut response = client(&tls, 1024)
+        .upload(&sink.url("/traced"))
+        .trace(Keep(seen.clone()))
+        .send(&b"plaintext body"[..])
+        .unwrap();
+    response.text().unwrap();
+    drop(response);
+    let seen = seen.lock().unwrap();
+    let handshake = seen
+        .notes
+        .iter()
+        .find(|n| n.starts_with("TLS handshake"))
+        .expect("a handshake note");
+    assert!(handshake.contains("ALPN http/1.1"), "{handshake}");
+    assert!(handshake.contains("CN=chunkwire sink"), "{handshake}");
+    let sent = String::from_utf8_lossy(&seen.sent);
+    assert!(sent.starts_with("PUT /traced HTTP/1.1\r\n"), "{sent}");
+    assert!(sent.contains("e\r\nplaintext body\r\n0\r\n\r\n"), "{sent}");
+}
+
 #[test]
 fn an_untrusted_certificate_is_refused_naming_the_host() {
     let tls = ServerTls::self_signed().unwrap();
