@@ -169,6 +169,54 @@ fn a_certificate_for_another_name_is_refused() {
 }
 
 #[test]
+fn mutual_tls_presents_the_client_certificate_and_is_refused_without_one() {
+    let tls = ServerTls::self_signed()
+        .unwrap()
+        .requiring_client_cert()
+        .unwrap();
+    let sink = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .with_tls(tls.clone())
+        .spawn()
+        .unwrap();
+    let (cert, key) = tls.issue_client_cert("uploader").unwrap();
+    let with_cert = TlsConfig::builder()
+        .add_ca_pem(tls.ca_pem().as_bytes())
+        .unwrap()
+        .client_auth_pem(cert.as_bytes(), key.as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let client = Client::builder().tls_config(with_cert).build().unwrap();
+    let mut response = client
+        .upload(&sink.url("/mtls"))
+        .send(&b"signed"[..])
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().unwrap();
+    assert_eq!(sink.next_report(Duration::from_secs(5)).unwrap().bytes, 6);
+
+    // Without a certificate the server refuses; TLS 1.3 may only say so after the
+    // handshake, so the error is in the handshake or in the exchange, never a response.
+    let err = client(&tls, 1024)
+        .upload(&sink.url("/mtls"))
+        .send(&b"unsigned"[..]);
+    let err = err.and_then(|mut r| r.text()).unwrap_err();
+    assert!(
+        matches!(
+            err.stage(),
+            Stage::TlsHandshake | Stage::Send | Stage::Receive
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert!(sink.next_report(Duration::from_millis(200)).is_none());
+}
+
+#[test]
 fn an_expired_certificate_is_refused() {
     let tls = ServerTls::expired(&["127.0.0.1"]).unwrap();
     let sink = Sink::bind("127.0.0.1:0")

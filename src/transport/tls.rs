@@ -441,6 +441,9 @@ mod server {
     pub struct ServerTls {
         config: Arc<ServerConfig>,
         ca_pem: String,
+        /// The CA, kept to issue client certificates and to trust them.
+        ca: Arc<(rcgen::Certificate, rcgen::KeyPair)>,
+        leaf: Arc<(CertificateDer<'static>, Vec<u8>)>,
     }
 
     impl std::fmt::Debug for ServerTls {
@@ -495,19 +498,36 @@ mod server {
                 .signed_by(&leaf_key, &ca, &ca_key)
                 .map_err(failed)?;
 
-            let key =
-                PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(io::Error::other)?;
-            let mut config = ServerConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .map_err(io::Error::other)?
-                .with_no_client_auth()
-                .with_single_cert(vec![leaf.der().clone()], key)
-                .map_err(io::Error::other)?;
-            config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+            let ca = Arc::new((ca, ca_key));
+            let leaf = Arc::new((leaf.der().clone(), leaf_key.serialize_der()));
             Ok(ServerTls {
-                config: Arc::new(config),
-                ca_pem: ca.pem(),
+                config: server_config(&leaf, &ca, false)?,
+                ca_pem: ca.0.pem(),
+                ca,
+                leaf,
             })
+        }
+
+        /// The same identity, but clients must present a certificate issued by this CA
+        /// (mutual TLS); see [`ServerTls::issue_client_cert`].
+        pub fn requiring_client_cert(mut self) -> io::Result<ServerTls> {
+            self.config = server_config(&self.leaf, &self.ca, true)?;
+            Ok(self)
+        }
+
+        /// Issues a client certificate for `name`, signed by this CA: (certificate PEM,
+        /// private key PEM), as `--cert` and `--key` take them.
+        pub fn issue_client_cert(&self, name: &str) -> io::Result<(String, String)> {
+            let failed = |e: rcgen::Error| io::Error::other(format!("certificate generation: {e}"));
+            let key = rcgen::KeyPair::generate().map_err(failed)?;
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            let (ca, ca_key) = &*self.ca;
+            let cert = params.signed_by(&key, ca, ca_key).map_err(failed)?;
+            Ok((cert.pem(), key.serialize_pem()))
         }
 
         /// The CA certificate, PEM: what a client must trust to talk to this server.
@@ -522,6 +542,37 @@ mod server {
                 inner: StreamOwned::new(conn, tcp),
             })
         }
+    }
+
+    /// The server configuration for a certificate and key, optionally requiring client
+    /// certificates issued by `ca`.
+    fn server_config(
+        leaf: &(CertificateDer<'static>, Vec<u8>),
+        ca: &(rcgen::Certificate, rcgen::KeyPair),
+        client_auth: bool,
+    ) -> io::Result<Arc<ServerConfig>> {
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?;
+        let builder = if client_auth {
+            let mut roots = RootCertStore::empty();
+            roots.add(ca.0.der().clone()).map_err(io::Error::other)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(io::Error::other)?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let key = PrivateKeyDer::try_from(leaf.1.clone()).map_err(io::Error::other)?;
+        let mut config = builder
+            .with_single_cert(vec![leaf.0.clone()], key)
+            .map_err(io::Error::other)?;
+        config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+        Ok(Arc::new(config))
     }
 
     /// A blocking server-side TLS stream.
