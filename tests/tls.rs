@@ -187,8 +187,8 @@ fn mutual_tls_presents_the_client_certificate_and_is_refused_without_one() {
         .unwrap()
         .build()
         .unwrap();
-    let client = Client::builder().tls_config(with_cert).build().unwrap();
-    let mut response = client
+    let signed_client = Client::builder().tls_config(with_cert).build().unwrap();
+    let mut response = signed_client
         .upload(&sink.url("/mtls"))
         .send(&b"signed"[..])
         .unwrap();
