@@ -21,7 +21,7 @@ use crate::transport::tls::{TlsConfig, TlsStream, TlsSummary};
 
 /// The chunk payload size used unless the caller sets one. Chosen by measurement: see the
 /// README's "Choosing the chunk size".
-pub const DEFAULT_CHUNK_SIZE: usize = 32 * 1024;
+pub const DEFAULT_CHUNK_SIZE: usize = 48 * 1024;
 
 /// The largest chunk payload accepted, so a typo cannot allocate gigabytes.
 pub const MAX_CHUNK_SIZE: usize = 64 * 1024 * 1024;
