@@ -108,6 +108,8 @@ pub enum RequestError {
     },
     /// A header that chunkwire sets itself because it decides the framing.
     ReservedHeader(String),
+    /// A header that may appear only once was given twice.
+    DuplicateHeader(String),
     /// A header line given as text has no colon.
     MalformedHeaderLine(String),
     /// An option is out of its range.
@@ -150,6 +152,9 @@ impl fmt::Display for RequestError {
                 f,
                 "header {n:?} is set by chunkwire from the body framing; use the content-length option instead"
             ),
+            RequestError::DuplicateHeader(n) => {
+                write!(f, "header {n:?} may be sent only once")
+            }
             RequestError::MalformedHeaderLine(l) => {
                 write!(f, "header {l:?} is not of the form 'Name: value'")
             }

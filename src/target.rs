@@ -91,10 +91,16 @@ impl Target {
         if port == 0 {
             return Err(invalid(url, "port 0 cannot be connected to"));
         }
-        let host = bracketed_host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(bracketed_host);
+        let host = match bracketed_host.strip_prefix('[') {
+            Some(literal) => {
+                let literal = literal.strip_suffix(']').unwrap_or(literal);
+                if literal.parse::<std::net::Ipv6Addr>().is_err() {
+                    return Err(invalid(url, "brackets must hold an IPv6 address"));
+                }
+                literal
+            }
+            None => bracketed_host,
+        };
         let host_header = if port == scheme.default_port() {
             bracketed_host.to_owned()
         } else {
@@ -196,6 +202,8 @@ mod tests {
             "http://h/a b",
             "http://h/\r\nX: y",
             "",
+            "https://[]:8443/",
+            "http://[zz]/",
         ] {
             let err = Target::parse(url).expect_err(url);
             assert!(

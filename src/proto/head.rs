@@ -123,6 +123,11 @@ impl RequestHead {
         if RESERVED_FIELDS.iter().any(|reserved| field.is(reserved)) {
             return Err(RequestError::ReservedHeader(field.name));
         }
+        // RFC 9112 section 3.2: a server must reject a request with two Host fields; and
+        // the writer sends only one, so a second would be silently lost.
+        if field.is("host") && self.has("host") {
+            return Err(RequestError::DuplicateHeader(field.name));
+        }
         self.fields.push(field);
         Ok(())
     }
@@ -294,6 +299,11 @@ mod tests {
                 Err(RequestError::ReservedHeader(name.into()))
             );
         }
+        h.push(HeaderField::new("Host", "a").unwrap()).unwrap();
+        assert_eq!(
+            h.push(HeaderField::new("host", "b").unwrap()),
+            Err(RequestError::DuplicateHeader("host".into()))
+        );
         assert!(matches!(
             HeaderField::parse_line("no colon"),
             Err(RequestError::MalformedHeaderLine(_))
