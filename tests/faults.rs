@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use chunkwire::{Client, Stage, TimeoutKind};
 
+mod support;
+use support::{read_head, serve_once};
+
 /// An endless body: if the client did not stop, these tests would not end.
 struct Endless;
 
@@ -16,31 +19,6 @@ impl Read for Endless {
         out.fill(b'z');
         Ok(out.len())
     }
-}
-
-/// Reads up to the end of the request head; returns what came after it.
-fn read_head(stream: &mut TcpStream) -> Vec<u8> {
-    let mut seen = Vec::new();
-    let mut byte = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut byte).unwrap();
-        assert!(n > 0, "client closed before its head was complete");
-        seen.extend_from_slice(&byte[..n]);
-        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-            return seen.split_off(end + 4);
-        }
-    }
-}
-
-/// One-connection server running `serve` on a thread; returns the URL.
-fn serve_once(serve: impl FnOnce(TcpStream) + Send + 'static) -> (String, thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/up", listener.local_addr().unwrap());
-    let handle = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        serve(stream);
-    });
-    (url, handle)
 }
 
 fn client() -> Client {

@@ -2,38 +2,17 @@
 //! flat, the upload completes), a close right after the head, a reset, garbage bytes, a
 //! huge header line. Each ends in the right response or a specific error.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chunkwire::{Client, PeerError, Stage};
 
-struct CountingAllocator;
-
-thread_local! {
-    static LIVE_BYTES: Cell<i64> = const { Cell::new(0) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator unchanged; the counters are thread-local cells.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        LIVE_BYTES.with(|c| c.set(c.get() + layout.size() as i64));
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.with(|c| c.set(c.get() - layout.size() as i64));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+mod support;
+use support::{counters, read_head, serve_once};
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: support::CountingAllocator = support::CountingAllocator;
 
 fn client() -> Client {
     Client::builder()
@@ -42,26 +21,6 @@ fn client() -> Client {
         .max_time(Some(Duration::from_secs(30)))
         .build()
         .unwrap()
-}
-
-fn serve_once(serve: impl FnOnce(TcpStream) + Send + 'static) -> (String, thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/up", listener.local_addr().unwrap());
-    let handle = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        serve(stream);
-    });
-    (url, handle)
-}
-
-fn read_head(stream: &mut TcpStream) -> Vec<u8> {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1];
-    while !seen.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut buf).unwrap();
-        seen.push(buf[0]);
-    }
-    seen
 }
 
 /// `len` bytes, recording the live heap of the reading thread at the second and last read.
@@ -75,7 +34,8 @@ struct Watched {
 impl Read for Watched {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         self.reads += 1;
-        let now = (LIVE_BYTES.with(Cell::get), ALLOCATIONS.with(Cell::get));
+        let (allocations, live) = counters();
+        let now = (live, allocations);
         if self.reads == 2 {
             self.at_second = Some(now);
         }
@@ -93,10 +53,8 @@ impl Read for Watched {
 fn a_slow_reader_gets_the_whole_upload_and_memory_stays_flat() {
     const TOTAL: usize = 6 << 20;
     let (url, server) = serve_once(|mut stream| {
-        let head = read_head(&mut stream);
-        assert!(head.starts_with(b"PUT /up HTTP/1.1\r\n"));
+        let mut body = read_head(&mut stream);
         // 64 KiB every 40 ms: the socket buffers fill, and the client must wait on them.
-        let mut body = Vec::new();
         let mut block = vec![0u8; 64 * 1024];
         while !body.ends_with(b"0\r\n\r\n") {
             let n = stream.read(&mut block).unwrap();

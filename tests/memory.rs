@@ -2,48 +2,16 @@
 //! from the second read of the source to the last one, across hundreds of chunks.
 #![cfg(feature = "sink")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{self, Read};
 use std::time::Duration;
 
 use chunkwire::sink::Sink;
 
-struct CountingAllocator;
-
-thread_local! {
-    // Const-initialised and without Drop, so touching it never allocates.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-    static LIVE_BYTES: Cell<i64> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the counters are
-// thread-local cells that neither allocate nor unwind.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        LIVE_BYTES.with(|c| c.set(c.get() + layout.size() as i64));
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.with(|c| c.set(c.get() - layout.size() as i64));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        LIVE_BYTES.with(|c| c.set(c.get() + new_size as i64 - layout.size() as i64));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+mod support;
+use support::counters;
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-fn counters() -> (u64, i64) {
-    (ALLOCATIONS.with(Cell::get), LIVE_BYTES.with(Cell::get))
-}
+static GLOBAL: support::CountingAllocator = support::CountingAllocator;
 
 /// Zero bytes, `left` of them, recording the allocation counters at each read.
 struct Recording {
