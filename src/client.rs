@@ -154,6 +154,7 @@ impl Client {
             fields: Vec::new(),
             trailers: Vec::new(),
             content_length: None,
+            expect_continue: None,
             trace: None,
             error: None,
         }
@@ -168,6 +169,7 @@ impl std::fmt::Debug for Upload<'_> {
             .field("fields", &self.fields)
             .field("trailers", &self.trailers)
             .field("content_length", &self.content_length)
+            .field("expect_continue", &self.expect_continue)
             .field("trace", &self.trace.is_some())
             .finish_non_exhaustive()
     }
@@ -182,6 +184,7 @@ pub struct Upload<'c> {
     fields: Vec<HeaderField>,
     trailers: Vec<HeaderField>,
     content_length: Option<u64>,
+    expect_continue: Option<Duration>,
     trace: Option<Box<dyn Trace>>,
     error: Option<RequestError>,
 }
@@ -223,6 +226,15 @@ impl Upload<'_> {
         self
     }
 
+    /// Sends `Expect: 100-continue` and holds the body until the server answers `100
+    /// Continue`, or for at most `timeout` (curl waits 1 s). A final response instead (401,
+    /// 413, 417, a redirect) is returned and the body is never sent. Off by default: see the
+    /// README for why.
+    pub fn expect_continue(mut self, timeout: Duration) -> Self {
+        self.expect_continue = Some(timeout);
+        self
+    }
+
     /// Sends every byte sent and received, labelled, to `trace` (see [`crate::trace`]).
     pub fn trace(mut self, trace: impl Trace + 'static) -> Self {
         self.trace = Some(Box::new(trace));
@@ -251,6 +263,7 @@ impl Upload<'_> {
             }
             head.set_framing(BodyFraming::Length(len));
         }
+        head.set_expect_continue(self.expect_continue.is_some());
         Ok(head)
     }
 
@@ -327,6 +340,9 @@ impl Upload<'_> {
             client.timeouts,
             started,
         );
+        if let Some(timeout) = self.expect_continue {
+            conn.set_expect_timeout(timeout);
+        }
         if let Some(trace) = self.trace.take() {
             conn.set_trace(trace);
             let connected = format!("connected to {}", conn.peer());

@@ -159,6 +159,9 @@ pub(crate) struct Connection {
     timeouts: Timeouts,
     started: Instant,
     last_progress: Instant,
+    /// How long the body waits for `100 Continue`, and since when it has been waiting.
+    expect_timeout: Duration,
+    continue_wait_started: Option<Instant>,
 }
 
 /// How a pass over the send side ended.
@@ -193,7 +196,31 @@ impl Connection {
             timeouts,
             started,
             last_progress: Instant::now(),
+            expect_timeout: Duration::from_secs(1),
+            continue_wait_started: None,
         }
+    }
+
+    /// How long the body waits for `100 Continue` when the head asks for it.
+    pub(crate) fn set_expect_timeout(&mut self, timeout: Duration) {
+        self.expect_timeout = timeout;
+    }
+
+    /// While the body waits for `100 Continue`: the time left to wait, after ending the wait
+    /// (and sending the body) if it is over.
+    fn continue_wait_left(&mut self, now: Instant) -> Option<Duration> {
+        if !self.exchange.awaits_continue() {
+            return None;
+        }
+        let waited = now - *self.continue_wait_started.get_or_insert(now);
+        if waited >= self.expect_timeout {
+            self.exchange.continue_timed_out();
+            self.trace_note(Direction::Sent, || {
+                format!("no 100 Continue after {waited:.1?}: sending the body anyway")
+            });
+            return Some(Duration::ZERO);
+        }
+        Some(self.expect_timeout - waited)
     }
 
     pub(crate) fn progress(&self) -> Progress {
@@ -388,9 +415,10 @@ impl Connection {
             };
             let now = Instant::now();
             let left = self.time_left(now)?;
-            let timeout = match pass {
-                SendPass::Yielded => Some(Duration::ZERO),
-                SendPass::Blocked => left,
+            let timeout = match (pass, self.continue_wait_left(now)) {
+                (SendPass::Yielded, _) => Some(Duration::ZERO),
+                (SendPass::Blocked, Some(wait)) => Some(left.map_or(wait, |left| left.min(wait))),
+                (SendPass::Blocked, None) => left,
             };
             event_loop.wait(self, timeout)?;
         }

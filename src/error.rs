@@ -150,7 +150,7 @@ impl fmt::Display for RequestError {
             ),
             RequestError::ReservedHeader(n) => write!(
                 f,
-                "header {n:?} is set by chunkwire from the body framing; use the content-length option instead"
+                "header {n:?} is set by chunkwire; use the content-length or expect-continue option instead"
             ),
             RequestError::DuplicateHeader(n) => {
                 write!(f, "header {n:?} may be sent only once")

@@ -83,6 +83,13 @@ struct UploadArgs {
     /// Send Content-Length (the file's size) instead of chunked framing.
     #[arg(long)]
     content_length: bool,
+    /// Send `Expect: 100-continue` and hold the body until the server says go (or the
+    /// --expect100-timeout passes). Also set by `-H 'Expect: 100-continue'`.
+    #[arg(long)]
+    expect_continue: bool,
+    /// Seconds to wait for `100 Continue` before sending the body anyway.
+    #[arg(long, value_parser = parse_seconds, default_value = "1", value_name = "SECONDS")]
+    expect100_timeout: Duration,
     /// Write the response body here instead of standard output.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
@@ -309,11 +316,25 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         (Box::new(file), meta.is_file().then_some(meta.len()))
     };
     let mut request = client.upload(&args.url).method(&args.method);
+    let mut expect_continue = args.expect_continue;
     for line in &args.headers {
         let (name, value) = line.split_once(':').ok_or_else(|| {
             Failure::usage(format!("header {line:?} is not of the form 'Name: value'"))
         })?;
+        // As with curl, `Expect` is an option in header's clothing: 100-continue turns the
+        // wait on, an empty value keeps it off.
+        if name.trim().eq_ignore_ascii_case("expect") {
+            match value.trim() {
+                "" => expect_continue = false,
+                v if v.eq_ignore_ascii_case("100-continue") => expect_continue = true,
+                v => return Err(Failure::usage(format!("Expect: {v:?} is not supported"))),
+            }
+            continue;
+        }
         request = request.header(name, value);
+    }
+    if expect_continue {
+        request = request.expect_continue(args.expect100_timeout);
     }
     for line in &args.trailers {
         let (name, value) = line.split_once(':').ok_or_else(|| {

@@ -14,6 +14,9 @@
 //! 4. Response bytes are parsed whenever they arrive. Interim (1xx) responses are skipped.
 //!    A final response head before the body is complete stops the send side for good.
 //! 5. After the final head, the remaining bytes are body, decoded on demand.
+//! 6. With `Expect: 100-continue`, the body waits after the head until `100 Continue`
+//!    arrives or the driver says the wait is over; a final response instead means the
+//!    body is never sent.
 
 use std::ops::Range;
 
@@ -54,6 +57,7 @@ pub enum BodyStep {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterWrite {
     Fill,
+    AwaitContinue,
     Finished,
 }
 
@@ -77,6 +81,9 @@ enum SendState {
         then: AfterWrite,
     },
     Fill,
+    /// `Expect: 100-continue` was sent: the body waits for 100, a final response, or the
+    /// driver's timeout.
+    AwaitContinue,
     /// Content-Length: all owed bytes are read and wait at `pending`; the source must be at its end.
     VerifyEnd {
         pending: Range<usize>,
@@ -123,6 +130,8 @@ impl Exchange {
         let framing = head.framing();
         let then = if framing == BodyFraming::Length(0) {
             AfterWrite::Finished
+        } else if head.expects_continue() {
+            AfterWrite::AwaitContinue
         } else {
             AfterWrite::Fill
         };
@@ -163,6 +172,19 @@ impl Exchange {
         self.send == SendState::StoppedByResponse
     }
 
+    /// True while the body waits for `100 Continue` (rule 6).
+    pub fn awaits_continue(&self) -> bool {
+        self.send == SendState::AwaitContinue
+    }
+
+    /// The server did not answer `Expect: 100-continue` in time: send the body anyway, as
+    /// RFC 9110 section 10.1.1 asks of clients.
+    pub fn continue_timed_out(&mut self) {
+        if self.send == SendState::AwaitContinue {
+            self.send = SendState::Fill;
+        }
+    }
+
     /// True once the final response head has been parsed.
     pub fn has_response(&self) -> bool {
         matches!(self.recv, RecvState::Body(_))
@@ -196,7 +218,9 @@ impl Exchange {
                 let probe = buf.payload_offset() + buf.payload_capacity();
                 SendWant::Fill(&mut buf.send_region_mut()[probe..probe + 1])
             }
-            SendState::Finished | SendState::StoppedByResponse => SendWant::Idle,
+            SendState::AwaitContinue | SendState::Finished | SendState::StoppedByResponse => {
+                SendWant::Idle
+            }
         }
     }
 
@@ -272,6 +296,7 @@ impl Exchange {
             self.sent_lines = LineLabeller::default();
             self.send = match then {
                 AfterWrite::Fill => SendState::Fill,
+                AfterWrite::AwaitContinue => SendState::AwaitContinue,
                 AfterWrite::Finished => SendState::Finished,
             };
         }
@@ -386,7 +411,10 @@ impl Exchange {
             let pending = &buf.recv_region()[self.recv_start..self.recv_end];
             match parse_response_head(pending, self.request_was_head, &self.limits)? {
                 HeadParse::Partial => return Ok(None),
-                HeadParse::Interim { consumed, .. } => {
+                HeadParse::Interim { consumed, status } => {
+                    if status == 100 && self.send == SendState::AwaitContinue {
+                        self.send = SendState::Fill;
+                    }
                     let start_line = Part::InterimStatusLine;
                     LineLabeller::default().label(
                         LineBlock::Head { start_line },

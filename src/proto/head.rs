@@ -20,8 +20,9 @@ use crate::target::Target;
 /// The `User-Agent` sent unless the caller sets one.
 pub const DEFAULT_USER_AGENT: &str = concat!("chunkwire/", env!("CARGO_PKG_VERSION"));
 
-/// Fields the framing decides; a caller who sets them would contradict the body on the wire.
-const RESERVED_FIELDS: [&str; 2] = ["content-length", "transfer-encoding"];
+/// Fields chunkwire decides from the framing and the options; a caller who set them would
+/// contradict what goes on the wire (`Expect` is the expect-continue option).
+const RESERVED_FIELDS: [&str; 3] = ["content-length", "transfer-encoding", "expect"];
 
 /// A header (or trailer) field whose name and value have been validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +101,7 @@ pub struct RequestHead {
     host: String,
     fields: Vec<HeaderField>,
     framing: BodyFraming,
+    expect_continue: bool,
 }
 
 impl RequestHead {
@@ -114,6 +116,7 @@ impl RequestHead {
             host: target.host_header.clone(),
             fields: Vec::new(),
             framing: BodyFraming::Chunked,
+            expect_continue: false,
         })
     }
 
@@ -135,6 +138,16 @@ impl RequestHead {
     /// Sets how the body is framed.
     pub fn set_framing(&mut self, framing: BodyFraming) {
         self.framing = framing;
+    }
+
+    /// Sends `Expect: 100-continue`, so the body waits for the server's go-ahead.
+    pub fn set_expect_continue(&mut self, expect: bool) {
+        self.expect_continue = expect;
+    }
+
+    /// True when the head asks for `100 Continue` before the body.
+    pub fn expects_continue(&self) -> bool {
+        self.expect_continue
     }
 
     /// The body framing.
@@ -173,6 +186,9 @@ impl RequestHead {
         }
         for field in self.fields.iter().filter(|f| !f.is("host")) {
             field.write_with(put);
+        }
+        if self.expect_continue {
+            put(b"Expect: 100-continue\r\n");
         }
         match self.framing {
             BodyFraming::Chunked => put(b"Transfer-Encoding: chunked\r\n"),
