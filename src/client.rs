@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use crate::buffer::FixedBuf;
-use crate::driver::{Connection, EventLoop, Timeouts};
+use crate::driver::{Connection, EventLoop, Timeouts, UploadProgress};
 use crate::error::{Error, Progress, RequestError, Result, Stage};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
@@ -156,6 +156,9 @@ impl Client {
             content_length: None,
             expect_continue: None,
             trace: None,
+            progress: None,
+            size_hint: None,
+            rate_limit: None,
             error: None,
         }
     }
@@ -170,6 +173,9 @@ impl std::fmt::Debug for Upload<'_> {
             .field("trailers", &self.trailers)
             .field("content_length", &self.content_length)
             .field("expect_continue", &self.expect_continue)
+            .field("progress", &self.progress.is_some())
+            .field("size_hint", &self.size_hint)
+            .field("rate_limit", &self.rate_limit)
             .field("trace", &self.trace.is_some())
             .finish_non_exhaustive()
     }
@@ -186,6 +192,9 @@ pub struct Upload<'c> {
     content_length: Option<u64>,
     expect_continue: Option<Duration>,
     trace: Option<Box<dyn Trace>>,
+    progress: Option<Box<dyn FnMut(&UploadProgress)>>,
+    size_hint: Option<u64>,
+    rate_limit: Option<u64>,
     error: Option<RequestError>,
 }
 
@@ -232,6 +241,26 @@ impl Upload<'_> {
     /// README for why.
     pub fn expect_continue(mut self, timeout: Duration) -> Self {
         self.expect_continue = Some(timeout);
+        self
+    }
+
+    /// Calls `callback` each time body bytes go out, with the bytes sent, the total when it
+    /// is known, and the rate. Without a callback nothing is computed.
+    pub fn progress(mut self, callback: impl FnMut(&UploadProgress) + 'static) -> Self {
+        self.progress = Some(Box::new(callback));
+        self
+    }
+
+    /// The body's size, for progress only, when it is known but sent chunked (a file).
+    pub fn size_hint(mut self, bytes: u64) -> Self {
+        self.size_hint = Some(bytes);
+        self
+    }
+
+    /// Writes at most `bytes_per_second` (head and framing included), pacing writes with the
+    /// event loop's timer rather than sleeping.
+    pub fn limit_rate(mut self, bytes_per_second: u64) -> Self {
+        self.rate_limit = Some(bytes_per_second);
         self
     }
 
@@ -342,6 +371,12 @@ impl Upload<'_> {
         );
         if let Some(timeout) = self.expect_continue {
             conn.set_expect_timeout(timeout);
+        }
+        if let Some(callback) = self.progress.take() {
+            conn.set_progress(callback, self.content_length.or(self.size_hint));
+        }
+        if let Some(rate) = self.rate_limit {
+            conn.set_rate_limit(rate);
         }
         if let Some(trace) = self.trace.take() {
             conn.set_trace(trace);

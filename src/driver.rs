@@ -162,6 +162,8 @@ pub(crate) struct Connection {
     /// How long the body waits for `100 Continue`, and since when it has been waiting.
     expect_timeout: Duration,
     continue_wait_started: Option<Instant>,
+    progress: Option<ProgressSlot>,
+    rate_limit: Option<RateLimit>,
 }
 
 /// How a pass over the send side ended.
@@ -170,6 +172,60 @@ enum SendPass {
     Blocked,
     /// Frames were sent without blocking; look at the rest of the world before going on.
     Yielded,
+    /// The rate limit holds the next write until this instant.
+    Paced(Instant),
+}
+
+/// Where an upload stands, as given to a progress callback.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UploadProgress {
+    /// Body bytes the socket has accepted.
+    pub body_bytes_sent: u64,
+    /// The body's size, when it is known (Content-Length, or a size hint).
+    pub total: Option<u64>,
+    /// Time since the upload started.
+    pub elapsed: Duration,
+    /// Average body bytes per second so far.
+    pub bytes_per_second: f64,
+}
+
+/// The progress callback of a connection.
+pub(crate) struct ProgressSlot {
+    callback: Box<dyn FnMut(&UploadProgress)>,
+    total: Option<u64>,
+}
+
+impl std::fmt::Debug for ProgressSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgressSlot")
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cap on the bytes written per second, kept by delaying writes with the loop's timer.
+#[derive(Debug, Clone, Copy)]
+struct RateLimit {
+    bytes_per_second: u64,
+    /// When the first byte went, and how many bytes had gone before the cap applied.
+    since: Option<(Instant, u64)>,
+}
+
+impl RateLimit {
+    /// Before writing at `now` with `sent` bytes already written: `Err(until)` if the write
+    /// must wait, else how many bytes may go at once (a tenth of a second's worth, so the
+    /// rate holds at the scale of a chunk too).
+    fn allowance(&mut self, now: Instant, sent: u64) -> Result<usize, Instant> {
+        let (start, base) = *self.since.get_or_insert((now, sent));
+        let due =
+            start + Duration::from_secs_f64((sent - base) as f64 / self.bytes_per_second as f64);
+        if now < due {
+            return Err(due);
+        }
+        Ok(usize::try_from(self.bytes_per_second / 10)
+            .unwrap_or(usize::MAX)
+            .max(1))
+    }
 }
 
 impl Connection {
@@ -198,6 +254,38 @@ impl Connection {
             last_progress: Instant::now(),
             expect_timeout: Duration::from_secs(1),
             continue_wait_started: None,
+            progress: None,
+            rate_limit: None,
+        }
+    }
+
+    /// Calls `callback` as body bytes go out; `total` is the body's size when known.
+    pub(crate) fn set_progress(
+        &mut self,
+        callback: Box<dyn FnMut(&UploadProgress)>,
+        total: Option<u64>,
+    ) {
+        self.progress = Some(ProgressSlot { callback, total });
+    }
+
+    /// Writes at most `bytes_per_second` bytes a second.
+    pub(crate) fn set_rate_limit(&mut self, bytes_per_second: u64) {
+        self.rate_limit = Some(RateLimit {
+            bytes_per_second: bytes_per_second.max(1),
+            since: None,
+        });
+    }
+
+    fn report_progress(&mut self) {
+        if let Some(slot) = &mut self.progress {
+            let sent = self.exchange.progress().body_bytes_sent;
+            let elapsed = self.started.elapsed();
+            (slot.callback)(&UploadProgress {
+                body_bytes_sent: sent,
+                total: slot.total,
+                elapsed,
+                bytes_per_second: sent as f64 / elapsed.as_secs_f64().max(1e-9),
+            });
         }
     }
 
@@ -313,22 +401,36 @@ impl Connection {
                 }
                 Err(e) => return Ok(Err(e)),
             }
-            match self.exchange.poll_send(&mut self.buf) {
-                SendWant::Write(bytes) => match self.transport.write(bytes) {
-                    Ok(0) => return Ok(Err(io::ErrorKind::WriteZero.into())),
-                    Ok(n) => {
-                        if let Some(trace) = self.trace.0.as_deref_mut() {
-                            self.exchange.label_sent(&bytes[..n], &mut |part, sent| {
-                                trace.bytes(Direction::Sent, part, sent)
-                            });
-                        }
-                        self.exchange.on_sent(n);
-                        self.last_progress = Instant::now();
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Ok(Err(e)),
+            let now = Instant::now();
+            let allowance = match &mut self.rate_limit {
+                None => usize::MAX,
+                Some(limit) => match limit.allowance(now, self.exchange.progress().wire_bytes_sent)
+                {
+                    Ok(allowance) => allowance,
+                    Err(until) => return Ok(Ok(SendPass::Paced(until))),
                 },
+            };
+            match self.exchange.poll_send(&mut self.buf) {
+                SendWant::Write(bytes) => {
+                    match self.transport.write(&bytes[..bytes.len().min(allowance)]) {
+                        Ok(0) => return Ok(Err(io::ErrorKind::WriteZero.into())),
+                        Ok(n) => {
+                            if let Some(trace) = self.trace.0.as_deref_mut() {
+                                self.exchange.label_sent(&bytes[..n], &mut |part, sent| {
+                                    trace.bytes(Direction::Sent, part, sent)
+                                });
+                            }
+                            self.exchange.on_sent(n);
+                            self.last_progress = now;
+                            if self.progress.is_some() {
+                                self.report_progress();
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
                 SendWant::Fill(space) => {
                     if frames == FRAMES_BETWEEN_CHECKS {
                         return Ok(Ok(SendPass::Yielded));
@@ -417,6 +519,10 @@ impl Connection {
             let left = self.time_left(now)?;
             let timeout = match (pass, self.continue_wait_left(now)) {
                 (SendPass::Yielded, _) => Some(Duration::ZERO),
+                (SendPass::Paced(until), _) => {
+                    let wait = until.saturating_duration_since(now);
+                    Some(left.map_or(wait, |left| left.min(wait)))
+                }
                 (SendPass::Blocked, Some(wait)) => Some(left.map_or(wait, |left| left.min(wait))),
                 (SendPass::Blocked, None) => left,
             };

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use chunkwire::sink::{Report, Sink};
 use chunkwire::trace::{Direction, Part, Trace, TraceFormat, TraceWriter};
-use chunkwire::{Client, Error, ServerTls, Stage, TlsConfig};
+use chunkwire::{Client, Error, ServerTls, Stage, TlsConfig, UploadProgress};
 use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -87,6 +89,15 @@ struct UploadArgs {
     /// --expect100-timeout passes). Also set by `-H 'Expect: 100-continue'`.
     #[arg(long)]
     expect_continue: bool,
+    /// Write at most RATE bytes a second (k, M and G suffixes allowed).
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    limit_rate: Option<u64>,
+    /// Show a progress bar on standard error (the default when it is a terminal).
+    #[arg(short = '#', long)]
+    progress_bar: bool,
+    /// No progress bar.
+    #[arg(short = 's', long, conflicts_with = "progress_bar")]
+    silent: bool,
     /// Seconds to wait for `100 Continue` before sending the body anyway.
     #[arg(long, value_parser = parse_seconds, default_value = "1", value_name = "SECONDS")]
     expect100_timeout: Duration,
@@ -193,6 +204,17 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a usable duration"))
+}
+
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let (digits, scale) = match text.as_bytes().last() {
+        Some(b'g' | b'G') => (&text[..text.len() - 1], 1u64 << 30),
+        _ => (text, 1),
+    };
+    let base = parse_size(digits)? as u64;
+    base.checked_mul(scale)
+        .filter(|&rate| rate > 0)
+        .ok_or_else(|| format!("{text:?} is not a rate (such as 500k, 2M or 1G bytes a second)"))
 }
 
 fn parse_size(text: &str) -> Result<usize, String> {
@@ -336,6 +358,18 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
     if expect_continue {
         request = request.expect_continue(args.expect100_timeout);
     }
+    if let Some(rate) = args.limit_rate {
+        request = request.limit_rate(rate);
+    }
+    if let Some(len) = known_len {
+        request = request.size_hint(len);
+    }
+    let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
+    let bar = show_bar.then(|| progress_bar(known_len));
+    if let Some(bar) = &bar {
+        let bar = bar.clone();
+        request = request.progress(move |p: &UploadProgress| bar.set_position(p.body_bytes_sent));
+    }
     for line in &args.trailers {
         let (name, value) = line.split_once(':').ok_or_else(|| {
             Failure::usage(format!("trailer {line:?} is not of the form 'Name: value'"))
@@ -351,7 +385,11 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         })?;
         request = request.content_length(len);
     }
-    let mut response = request.send(source)?;
+    let sent = request.send(source);
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    let mut response = sent?;
     if args.verbose {
         let mut err = io::stderr().lock();
         let _ = writeln!(
@@ -432,6 +470,32 @@ fn sink(
     eprintln!("chunkwire sink listening on {scheme}://{addr}/ (Ctrl-C to stop)");
     sink.serve(|report: &Report| println!("{}", report.to_json()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A bar for a known size, a spinner with a byte count otherwise; drawn on standard error
+/// at most 10 times a second, and not at all when that is not a terminal (unless -#).
+fn progress_bar(total: Option<u64>) -> ProgressBar {
+    let target = ProgressDrawTarget::stderr_with_hz(10);
+    match total {
+        Some(len) => {
+            let bar = ProgressBar::with_draw_target(Some(len), target);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        }
+        None => {
+            let bar = ProgressBar::with_draw_target(None, target);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {bytes} {bytes_per_sec} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar
+        }
+    }
 }
 
 /// A deterministic stream of `len` pseudo-random bytes that keeps the CRC-32 of what it gave.
