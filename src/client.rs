@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use crate::buffer::FixedBuf;
-use crate::driver::{Connection, EventLoop, Timeouts, UploadProgress};
+use crate::driver::{Connection, EventLoop, ProgressCallback, Timeouts, UploadProgress};
 use crate::error::{Error, Progress, RequestError, Result, Stage};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
@@ -192,7 +192,7 @@ pub struct Upload<'c> {
     content_length: Option<u64>,
     expect_continue: Option<Duration>,
     trace: Option<Box<dyn Trace>>,
-    progress: Option<Box<dyn FnMut(&UploadProgress)>>,
+    progress: Option<ProgressCallback>,
     size_hint: Option<u64>,
     rate_limit: Option<u64>,
     error: Option<RequestError>,

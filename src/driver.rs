@@ -189,9 +189,12 @@ pub struct UploadProgress {
     pub bytes_per_second: f64,
 }
 
+/// A progress callback, as the upload's caller gave it.
+pub(crate) type ProgressCallback = Box<dyn FnMut(&UploadProgress)>;
+
 /// The progress callback of a connection.
 pub(crate) struct ProgressSlot {
-    callback: Box<dyn FnMut(&UploadProgress)>,
+    callback: ProgressCallback,
     total: Option<u64>,
 }
 

@@ -27,7 +27,10 @@ fn progress_reaches_the_total_and_never_goes_back() {
     response.text().unwrap();
     let seen = seen.borrow();
     assert!(seen.len() >= 64, "called for each chunk: {}", seen.len());
-    assert!(seen.windows(2).all(|w| w[0].body_bytes_sent <= w[1].body_bytes_sent));
+    assert!(
+        seen.windows(2)
+            .all(|w| w[0].body_bytes_sent <= w[1].body_bytes_sent)
+    );
     let last = seen.last().unwrap();
     assert_eq!(last.body_bytes_sent, body.len() as u64);
     assert_eq!(last.total, Some(body.len() as u64));
@@ -48,10 +51,16 @@ fn the_rate_limit_holds() {
     let elapsed = started.elapsed();
     let wire = response.progress().wire_bytes_sent;
     response.text().unwrap();
-    assert_eq!(sink.next_report(Duration::from_secs(5)).unwrap().bytes, body.len() as u64);
+    assert_eq!(
+        sink.next_report(Duration::from_secs(5)).unwrap().bytes,
+        body.len() as u64
+    );
     // The first tenth of a second's worth may go at once; everything after it is paced.
     let paced = wire - rate / 10;
     let achieved = paced as f64 / elapsed.as_secs_f64();
-    assert!(achieved <= rate as f64 * 1.05, "{achieved:.0} bytes/s over a limit of {rate}");
+    assert!(
+        achieved <= rate as f64 * 1.05,
+        "{achieved:.0} bytes/s over a limit of {rate}"
+    );
     assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
 }
