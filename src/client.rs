@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use crate::buffer::FixedBuf;
-use crate::driver::{Connection, EventLoop, ProgressCallback, Timeouts, UploadProgress};
+use crate::driver::{BodyHooks, Connection, EventLoop, ProgressCallback, Timeouts, UploadProgress};
 use crate::error::{Error, Progress, RequestError, Result, Stage};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
@@ -159,6 +159,8 @@ impl Client {
             progress: None,
             size_hint: None,
             rate_limit: None,
+            body_hooks: BodyHooks::default(),
+            announced: Vec::new(),
             error: None,
         }
     }
@@ -176,6 +178,7 @@ impl std::fmt::Debug for Upload<'_> {
             .field("progress", &self.progress.is_some())
             .field("size_hint", &self.size_hint)
             .field("rate_limit", &self.rate_limit)
+            .field("body_hooks", &self.body_hooks)
             .field("trace", &self.trace.is_some())
             .finish_non_exhaustive()
     }
@@ -195,6 +198,8 @@ pub struct Upload<'c> {
     progress: Option<ProgressCallback>,
     size_hint: Option<u64>,
     rate_limit: Option<u64>,
+    body_hooks: BodyHooks,
+    announced: Vec<String>,
     error: Option<RequestError>,
 }
 
@@ -219,12 +224,57 @@ impl Upload<'_> {
 
     /// Adds a trailer field, sent after the last chunk (chunked uploads only).
     pub fn trailer(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        match HeaderField::new(name, value) {
+        match HeaderField::trailer(name, value) {
             Ok(field) => self.trailers.push(field),
             Err(e) => {
                 self.error.get_or_insert(e);
             }
         }
+        self
+    }
+
+    /// Adds trailer fields made by `make` once the whole body has been read (chunked
+    /// uploads only). `announce` names them in the `Trailer` header, for servers that want
+    /// to know in advance.
+    pub fn trailers_with(
+        mut self,
+        announce: &[&str],
+        make: impl FnOnce() -> Vec<(String, String)> + 'static,
+    ) -> Self {
+        self.announced
+            .extend(announce.iter().map(|n| (*n).to_owned()));
+        self.body_hooks.late_trailers.push(Box::new(move || {
+            make()
+                .iter()
+                .map(|(name, value)| HeaderField::trailer(name, value))
+                .collect()
+        }));
+        self
+    }
+
+    /// Computes `algorithm` over the body as it streams and sends it as an RFC 9530
+    /// `Content-Digest` trailer (chunked uploads only).
+    #[cfg(feature = "checksum")]
+    pub fn checksum_trailer(mut self, algorithm: crate::checksum::ChecksumAlgorithm) -> Self {
+        use crate::checksum::Checksum;
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let running = Rc::new(RefCell::new(Some(Checksum::new(algorithm))));
+        let observed = Rc::clone(&running);
+        self.body_hooks.observers.push(Box::new(move |bytes| {
+            if let Some(checksum) = observed.borrow_mut().as_mut() {
+                checksum.update(bytes);
+            }
+        }));
+        self.body_hooks.late_trailers.push(Box::new(move || {
+            Ok(running
+                .borrow_mut()
+                .take()
+                .map(Checksum::into_field)
+                .into_iter()
+                .collect())
+        }));
+        self.announced.push("Content-Digest".to_owned());
         self
     }
 
@@ -278,13 +328,18 @@ impl Upload<'_> {
         for field in self.fields.drain(..) {
             head.push(field)?;
         }
-        if !self.trailers.is_empty() {
+        let announced: Vec<&str> = self
+            .trailers
+            .iter()
+            .map(HeaderField::name)
+            .chain(self.announced.iter().map(String::as_str))
+            .collect();
+        if !announced.is_empty() {
             // RFC 9110 section 6.6.2: announce the trailer fields, so the server can expect them.
-            let names: Vec<&str> = self.trailers.iter().map(HeaderField::name).collect();
-            head.push(HeaderField::new("Trailer", names.join(", "))?)?;
+            head.push(HeaderField::new("Trailer", announced.join(", "))?)?;
         }
         if let Some(len) = self.content_length {
-            if !self.trailers.is_empty() {
+            if !self.trailers.is_empty() || !self.body_hooks.late_trailers.is_empty() {
                 return Err(RequestError::InvalidOption {
                     option: "trailers",
                     reason: "they need chunked framing, not Content-Length".into(),
@@ -378,6 +433,7 @@ impl Upload<'_> {
         if let Some(rate) = self.rate_limit {
             conn.set_rate_limit(rate);
         }
+        conn.set_body_hooks(std::mem::take(&mut self.body_hooks));
         if let Some(trace) = self.trace.take() {
             conn.set_trace(trace);
             let connected = format!("connected to {}", conn.peer());

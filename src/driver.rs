@@ -15,8 +15,9 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::buffer::FixedBuf;
-use crate::error::{Error, Kind, Progress, Stage, TimeoutKind};
+use crate::error::{Error, Kind, Progress, RequestError, Stage, TimeoutKind};
 use crate::proto::exchange::{BodyStep, Exchange, SendWant};
+use crate::proto::head::HeaderField;
 use crate::proto::response::ResponseHead;
 use crate::trace::{Direction, Trace};
 use crate::transport::tls::TlsStream;
@@ -164,6 +165,28 @@ pub(crate) struct Connection {
     continue_wait_started: Option<Instant>,
     progress: Option<ProgressSlot>,
     rate_limit: Option<RateLimit>,
+    body_hooks: BodyHooks,
+}
+
+/// Sees each piece of body as it is read (a checksum).
+pub(crate) type BodyObserver = Box<dyn FnMut(&[u8])>;
+/// Makes trailer fields once the body is read.
+pub(crate) type LateTrailers = Box<dyn FnOnce() -> Result<Vec<HeaderField>, RequestError>>;
+
+/// What runs on the body as it is read and when it ends; empty unless asked for.
+#[derive(Default)]
+pub(crate) struct BodyHooks {
+    pub(crate) observers: Vec<BodyObserver>,
+    pub(crate) late_trailers: Vec<LateTrailers>,
+}
+
+impl std::fmt::Debug for BodyHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyHooks")
+            .field("observers", &self.observers.len())
+            .field("late_trailers", &self.late_trailers.len())
+            .finish()
+    }
 }
 
 /// How a pass over the send side ended.
@@ -259,7 +282,13 @@ impl Connection {
             continue_wait_started: None,
             progress: None,
             rate_limit: None,
+            body_hooks: BodyHooks::default(),
         }
+    }
+
+    /// Runs `hooks` on the body as it is read and at its end.
+    pub(crate) fn set_body_hooks(&mut self, hooks: BodyHooks) {
+        self.body_hooks = hooks;
     }
 
     /// Calls `callback` as body bytes go out; `total` is the body's size when known.
@@ -439,8 +468,22 @@ impl Connection {
                         return Ok(Ok(SendPass::Yielded));
                     }
                     frames += 1;
-                    let n = read_retrying(source, space)
-                        .map_err(|e| self.fail(Stage::ReadSource, Kind::Io(e)))?;
+                    let n = match read_retrying(source, space) {
+                        Ok(n) => {
+                            for observe in &mut self.body_hooks.observers {
+                                observe(&space[..n]);
+                            }
+                            n
+                        }
+                        Err(e) => return Err(self.fail(Stage::ReadSource, Kind::Io(e))),
+                    };
+                    if n == 0 {
+                        for make in std::mem::take(&mut self.body_hooks.late_trailers) {
+                            let fields =
+                                make().map_err(|e| self.fail(Stage::Request, Kind::Request(e)))?;
+                            self.exchange.add_trailers(fields);
+                        }
+                    }
                     self.exchange
                         .on_filled(&mut self.buf, n)
                         .map_err(|e| self.fail(Stage::ReadSource, Kind::Request(e)))?;

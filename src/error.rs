@@ -108,6 +108,8 @@ pub enum RequestError {
     },
     /// A header that chunkwire sets itself because it decides the framing.
     ReservedHeader(String),
+    /// A field that must not be sent after the body (RFC 9110 section 6.5.1).
+    ForbiddenTrailer(String),
     /// A header that may appear only once was given twice.
     DuplicateHeader(String),
     /// A header line given as text has no colon.
@@ -151,6 +153,10 @@ impl fmt::Display for RequestError {
             RequestError::ReservedHeader(n) => write!(
                 f,
                 "header {n:?} is set by chunkwire; use the content-length or expect-continue option instead"
+            ),
+            RequestError::ForbiddenTrailer(n) => write!(
+                f,
+                "{n:?} cannot be a trailer: framing, routing, authentication and content fields must come before the body"
             ),
             RequestError::DuplicateHeader(n) => {
                 write!(f, "header {n:?} may be sent only once")

@@ -47,6 +47,8 @@
 //!
 //! - `cli` (default): the `chunkwire` command-line tool.
 //! - `sink` (default, through `cli`): [`sink`], a loopback upload server for tests and demos.
+//! - `checksum` (default, through `cli`): [`checksum`], a SHA-256 or CRC-32C of the body
+//!   computed while it streams and sent as a `Content-Digest` trailer.
 //!
 //! With `default-features = false` the library depends on mio, httparse, http, rustls and
 //! webpki-roots only.
@@ -55,6 +57,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod buffer;
+#[cfg(feature = "checksum")]
+pub mod checksum;
 mod client;
 mod driver;
 mod error;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use chunkwire::checksum::ChecksumAlgorithm;
 use chunkwire::sink::{Report, Sink};
 use chunkwire::trace::{Direction, Part, Trace, TraceFormat, TraceWriter};
 use chunkwire::{Client, Error, ServerTls, Stage, TlsConfig, UploadProgress};
@@ -89,6 +90,10 @@ struct UploadArgs {
     /// --expect100-timeout passes). Also set by `-H 'Expect: 100-continue'`.
     #[arg(long)]
     expect_continue: bool,
+    /// Compute a checksum of the body while it streams and send it as a `Content-Digest`
+    /// trailer: sha256 or crc32c.
+    #[arg(long, value_name = "ALGORITHM")]
+    checksum: Option<ChecksumAlgorithm>,
     /// Write at most RATE bytes a second (k, M and G suffixes allowed).
     #[arg(long, value_parser = parse_rate, value_name = "RATE")]
     limit_rate: Option<u64>,
@@ -360,6 +365,9 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
     }
     if let Some(rate) = args.limit_rate {
         request = request.limit_rate(rate);
+    }
+    if let Some(algorithm) = args.checksum {
+        request = request.checksum_trailer(algorithm);
     }
     if let Some(len) = known_len {
         request = request.size_hint(len);

@@ -172,6 +172,12 @@ impl Exchange {
         self.send == SendState::StoppedByResponse
     }
 
+    /// Adds trailer fields made once the body is read (a checksum, say). They go out with
+    /// the last chunk, so this must come before the fill that ends the source.
+    pub fn add_trailers(&mut self, fields: impl IntoIterator<Item = HeaderField>) {
+        self.trailers.extend(fields);
+    }
+
     /// True while the body waits for `100 Continue` (rule 6).
     pub fn awaits_continue(&self) -> bool {
         self.send == SendState::AwaitContinue

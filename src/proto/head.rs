@@ -24,6 +24,44 @@ pub const DEFAULT_USER_AGENT: &str = concat!("chunkwire/", env!("CARGO_PKG_VERSI
 /// contradict what goes on the wire (`Expect` is the expect-continue option).
 const RESERVED_FIELDS: [&str; 3] = ["content-length", "transfer-encoding", "expect"];
 
+/// Fields that must not be sent as trailers (RFC 9110 section 6.5.1): framing, routing,
+/// request modifiers, authentication, and the content's own metadata, all of which a
+/// recipient needs before the body or would be misled by afterwards.
+const FORBIDDEN_TRAILERS: [&str; 25] = [
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-range",
+    "content-type",
+    "cookie",
+    "expect",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "keep-alive",
+    "max-forwards",
+    "pragma",
+    "proxy-authorization",
+    "range",
+    "set-cookie",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// True for a field name that must not be a trailer.
+pub fn is_forbidden_trailer(name: &str) -> bool {
+    FORBIDDEN_TRAILERS
+        .iter()
+        .any(|f| name.eq_ignore_ascii_case(f))
+}
+
 /// A header (or trailer) field whose name and value have been validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderField {
@@ -47,6 +85,14 @@ impl HeaderField {
             name: name.to_owned(),
             value: value.to_vec(),
         })
+    }
+
+    /// Validates a trailer field: a valid field whose name may follow the body.
+    pub fn trailer(name: &str, value: impl AsRef<[u8]>) -> Result<Self, RequestError> {
+        if is_forbidden_trailer(name) {
+            return Err(RequestError::ForbiddenTrailer(name.to_owned()));
+        }
+        HeaderField::new(name, value)
     }
 
     /// Parses a `Name: value` line as given on a command line.
@@ -320,6 +366,13 @@ mod tests {
             h.push(HeaderField::new("host", "b").unwrap()),
             Err(RequestError::DuplicateHeader("host".into()))
         );
+        for name in ["Content-Length", "authorization", "Host", "Trailer"] {
+            assert_eq!(
+                HeaderField::trailer(name, "x"),
+                Err(RequestError::ForbiddenTrailer(name.into()))
+            );
+        }
+        assert!(HeaderField::trailer("Content-Digest", "sha-256=:x:").is_ok());
         assert!(matches!(
             HeaderField::parse_line("no colon"),
             Err(RequestError::MalformedHeaderLine(_))
