@@ -212,7 +212,8 @@ pub fn request_head(data: &[u8]) {
             assert!(i > 0 && out[i - 1] == b'\r', "bare LF at {i}");
         }
     }
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    // Room for every field written: Host, User-Agent, the accepted ones, framing, Expect.
+    let mut headers = vec![httparse::EMPTY_HEADER; accepted.len() + 8];
     let mut request = httparse::Request::new(&mut headers);
     let parsed = request.parse(&out);
     assert!(

@@ -2,17 +2,20 @@
 //! request, [`Upload::send`] streams a body through the event loop and returns the
 //! [`Response`], whose body is read on demand.
 
-use std::io::{self, Read, Write};
+use std::cell::RefCell;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::Token;
 
 use crate::buffer::FixedBuf;
-use crate::driver::{BodyHooks, Connection, EventLoop, ProgressCallback, Timeouts, UploadProgress};
-use crate::error::{Error, Progress, RequestError, Result, Stage};
+use crate::driver::{BodyHooks, Connection, EventLoop, Timeouts, UploadProgress};
+use crate::error::{Error, Kind, Progress, RequestError, Result, Stage};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
 use crate::proto::limits::Limits;
+use crate::proto::peer_error::PeerError;
 use crate::proto::response::ResponseHead;
 use crate::target::{Scheme, Target};
 use crate::trace::{Direction, Trace};
@@ -159,8 +162,11 @@ impl Client {
             progress: None,
             size_hint: None,
             rate_limit: None,
-            body_hooks: BodyHooks::default(),
+            late_trailers: Vec::new(),
+            #[cfg(feature = "checksum")]
+            checksum: None,
             announced: Vec::new(),
+            max_redirects: 0,
             error: None,
         }
     }
@@ -178,11 +184,17 @@ impl std::fmt::Debug for Upload<'_> {
             .field("progress", &self.progress.is_some())
             .field("size_hint", &self.size_hint)
             .field("rate_limit", &self.rate_limit)
-            .field("body_hooks", &self.body_hooks)
+            .field("late_trailers", &self.late_trailers.len())
+            .field("max_redirects", &self.max_redirects)
             .field("trace", &self.trace.is_some())
             .finish_non_exhaustive()
     }
 }
+
+/// Makes trailer fields after the body, once per attempt (a resend asks again).
+type TrailerMaker = Rc<RefCell<dyn FnMut() -> Vec<(String, String)>>>;
+/// The caller's progress callback, shared by every attempt of an upload.
+type SharedProgress = Rc<RefCell<dyn FnMut(&UploadProgress)>>;
 
 /// One upload being set up. Errors in headers are kept and returned by [`Upload::send`],
 /// so the calls chain.
@@ -195,12 +207,75 @@ pub struct Upload<'c> {
     content_length: Option<u64>,
     expect_continue: Option<Duration>,
     trace: Option<Box<dyn Trace>>,
-    progress: Option<ProgressCallback>,
+    progress: Option<SharedProgress>,
     size_hint: Option<u64>,
     rate_limit: Option<u64>,
-    body_hooks: BodyHooks,
+    late_trailers: Vec<TrailerMaker>,
+    #[cfg(feature = "checksum")]
+    checksum: Option<crate::checksum::ChecksumAlgorithm>,
     announced: Vec<String>,
+    max_redirects: u32,
     error: Option<RequestError>,
+}
+
+/// The body as `send` or `send_seekable` got it: only a seekable one can be sent again.
+enum Body<'b> {
+    Stream(&'b mut dyn Read),
+    Seekable {
+        reader: &'b mut dyn ReadSeek,
+        start: u64,
+    },
+}
+
+/// `Read + Seek` as one object type.
+trait ReadSeek: Read + Seek {}
+
+impl<T: Read + Seek> ReadSeek for T {}
+
+impl Body<'_> {
+    fn reader(&mut self) -> &mut dyn Read {
+        match self {
+            Body::Stream(reader) => *reader,
+            Body::Seekable { reader, .. } => *reader,
+        }
+    }
+
+    /// Back to where the body started, if it can be; `Ok(false)` for a stream.
+    fn rewind(&mut self) -> io::Result<bool> {
+        match self {
+            Body::Stream(_) => Ok(false),
+            Body::Seekable { reader, start } => reader.seek(SeekFrom::Start(*start)).map(|_| true),
+        }
+    }
+
+    fn can_rewind(&self) -> bool {
+        matches!(self, Body::Seekable { .. })
+    }
+}
+
+/// The status codes that redirect (RFC 9110 section 15.4).
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// Fields not sent to another origin than the one they were given for.
+const CREDENTIAL_FIELDS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
+/// A failure before any response byte, on a connection that may simply have been closed
+/// under us: worth one more try when the body can be sent again.
+fn is_retryable(err: &Error) -> bool {
+    matches!(err.stage(), Stage::Send | Stage::Receive)
+        && err.progress().wire_bytes_received == 0
+        && (err.is_closed_before_response()
+            || err.io_error().is_some_and(|e| {
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::UnexpectedEof
+                )
+            }))
 }
 
 impl Upload<'_> {
@@ -235,20 +310,15 @@ impl Upload<'_> {
 
     /// Adds trailer fields made by `make` once the whole body has been read (chunked
     /// uploads only). `announce` names them in the `Trailer` header, for servers that want
-    /// to know in advance.
+    /// to know in advance. A body sent again (a redirect, a retry) calls `make` again.
     pub fn trailers_with(
         mut self,
         announce: &[&str],
-        make: impl FnOnce() -> Vec<(String, String)> + 'static,
+        make: impl FnMut() -> Vec<(String, String)> + 'static,
     ) -> Self {
         self.announced
             .extend(announce.iter().map(|n| (*n).to_owned()));
-        self.body_hooks.late_trailers.push(Box::new(move || {
-            make()
-                .iter()
-                .map(|(name, value)| HeaderField::trailer(name, value))
-                .collect()
-        }));
+        self.late_trailers.push(Rc::new(RefCell::new(make)));
         self
     }
 
@@ -256,24 +326,7 @@ impl Upload<'_> {
     /// `Content-Digest` trailer (chunked uploads only).
     #[cfg(feature = "checksum")]
     pub fn checksum_trailer(mut self, algorithm: crate::checksum::ChecksumAlgorithm) -> Self {
-        use crate::checksum::Checksum;
-        use std::cell::RefCell;
-        use std::rc::Rc;
-        let running = Rc::new(RefCell::new(Some(Checksum::new(algorithm))));
-        let observed = Rc::clone(&running);
-        self.body_hooks.observers.push(Box::new(move |bytes| {
-            if let Some(checksum) = observed.borrow_mut().as_mut() {
-                checksum.update(bytes);
-            }
-        }));
-        self.body_hooks.late_trailers.push(Box::new(move || {
-            Ok(running
-                .borrow_mut()
-                .take()
-                .map(Checksum::into_field)
-                .into_iter()
-                .collect())
-        }));
+        self.checksum = Some(algorithm);
         self.announced.push("Content-Digest".to_owned());
         self
     }
@@ -297,7 +350,7 @@ impl Upload<'_> {
     /// Calls `callback` each time body bytes go out, with the bytes sent, the total when it
     /// is known, and the rate. Without a callback nothing is computed.
     pub fn progress(mut self, callback: impl FnMut(&UploadProgress) + 'static) -> Self {
-        self.progress = Some(Box::new(callback));
+        self.progress = Some(Rc::new(RefCell::new(callback)));
         self
     }
 
@@ -314,19 +367,38 @@ impl Upload<'_> {
         self
     }
 
+    /// Follows up to `max` redirects (0, the default, follows none, as curl without `-L`).
+    /// 307 and 308 send the same method and body again to the new location, which needs a
+    /// body from [`Upload::send_seekable`]; with a plain stream the redirect response is
+    /// returned instead. 303, and 301/302 after a POST, become a GET without a body.
+    /// `Authorization`, `Proxy-Authorization` and `Cookie` are not sent to another origin.
+    pub fn max_redirects(mut self, max: u32) -> Self {
+        self.max_redirects = max;
+        self
+    }
+
     /// Sends every byte sent and received, labelled, to `trace` (see [`crate::trace`]).
     pub fn trace(mut self, trace: impl Trace + 'static) -> Self {
         self.trace = Some(Box::new(trace));
         self
     }
 
-    fn head(&mut self, target: &Target) -> Result<RequestHead, RequestError> {
-        if let Some(err) = self.error.take() {
-            return Err(err);
+    fn head(
+        &self,
+        target: &Target,
+        method: &str,
+        with_body: bool,
+    ) -> Result<RequestHead, RequestError> {
+        if let Some(err) = &self.error {
+            return Err(err.clone());
         }
-        let mut head = RequestHead::new(&self.method, target)?;
-        for field in self.fields.drain(..) {
-            head.push(field)?;
+        let mut head = RequestHead::new(method, target)?;
+        for field in &self.fields {
+            head.push(field.clone())?;
+        }
+        if !with_body {
+            head.set_framing(BodyFraming::None);
+            return Ok(head);
         }
         let announced: Vec<&str> = self
             .trailers
@@ -339,7 +411,7 @@ impl Upload<'_> {
             head.push(HeaderField::new("Trailer", announced.join(", "))?)?;
         }
         if let Some(len) = self.content_length {
-            if !self.trailers.is_empty() || !self.body_hooks.late_trailers.is_empty() {
+            if !announced.is_empty() {
                 return Err(RequestError::InvalidOption {
                     option: "trailers",
                     reason: "they need chunked framing, not Content-Length".into(),
@@ -349,6 +421,40 @@ impl Upload<'_> {
         }
         head.set_expect_continue(self.expect_continue.is_some());
         Ok(head)
+    }
+
+    /// The hooks on the body for one attempt: each attempt starts its checksum afresh.
+    fn body_hooks(&self) -> BodyHooks {
+        let mut hooks = BodyHooks::default();
+        #[cfg(feature = "checksum")]
+        if let Some(algorithm) = self.checksum {
+            use crate::checksum::Checksum;
+            let running = Rc::new(RefCell::new(Some(Checksum::new(algorithm))));
+            let observed = Rc::clone(&running);
+            hooks.observers.push(Box::new(move |bytes| {
+                if let Some(checksum) = observed.borrow_mut().as_mut() {
+                    checksum.update(bytes);
+                }
+            }));
+            hooks.late_trailers.push(Box::new(move || {
+                Ok(running
+                    .borrow_mut()
+                    .take()
+                    .map(Checksum::into_field)
+                    .into_iter()
+                    .collect())
+            }));
+        }
+        for maker in &self.late_trailers {
+            let maker = Rc::clone(maker);
+            hooks.late_trailers.push(Box::new(move || {
+                let made = (maker.borrow_mut())();
+                made.iter()
+                    .map(|(name, value)| HeaderField::trailer(name, value))
+                    .collect()
+            }));
+        }
+        hooks
     }
 
     /// Streams `body` and returns the response once its head has arrived. Blocks.
@@ -373,10 +479,111 @@ impl Upload<'_> {
     /// assert!(report.contains(r#"{"name":"X-Backup-Complete","value":"yes"}"#));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn send(mut self, mut body: impl Read) -> Result<Response> {
+    pub fn send(self, mut body: impl Read) -> Result<Response> {
+        self.run(Body::Stream(&mut body))
+    }
+
+    /// Like [`Upload::send`], for a body that can be rewound to where it starts now (a
+    /// file, a cursor): it can then be sent again after a 307/308 redirect, or once more
+    /// when the connection fails before any response byte.
+    pub fn send_seekable(self, mut body: impl Read + Seek) -> Result<Response> {
+        let start = body
+            .stream_position()
+            .map_err(|e| Error::io(Stage::ReadSource, e))?;
+        self.run(Body::Seekable {
+            reader: &mut body,
+            start,
+        })
+    }
+
+    fn run(mut self, mut body: Body<'_>) -> Result<Response> {
         let started = Instant::now();
-        let target = Target::parse(&self.url)?;
-        let head = self.head(&target)?;
+        let mut url = self.url.clone();
+        let mut method = self.method.clone();
+        let mut with_body = true;
+        let mut redirects = 0;
+        let mut retried = false;
+        loop {
+            let target = Target::parse(&url)?;
+            let mut no_body = io::empty();
+            let reader = if with_body {
+                body.reader()
+            } else {
+                &mut no_body
+            };
+            let response = match self.attempt(&target, &method, with_body, reader, started) {
+                Ok(response) => response,
+                Err(err) if !retried && is_retryable(&err) && with_body && body.can_rewind() => {
+                    retried = true;
+                    body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
+                    continue;
+                }
+                Err(err) if !retried && is_retryable(&err) && !with_body => {
+                    retried = true;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            let status = response.status().as_u16();
+            if self.max_redirects == 0 || !is_redirect(status) {
+                return Ok(response);
+            }
+            let Some(location) = response.headers().get(http::header::LOCATION) else {
+                return Ok(response);
+            };
+            let next = resolve_location(&target, location.as_bytes())?;
+            let keeps_body = match status {
+                303 => false,
+                301 | 302 => !method.eq_ignore_ascii_case("POST"),
+                _ => true,
+            };
+            if keeps_body && with_body && !body.can_rewind() {
+                // The body is gone; the caller gets the redirect and can decide.
+                return Ok(response);
+            }
+            if redirects == self.max_redirects {
+                return Err(
+                    Error::new(Stage::Receive, Kind::TooManyRedirects(self.max_redirects))
+                        .with_peer(target.authority()),
+                );
+            }
+            redirects += 1;
+            let mut response = response;
+            self.trace = response.take_trace();
+            drop(response);
+            if keeps_body && with_body {
+                body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
+            } else if !keeps_body {
+                with_body = false;
+                if !method.eq_ignore_ascii_case("HEAD") {
+                    method = "GET".to_owned();
+                }
+            }
+            let next_target = Target::parse(&next)?;
+            if (next_target.scheme, &next_target.host, next_target.port)
+                != (target.scheme, &target.host, target.port)
+            {
+                self.fields.retain(|f| {
+                    !CREDENTIAL_FIELDS
+                        .iter()
+                        .any(|c| f.name().eq_ignore_ascii_case(c))
+                });
+            }
+            url = next;
+            retried = false;
+        }
+    }
+
+    /// One request on a new connection.
+    fn attempt(
+        &mut self,
+        target: &Target,
+        method: &str,
+        with_body: bool,
+        body: &mut dyn Read,
+        started: Instant,
+    ) -> Result<Response> {
+        let head = self.head(target, method, with_body)?;
         let client = self.client;
         let limits = client.limits;
         // The receive region holds a whole response head, and any chunk-size or trailer
@@ -387,7 +594,11 @@ impl Upload<'_> {
             .max(limits.max_trailer_bytes)
             + 1;
         let mut buf = FixedBuf::new(client.chunk_size, recv_capacity, head.encoded_len());
-        let trailers = std::mem::take(&mut self.trailers);
+        let trailers = if with_body {
+            self.trailers.clone()
+        } else {
+            Vec::new()
+        };
         let exchange = Exchange::new(&head, trailers, limits, &mut buf)
             .expect("the send region is sized for the head");
 
@@ -410,7 +621,7 @@ impl Upload<'_> {
                 let mut tls =
                     TlsStream::new(tls_config, &target.host, tcp, buf.send_region().len())?;
                 event_loop
-                    .handshake(TOKEN, &mut tls, started + client.timeouts.connect)
+                    .handshake(TOKEN, &mut tls, Instant::now() + client.timeouts.connect)
                     .map_err(|e| e.with_peer(peer.clone()))?;
                 Transport::Tls(Box::new(tls))
             }
@@ -427,13 +638,19 @@ impl Upload<'_> {
         if let Some(timeout) = self.expect_continue {
             conn.set_expect_timeout(timeout);
         }
-        if let Some(callback) = self.progress.take() {
-            conn.set_progress(callback, self.content_length.or(self.size_hint));
+        if let Some(callback) = &self.progress {
+            let callback = Rc::clone(callback);
+            conn.set_progress(
+                Box::new(move |p| (callback.borrow_mut())(p)),
+                self.content_length.or(self.size_hint),
+            );
         }
         if let Some(rate) = self.rate_limit {
             conn.set_rate_limit(rate);
         }
-        conn.set_body_hooks(std::mem::take(&mut self.body_hooks));
+        if with_body {
+            conn.set_body_hooks(self.body_hooks());
+        }
         if let Some(trace) = self.trace.take() {
             conn.set_trace(trace);
             let connected = format!("connected to {}", conn.peer());
@@ -442,7 +659,14 @@ impl Upload<'_> {
                 conn.trace_note(Direction::Sent, || tls.to_string());
             }
         }
-        let head = conn.send_request(&mut event_loop, &mut body)?;
+        let head = match conn.send_request(&mut event_loop, body) {
+            Ok(head) => head,
+            Err(err) => {
+                // Keep the trace for a retry.
+                self.trace = conn.take_trace();
+                return Err(err);
+            }
+        };
         Ok(Response {
             head,
             conn,
@@ -451,6 +675,42 @@ impl Upload<'_> {
             body_done: false,
         })
     }
+}
+
+/// Resolves a `Location` value against the request's target (RFC 3986 section 5.2, for the
+/// forms servers send: absolute URLs, `//host/path`, `/path`, and relative paths).
+fn resolve_location(base: &Target, location: &[u8]) -> Result<String> {
+    let invalid = || {
+        Error::new(
+            Stage::Receive,
+            Kind::Peer(PeerError::BadHeader {
+                excerpt: crate::proto::peer_error::excerpt(location),
+            }),
+        )
+    };
+    let location = std::str::from_utf8(location).map_err(|_| invalid())?.trim();
+    let scheme = match base.scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    if location.is_empty() || location.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(invalid());
+    }
+    let lower = location.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(location.to_owned());
+    }
+    if let Some(rest) = location.strip_prefix("//") {
+        return Ok(format!("{scheme}://{rest}"));
+    }
+    let authority = format!("{scheme}://{}", base.host_header);
+    if location.starts_with('/') {
+        return Ok(format!("{authority}{location}"));
+    }
+    let path = base.request_target.split(['?', '#']).next().unwrap_or("/");
+    let directory = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let directory = if directory.is_empty() { "/" } else { directory };
+    Ok(format!("{authority}{directory}{location}"))
 }
 
 /// Uploads `body` with PUT and the default options: the shortest way to call chunkwire.
@@ -513,6 +773,11 @@ impl Response {
     /// Interim (1xx) responses that came before this one.
     pub fn interim_responses(&self) -> u32 {
         self.conn.exchange().interim_responses()
+    }
+
+    /// The trace, taken back to follow a redirect with it.
+    fn take_trace(&mut self) -> Option<Box<dyn Trace>> {
+        self.conn.take_trace()
     }
 
     /// The TLS version, cipher suite and ALPN protocol, for https.

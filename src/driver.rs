@@ -364,6 +364,11 @@ impl Connection {
         self.trace = TraceSlot(Some(trace));
     }
 
+    /// The trace back, for the next connection of the same upload.
+    pub(crate) fn take_trace(&mut self) -> Option<Box<dyn Trace>> {
+        self.trace.0.take()
+    }
+
     /// A note in the trace, if there is one.
     pub(crate) fn trace_note(&mut self, direction: Direction, text: impl FnOnce() -> String) {
         if let Some(trace) = self.trace.0.as_deref_mut() {

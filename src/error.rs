@@ -191,6 +191,8 @@ pub(crate) enum Kind {
     ClosedBeforeResponse,
     /// Name resolution gave no address.
     NoAddresses,
+    /// More redirects than allowed.
+    TooManyRedirects(u32),
 }
 
 struct Inner {
@@ -290,6 +292,11 @@ impl Error {
         }
     }
 
+    /// True when the redirect limit was reached.
+    pub fn is_too_many_redirects(&self) -> bool {
+        matches!(self.inner.kind, Kind::TooManyRedirects(_))
+    }
+
     /// True when the server closed the connection before a complete response head.
     pub fn is_closed_before_response(&self) -> bool {
         matches!(self.inner.kind, Kind::ClosedBeforeResponse)
@@ -331,6 +338,7 @@ impl fmt::Display for Error {
                 f.write_str("server closed the connection before a complete response")?
             }
             Kind::NoAddresses => f.write_str("the name resolved to no address")?,
+            Kind::TooManyRedirects(max) => write!(f, "more than {max} redirects")?,
         }
         if inner.stage != Stage::Request {
             let p = inner.progress;

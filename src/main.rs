@@ -94,6 +94,12 @@ struct UploadArgs {
     /// trailer: sha256 or crc32c.
     #[arg(long, value_name = "ALGORITHM")]
     checksum: Option<ChecksumAlgorithm>,
+    /// Follow redirects: 307/308 send the file again, 303 (and 301/302 after POST) become GET.
+    #[arg(short = 'L', long)]
+    location: bool,
+    /// The most redirects -L follows.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    max_redirs: u32,
     /// Write at most RATE bytes a second (k, M and G suffixes allowed).
     #[arg(long, value_parser = parse_rate, value_name = "RATE")]
     limit_rate: Option<u64>,
@@ -279,6 +285,8 @@ impl From<Error> for Failure {
     fn from(err: Error) -> Self {
         let code = if err.is_timeout() {
             28
+        } else if err.is_too_many_redirects() {
+            47
         } else {
             match err.stage() {
                 Stage::Request => 3,
@@ -332,15 +340,17 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         None
     };
     let client = client(args.chunk_size, args.connect_timeout, args.max_time, tls)?;
-    let (source, known_len): (Box<dyn Read>, Option<u64>) = if args.file == "-" {
-        (Box::new(io::stdin().lock()), None)
+    // A regular file can be rewound (for a redirect or a retry); standard input cannot.
+    let (file, known_len) = if args.file == "-" {
+        (None, None)
     } else {
         let file = File::open(&args.file)
             .map_err(|e| Failure::usage(format!("cannot open {}: {e}", args.file)))?;
         let meta = file
             .metadata()
             .map_err(|e| Failure::usage(format!("cannot stat {}: {e}", args.file)))?;
-        (Box::new(file), meta.is_file().then_some(meta.len()))
+        let len = meta.is_file().then_some(meta.len());
+        (Some((file, len.is_some())), len)
     };
     let mut request = client.upload(&args.url).method(&args.method);
     let mut expect_continue = args.expect_continue;
@@ -393,7 +403,14 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         })?;
         request = request.content_length(len);
     }
-    let sent = request.send(source);
+    if args.location {
+        request = request.max_redirects(args.max_redirs);
+    }
+    let sent = match file {
+        Some((file, true)) => request.send_seekable(file),
+        Some((file, false)) => request.send(file),
+        None => request.send(io::stdin().lock()),
+    };
     if let Some(bar) = &bar {
         bar.finish();
     }

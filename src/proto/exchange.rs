@@ -128,7 +128,7 @@ impl Exchange {
     ) -> Result<Exchange, usize> {
         let range = head.write_to(buf.send_region_mut())?;
         let framing = head.framing();
-        let then = if framing == BodyFraming::Length(0) {
+        let then = if framing.is_empty() {
             AfterWrite::Finished
         } else if head.expects_continue() {
             AfterWrite::AwaitContinue
@@ -209,7 +209,7 @@ impl Exchange {
             }
             SendState::Fill => {
                 let capacity = match self.framing {
-                    BodyFraming::Chunked => buf.payload_capacity(),
+                    BodyFraming::Chunked | BodyFraming::None => buf.payload_capacity(),
                     BodyFraming::Length(len) => {
                         let owed = len - self.progress.body_bytes_read;
                         buf.payload_capacity()

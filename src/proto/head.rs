@@ -137,6 +137,15 @@ pub enum BodyFraming {
     Chunked,
     /// `Content-Length: n`: exactly `n` bytes follow the head.
     Length(u64),
+    /// No body and no framing field: a GET after a 303 redirect.
+    None,
+}
+
+impl BodyFraming {
+    /// True when no body bytes follow the head.
+    pub fn is_empty(self) -> bool {
+        matches!(self, BodyFraming::Length(0) | BodyFraming::None)
+    }
 }
 
 /// A request head ready to be written: method, target and validated fields.
@@ -233,7 +242,7 @@ impl RequestHead {
         for field in self.fields.iter().filter(|f| !f.is("host")) {
             field.write_with(put);
         }
-        if self.expect_continue {
+        if self.expect_continue && !self.framing.is_empty() {
             put(b"Expect: 100-continue\r\n");
         }
         match self.framing {
@@ -244,6 +253,7 @@ impl RequestHead {
                 put(format_decimal(len, &mut digits));
                 put(CRLF);
             }
+            BodyFraming::None => {}
         }
         put(CRLF);
     }
