@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::Token;
@@ -45,6 +46,31 @@ pub struct Client {
     limits: Limits,
     /// For https URLs; the default (webpki-roots) is made on first use.
     tls: Option<TlsConfig>,
+    /// The connection left open by the last upload whose response was read to its end.
+    idle: Arc<Mutex<Option<IdleConnection>>>,
+}
+
+/// Where a connection goes: connections are reused only for the same one.
+type Origin = (Scheme, String, u16);
+
+/// A connection kept open between uploads (keep-alive).
+struct IdleConnection {
+    origin: Origin,
+    transport: Transport,
+    event_loop: EventLoop,
+    peer: String,
+}
+
+impl std::fmt::Debug for IdleConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleConnection")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn origin_of(target: &Target) -> Origin {
+    (target.scheme, target.host.to_ascii_lowercase(), target.port)
 }
 
 impl Default for Client {
@@ -58,6 +84,7 @@ impl Default for Client {
             },
             limits: Limits::default(),
             tls: None,
+            idle: Arc::default(),
         }
     }
 }
@@ -602,29 +629,11 @@ impl Upload<'_> {
         let exchange = Exchange::new(&head, trailers, limits, &mut buf)
             .expect("the send region is sized for the head");
 
-        let mut event_loop = EventLoop::new()?;
-        let (tcp, peer) = event_loop
-            .connect(TOKEN, &target.host, target.port, client.timeouts.connect)
-            .map_err(|e| e.with_peer(target.authority()))?;
-        let peer = format!("{} at {peer}", target.authority());
-        let transport = match target.scheme {
-            Scheme::Http => Transport::Plain(tcp),
-            Scheme::Https => {
-                let default_tls;
-                let tls_config = match &client.tls {
-                    Some(config) => config,
-                    None => {
-                        default_tls = TlsConfig::default();
-                        &default_tls
-                    }
-                };
-                let mut tls =
-                    TlsStream::new(tls_config, &target.host, tcp, buf.send_region().len())?;
-                event_loop
-                    .handshake(TOKEN, &mut tls, Instant::now() + client.timeouts.connect)
-                    .map_err(|e| e.with_peer(peer.clone()))?;
-                Transport::Tls(Box::new(tls))
-            }
+        let reused = self.take_idle(target);
+        let connection_reused = reused.is_some();
+        let (transport, mut event_loop, peer) = match reused {
+            Some(idle) => (idle.transport, idle.event_loop, idle.peer),
+            None => self.connect(target, buf.send_region().len())?,
         };
         let mut conn = Connection::new(
             TOKEN,
@@ -670,10 +679,60 @@ impl Upload<'_> {
         Ok(Response {
             head,
             conn,
-            event_loop,
+            event_loop: Some(event_loop),
             pending: 0..0,
             body_done: false,
+            pool: Some((Arc::clone(&self.client.idle), origin_of(target))),
+            connection_reused,
         })
+    }
+
+    /// The idle connection to this target's origin, if there is one still open.
+    fn take_idle(&self, target: &Target) -> Option<IdleConnection> {
+        let mut idle = self.client.idle.lock().ok()?;
+        if idle.as_ref().is_some_and(|i| i.origin == origin_of(target)) {
+            let mut connection = idle.take()?;
+            // A server may have closed it while it sat idle: a closed socket reads as the
+            // end, a live one would block. Anything else (stray bytes) is not reusable.
+            if connection.transport.is_idle_and_open() {
+                return Some(connection);
+            }
+            connection.transport.close();
+        }
+        None
+    }
+
+    /// A new connection: resolve, connect, and the TLS handshake for https.
+    fn connect(
+        &self,
+        target: &Target,
+        frame_capacity: usize,
+    ) -> Result<(Transport, EventLoop, String)> {
+        let client = self.client;
+        let mut event_loop = EventLoop::new()?;
+        let (tcp, peer) = event_loop
+            .connect(TOKEN, &target.host, target.port, client.timeouts.connect)
+            .map_err(|e| e.with_peer(target.authority()))?;
+        let peer = format!("{} at {peer}", target.authority());
+        let transport = match target.scheme {
+            Scheme::Http => Transport::Plain(tcp),
+            Scheme::Https => {
+                let default_tls;
+                let tls_config = match &client.tls {
+                    Some(config) => config,
+                    None => {
+                        default_tls = TlsConfig::default();
+                        &default_tls
+                    }
+                };
+                let mut tls = TlsStream::new(tls_config, &target.host, tcp, frame_capacity)?;
+                event_loop
+                    .handshake(TOKEN, &mut tls, Instant::now() + client.timeouts.connect)
+                    .map_err(|e| e.with_peer(peer.clone()))?;
+                Transport::Tls(Box::new(tls))
+            }
+        };
+        Ok((transport, event_loop, peer))
     }
 }
 
@@ -733,10 +792,13 @@ pub fn put(url: &str, body: impl Read) -> Result<Response> {
 pub struct Response {
     head: ResponseHead,
     conn: Connection,
-    event_loop: EventLoop,
+    event_loop: Option<EventLoop>,
     /// Body bytes decoded but not yet handed out, in the receive region.
     pending: std::ops::Range<usize>,
     body_done: bool,
+    /// Where the connection goes back to when the response was read whole and may be reused.
+    pool: Option<(Arc<Mutex<Option<IdleConnection>>>, Origin)>,
+    connection_reused: bool,
 }
 
 impl Response {
@@ -785,6 +847,11 @@ impl Response {
         self.conn.transport().tls_summary()
     }
 
+    /// True when this upload went over a connection kept open from an earlier one.
+    pub fn connection_reused(&self) -> bool {
+        self.connection_reused
+    }
+
     /// `host:port at address` of the server.
     pub fn peer(&self) -> &str {
         self.conn.peer()
@@ -796,12 +863,12 @@ impl Response {
             if self.body_done {
                 return Ok(false);
             }
-            match self.conn.next_body_step(&mut self.event_loop)? {
+            let Some(event_loop) = self.event_loop.as_mut() else {
+                return Ok(false);
+            };
+            match self.conn.next_body_step(event_loop)? {
                 BodyStep::Data(range) => self.pending = range,
-                BodyStep::End => {
-                    self.body_done = true;
-                    self.conn.close();
-                }
+                BodyStep::End => self.body_done = true,
                 BodyStep::NeedMore => unreachable!("next_body_step waits for bytes"),
             }
         }
@@ -832,6 +899,26 @@ impl Response {
 
 impl Drop for Response {
     fn drop(&mut self) {
+        // A response read to its end on a connection both sides may keep goes back to the
+        // client for the next upload; anything else is closed.
+        let reusable = self.body_done && self.conn.reusable();
+        if let (true, Some((pool, origin)), Some(event_loop)) =
+            (reusable, self.pool.take(), self.event_loop.take())
+        {
+            if let Some(transport) = self.conn.take_transport()
+                && let Ok(mut idle) = pool.lock()
+            {
+                if let Some(mut previous) = idle.replace(IdleConnection {
+                    origin,
+                    transport,
+                    event_loop,
+                    peer: self.conn.peer().to_owned(),
+                }) {
+                    previous.transport.close();
+                }
+                return;
+            }
+        }
         self.conn.close();
     }
 }

@@ -364,6 +364,19 @@ impl Connection {
         self.trace = TraceSlot(Some(trace));
     }
 
+    /// True when the exchange ended cleanly and both sides may keep the connection.
+    pub(crate) fn reusable(&self) -> bool {
+        !self.peer_closed && !self.closed && self.exchange.reusable()
+    }
+
+    /// The transport, handed on to the next upload; this connection is done with it.
+    pub(crate) fn take_transport(&mut self) -> Option<Transport> {
+        match std::mem::replace(&mut self.transport, Transport::Gone) {
+            Transport::Gone => None,
+            transport => Some(transport),
+        }
+    }
+
     /// The trace back, for the next connection of the same upload.
     pub(crate) fn take_trace(&mut self) -> Option<Box<dyn Trace>> {
         self.trace.0.take()

@@ -112,6 +112,8 @@ pub struct Exchange {
     recv_end: usize,
     interim_responses: u32,
     framing_of_response: Option<ResponseFraming>,
+    /// The final response asked to close the connection (or is HTTP/1.0 without keep-alive).
+    response_wants_close: bool,
     sent_lines: LineLabeller,
 }
 
@@ -153,6 +155,7 @@ impl Exchange {
             recv_end: 0,
             interim_responses: 0,
             framing_of_response: None,
+            response_wants_close: false,
             sent_lines: LineLabeller::default(),
         })
     }
@@ -269,6 +272,16 @@ impl Exchange {
                 }
             }
         }
+    }
+
+    /// True when the exchange ended so that the connection can carry another: the request
+    /// went out whole, the response body was read to its end with nothing after it, and the
+    /// server did not ask to close.
+    pub fn reusable(&self) -> bool {
+        self.send == SendState::Finished
+            && !self.response_wants_close
+            && self.recv_start == self.recv_end
+            && matches!(&self.recv, RecvState::Body(decoder) if decoder.is_done())
     }
 
     /// How the response body is framed, once the final head is in.
@@ -444,6 +457,7 @@ impl Exchange {
                     self.recv_start += consumed;
                     self.recv = RecvState::Body(BodyDecoder::new(framing, &self.limits));
                     self.framing_of_response = Some(framing);
+                    self.response_wants_close = head.wants_close();
                     if self.send != SendState::Finished {
                         self.send = SendState::StoppedByResponse;
                     }

@@ -16,6 +16,12 @@ use tls::{TlsStream, TlsSummary};
 pub(crate) enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream>),
+    /// Handed on to the next upload (keep-alive); nothing moves through it any more.
+    Gone,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the connection was handed on")
 }
 
 impl Transport {
@@ -24,6 +30,7 @@ impl Transport {
         match self {
             Transport::Plain(tcp) => tcp.write(bytes),
             Transport::Tls(tls) => tls.write(bytes),
+            Transport::Gone => Err(gone()),
         }
     }
 
@@ -31,7 +38,7 @@ impl Transport {
     /// are left; plain TCP holds none.
     pub(crate) fn flush(&mut self) -> io::Result<bool> {
         match self {
-            Transport::Plain(_) => Ok(true),
+            Transport::Plain(_) | Transport::Gone => Ok(true),
             Transport::Tls(tls) => tls.flush(),
         }
     }
@@ -41,6 +48,7 @@ impl Transport {
         match self {
             Transport::Plain(tcp) => tcp.read(space),
             Transport::Tls(tls) => tls.read(space),
+            Transport::Gone => Err(gone()),
         }
     }
 
@@ -54,8 +62,20 @@ impl Transport {
     /// What the TLS handshake settled, for TLS connections.
     pub(crate) fn tls_summary(&self) -> Option<TlsSummary> {
         match self {
-            Transport::Plain(_) => None,
+            Transport::Plain(_) | Transport::Gone => None,
             Transport::Tls(tls) => Some(tls.summary()),
         }
+    }
+
+    /// For a connection that sat idle: true if it is still open and nothing came on it (a
+    /// closed socket reads as its end; a live, quiet one would block).
+    pub(crate) fn is_idle_and_open(&self) -> bool {
+        let tcp = match self {
+            Transport::Plain(tcp) => tcp,
+            Transport::Tls(tls) => tls.tcp(),
+            Transport::Gone => return false,
+        };
+        let mut probe = [0u8; 1];
+        matches!(tcp.peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 }

@@ -300,6 +300,11 @@ impl TlsStream {
         Ok(TlsStream { conn, tcp })
     }
 
+    /// The socket under the TLS session.
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
     /// Moves the handshake on as far as the socket allows. `Ok(true)` once it is complete and
     /// its last flight is written; `Ok(false)` means wait for readiness and call again.
     pub(crate) fn handshake(&mut self) -> io::Result<bool> {
