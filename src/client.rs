@@ -662,7 +662,11 @@ impl Upload<'_> {
         }
         if let Some(trace) = self.trace.take() {
             conn.set_trace(trace);
-            let connected = format!("connected to {}", conn.peer());
+            let connected = if connection_reused {
+                format!("reusing the kept connection to {}", conn.peer())
+            } else {
+                format!("connected to {}", conn.peer())
+            };
             conn.trace_note(Direction::Sent, || connected);
             if let Some(tls) = conn.transport().tls_summary() {
                 conn.trace_note(Direction::Sent, || tls.to_string());
@@ -876,7 +880,7 @@ impl Response {
     }
 
     /// Writes the rest of the body to `out`; returns the bytes written.
-    pub fn copy_to(&mut self, out: &mut impl Write) -> Result<u64> {
+    pub fn copy_to<W: Write + ?Sized>(&mut self, out: &mut W) -> Result<u64> {
         let mut total = 0u64;
         while self.fill_pending()? {
             let bytes = &self.conn.buf().recv_region()[self.pending.clone()];

@@ -62,10 +62,13 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct UploadArgs {
-    /// The http:// URL to upload to.
+    /// The http:// or https:// URL to upload to. With several files and a URL that ends in
+    /// `/`, each file goes to the URL followed by its name.
     url: String,
-    /// The file to upload, or `-` for standard input.
-    file: String,
+    /// The files to upload, or `-` for standard input; several go one after another over
+    /// one kept-alive connection.
+    #[arg(required = true, num_args = 1..)]
+    files: Vec<String>,
     /// Request method.
     #[arg(
         short = 'X',
@@ -159,7 +162,7 @@ struct TraceArgs {
 
 impl TraceArgs {
     /// The trace writer the options ask for, if any.
-    fn writer(&self) -> Result<Option<TraceWriter<Box<dyn Write + Send>>>, Failure> {
+    fn writer(&self, append: bool) -> Result<Option<TraceWriter<Box<dyn Write + Send>>>, Failure> {
         let (path, format) = if let Some(path) = &self.trace_ascii {
             (
                 path,
@@ -177,7 +180,12 @@ impl TraceArgs {
         let out: Box<dyn Write + Send> = if path == "-" {
             Box::new(io::stdout())
         } else {
-            Box::new(io::BufWriter::new(File::create(path).map_err(|e| {
+            let opened = if append {
+                File::options().append(true).open(path)
+            } else {
+                File::create(path)
+            };
+            Box::new(io::BufWriter::new(opened.map_err(|e| {
                 Failure::usage(format!("cannot create trace file {path}: {e}"))
             })?))
         };
@@ -340,19 +348,56 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         None
     };
     let client = client(args.chunk_size, args.connect_timeout, args.max_time, tls)?;
+    if args.files.iter().filter(|f| *f == "-").count() > 1 {
+        return Err(Failure::usage(
+            "standard input (-) can be uploaded only once",
+        ));
+    }
+    let mut output: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            File::create(path)
+                .map_err(|e| Failure::usage(format!("cannot create {}: {e}", path.display())))?,
+        ),
+        None => Box::new(io::stdout().lock()),
+    };
+    for (index, file) in args.files.iter().enumerate() {
+        let url = if args.files.len() > 1 && args.url.ends_with('/') {
+            let name = std::path::Path::new(file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "stdin".to_owned());
+            format!("{}{name}", args.url)
+        } else {
+            args.url.clone()
+        };
+        upload_one(&client, &args, &url, file, index > 0, &mut output)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Uploads one file (or standard input) with the options of `args`; writes the response
+/// body to `output`.
+fn upload_one(
+    client: &Client,
+    args: &UploadArgs,
+    url: &str,
+    file_name: &str,
+    append_trace: bool,
+    output: &mut dyn Write,
+) -> Result<(), Failure> {
     // A regular file can be rewound (for a redirect or a retry); standard input cannot.
-    let (file, known_len) = if args.file == "-" {
+    let (file, known_len) = if file_name == "-" {
         (None, None)
     } else {
-        let file = File::open(&args.file)
-            .map_err(|e| Failure::usage(format!("cannot open {}: {e}", args.file)))?;
+        let file = File::open(file_name)
+            .map_err(|e| Failure::usage(format!("cannot open {file_name}: {e}")))?;
         let meta = file
             .metadata()
-            .map_err(|e| Failure::usage(format!("cannot stat {}: {e}", args.file)))?;
+            .map_err(|e| Failure::usage(format!("cannot stat {file_name}: {e}")))?;
         let len = meta.is_file().then_some(meta.len());
         (Some((file, len.is_some())), len)
     };
-    let mut request = client.upload(&args.url).method(&args.method);
+    let mut request = client.upload(url).method(&args.method);
     let mut expect_continue = args.expect_continue;
     for line in &args.headers {
         let (name, value) = line.split_once(':').ok_or_else(|| {
@@ -394,7 +439,7 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         })?;
         request = request.trailer(name, value);
     }
-    if let Some(writer) = args.trace.writer()? {
+    if let Some(writer) = args.trace.writer(append_trace)? {
         request = request.trace(FlushOnDrop(writer));
     }
     if args.content_length {
@@ -452,17 +497,8 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
             code: 22,
         });
     }
-    match &args.output {
-        Some(path) => {
-            let mut file = File::create(path)
-                .map_err(|e| Failure::usage(format!("cannot create {}: {e}", path.display())))?;
-            response.copy_to(&mut file)?;
-        }
-        None => {
-            response.copy_to(&mut io::stdout().lock())?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    response.copy_to(output)?;
+    Ok(())
 }
 
 fn sink(
@@ -489,7 +525,7 @@ fn sink(
         sink = sink.with_tls(tls);
         scheme = "https";
     }
-    if let Some(writer) = trace.writer()? {
+    if let Some(writer) = trace.writer(false)? {
         sink = sink.with_trace(FlushOnDrop(writer));
     }
     eprintln!("chunkwire sink listening on {scheme}://{addr}/ (Ctrl-C to stop)");

@@ -259,3 +259,37 @@ fn the_demo_uploads_intact() {
         "{stdout}"
     );
 }
+
+#[test]
+fn several_files_go_one_after_another_over_one_connection() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let first = TempFile::new("a.txt", b"first file");
+    let second = TempFile::new("b.txt", b"second");
+    let output = chunkwire(&[
+        "upload",
+        "--trace-ascii",
+        "-",
+        "-o",
+        "/dev/null",
+        &sink.url("/dir/"),
+        first.path(),
+        second.path(),
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let reports: Vec<_> = (0..2)
+        .map(|_| sink.next_report(Duration::from_secs(5)).unwrap())
+        .collect();
+    let name = |f: &TempFile| f.0.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(reports[0].target, format!("/dir/{}", name(&first)));
+    assert_eq!(reports[1].target, format!("/dir/{}", name(&second)));
+    assert_eq!((reports[0].bytes, reports[1].bytes), (10, 6));
+    let trace = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(trace.matches("* connected to").count(), 1, "{trace}");
+    assert_eq!(
+        trace.matches("* reusing the kept connection").count(),
+        1,
+        "{trace}"
+    );
+}
