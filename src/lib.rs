@@ -41,7 +41,9 @@
 //! reading the response. The protocol core ([`proto`]) is sans-I/O: it turns bytes into
 //! events and events into bytes, and can be used and fuzzed without sockets.
 //! https goes through rustls on the same buffer and event loop ([`TlsConfig`]).
-//! Not (yet): redirects, retries, keep-alive, HTTP/2.
+//! Also: redirects that resend a seekable body, one retry of a connection that died before
+//! any response, keep-alive, `Expect: 100-continue`, trailers and checksums, progress and
+//! rate limits. Not: HTTP/2, proxies, cookies.
 //!
 //! # Features
 //!
