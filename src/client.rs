@@ -538,7 +538,7 @@ impl Upload<'_> {
             } else {
                 &mut no_body
             };
-            let response = match self.attempt(&target, &method, with_body, reader, started) {
+            let mut response = match self.attempt(&target, &method, with_body, reader, started) {
                 Ok(response) => response,
                 Err(err) if !retried && is_retryable(&err) && with_body && body.can_rewind() => {
                     retried = true;
@@ -552,6 +552,14 @@ impl Upload<'_> {
                 Err(err) => return Err(err),
             };
             let status = response.status().as_u16();
+            // RFC 9110 section 10.1.1: a client that gets 417 to its expectation may send
+            // the request again without it; the body must be sent from its start.
+            if status == 417 && self.expect_continue.is_some() && with_body && body.can_rewind() {
+                self.expect_continue = None;
+                self.trace = response.take_trace();
+                body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
+                continue;
+            }
             if self.max_redirects == 0 || !is_redirect(status) {
                 return Ok(response);
             }
@@ -575,7 +583,6 @@ impl Upload<'_> {
                 );
             }
             redirects += 1;
-            let mut response = response;
             self.trace = response.take_trace();
             drop(response);
             if keeps_body && with_body {

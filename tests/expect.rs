@@ -118,3 +118,37 @@ fn a_final_response_instead_of_100_means_no_body_bytes() {
         server.join().unwrap();
     }
 }
+
+#[test]
+fn a_417_is_retried_once_without_the_expectation_for_a_seekable_body() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/up", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut first, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            first.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(String::from_utf8_lossy(&head).contains("Expect: 100-continue"));
+        first
+            .write_all(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        let (mut second, _) = listener.accept().unwrap();
+        let request = read_to_last_chunk(&mut second, Vec::new());
+        let text = String::from_utf8_lossy(&request);
+        assert!(!text.contains("Expect:"), "{text}");
+        assert!(text.ends_with("5\r\nagain\r\n0\r\n\r\n"), "{text}");
+        second
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+    });
+    let response = Client::new()
+        .upload(&url)
+        .expect_continue(Duration::from_secs(5))
+        .send_seekable(std::io::Cursor::new(b"again".to_vec()))
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    server.join().unwrap();
+}
