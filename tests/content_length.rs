@@ -11,17 +11,22 @@ use chunkwire::{Client, RequestError, Stage};
 mod support;
 use support::{read_head, serve_once};
 
+/// Everything after the request head, until the client closes.
+fn body_until_close(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut body = read_head(stream);
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return body,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 #[test]
 fn a_source_shorter_than_stated_is_an_error_and_the_body_stays_incomplete() {
     let (url, server) = serve_once(|mut stream| {
-        let mut body = read_head(&mut stream);
-        let mut buf = [0u8; 64];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => body.extend_from_slice(&buf[..n]),
-            }
-        }
+        let body = body_until_close(&mut stream);
         assert_eq!(body, b"12345", "only the bytes the source had");
     });
     let err = Client::new()
@@ -43,14 +48,7 @@ fn a_source_shorter_than_stated_is_an_error_and_the_body_stays_incomplete() {
 #[test]
 fn a_source_longer_than_stated_is_caught_before_the_last_byte() {
     let (url, server) = serve_once(|mut stream| {
-        let mut body = read_head(&mut stream);
-        let mut buf = [0u8; 64];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => body.extend_from_slice(&buf[..n]),
-            }
-        }
+        let body = body_until_close(&mut stream);
         assert!(
             body.len() < 3,
             "the server must not see a complete body: {body:?}"

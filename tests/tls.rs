@@ -321,16 +321,21 @@ fn a_close_mid_upload_over_tls_is_an_error_without_a_hang() {
     server.join().unwrap();
 }
 
+/// Reads the rest of a small chunked request, up to its last chunk.
+fn read_to_last_chunk(stream: &mut chunkwire::ServerStream) {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"0\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        seen.push(byte[0]);
+    }
+}
+
 #[test]
 fn a_close_delimited_body_without_close_notify_is_truncation() {
     let tls = ServerTls::self_signed().unwrap();
     let (url, server) = tls_server(&tls, |stream| {
-        let mut seen = Vec::new();
-        let mut byte = [0u8; 1];
-        while !seen.ends_with(b"0\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            seen.push(byte[0]);
-        }
+        read_to_last_chunk(stream);
         stream.write_all(b"HTTP/1.1 200 OK\r\n\r\npartial").unwrap();
         stream.flush().unwrap();
         // No close_notify: an attacker cutting the TCP connection looks like this.
@@ -347,12 +352,7 @@ fn a_close_delimited_body_without_close_notify_is_truncation() {
 fn a_close_delimited_body_with_close_notify_is_complete() {
     let tls = ServerTls::self_signed().unwrap();
     let (url, server) = tls_server(&tls, |stream| {
-        let mut seen = Vec::new();
-        let mut byte = [0u8; 1];
-        while !seen.ends_with(b"0\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            seen.push(byte[0]);
-        }
+        read_to_last_chunk(stream);
         stream.write_all(b"HTTP/1.1 200 OK\r\n\r\nwhole").unwrap();
         stream.close();
     });
