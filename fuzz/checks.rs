@@ -73,7 +73,7 @@ fn decode_body(mut decoder: BodyDecoder, input: &[u8], split: usize) -> Result<V
         assert!(consumed <= pending.len());
         match event {
             BodyEvent::Data(data) => {
-                assert!(data.len() <= consumed && !data.is_empty());
+                assert!(!data.is_empty() && within(data, &pending[..consumed]));
                 body.extend_from_slice(data);
             }
             BodyEvent::End => return Ok(body),
@@ -91,21 +91,39 @@ fn decode_body(mut decoder: BodyDecoder, input: &[u8], split: usize) -> Result<V
     }
 }
 
-/// What decoding a chunked body gave: data, trailers, whether it ended, and the error.
+/// What decoding a chunked body gave: data, chunk sizes, trailers, whether it ended, and the
+/// error.
 #[derive(Debug, PartialEq)]
-struct Dechunked {
-    data: Vec<u8>,
-    trailers: Vec<(Vec<u8>, Vec<u8>)>,
-    ended: bool,
-    error: Option<PeerError>,
+pub struct Dechunked {
+    /// The body.
+    pub data: Vec<u8>,
+    /// Every chunk-size line's size, the last chunk's 0 included.
+    pub sizes: Vec<u64>,
+    /// Trailer fields, in order.
+    pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The final CRLF was decoded.
+    pub ended: bool,
+    /// Where decoding stopped with an error.
+    pub error: Option<PeerError>,
     /// Input bytes after the end of the body.
-    leftover: usize,
+    pub leftover: usize,
 }
 
-fn dechunk_in_splits(input: &[u8], split: usize, limits: &Limits) -> Dechunked {
+/// True if `part` is empty or lies inside `whole` (pointer ranges): it borrows the input
+/// it was decoded from, not a copy or other memory.
+fn within(part: &[u8], whole: &[u8]) -> bool {
+    let whole = whole.as_ptr_range();
+    let part_range = part.as_ptr_range();
+    part.is_empty() || (whole.start <= part_range.start && part_range.end <= whole.end)
+}
+
+/// Feeds `input` to a dechunker in pieces whose sizes are taken from `splits` in turn
+/// (cycled; each at least 1), keeping unconsumed bytes as a caller must.
+pub fn dechunk_in_splits(input: &[u8], splits: &[usize], limits: &Limits) -> Dechunked {
     let mut dechunker = Dechunker::new(limits);
     let mut out = Dechunked {
         data: Vec::new(),
+        sizes: Vec::new(),
         trailers: Vec::new(),
         ended: false,
         error: None,
@@ -113,6 +131,7 @@ fn dechunk_in_splits(input: &[u8], split: usize, limits: &Limits) -> Dechunked {
     };
     let mut pending: Vec<u8> = Vec::new();
     let mut fed = 0;
+    let mut feeds = 0;
     loop {
         let (consumed, event) = match dechunker.decode(&pending) {
             Ok(step) => step,
@@ -126,32 +145,43 @@ fn dechunk_in_splits(input: &[u8], split: usize, limits: &Limits) -> Dechunked {
             "consumed {consumed} of {}",
             pending.len()
         );
+        let taken = &pending[..consumed];
         match event {
             ChunkEvent::NeedMore => {
                 assert_eq!(consumed, 0, "NeedMore consumes nothing");
                 if fed == input.len() {
                     return out;
                 }
-                let end = (fed + split).min(input.len());
+                let split = splits.get(feeds % splits.len().max(1)).copied();
+                feeds += 1;
+                let end = fed + split.unwrap_or(usize::MAX).max(1).min(input.len() - fed);
                 pending.extend_from_slice(&input[fed..end]);
                 fed = end;
                 continue;
             }
             ChunkEvent::Data(data) => {
-                assert_eq!(data.len(), consumed);
                 assert!(!data.is_empty());
+                assert!(
+                    data.len() == consumed && within(data, taken),
+                    "data is not the consumed input"
+                );
                 out.data.extend_from_slice(data);
             }
+            ChunkEvent::SizeLine { size, extensions } => {
+                assert!(consumed > 0 && within(extensions, taken));
+                out.sizes.push(size);
+            }
             ChunkEvent::Trailer { name, value } => {
+                assert!(consumed > 0 && within(name, taken) && within(value, taken));
                 out.trailers.push((name.to_vec(), value.to_vec()))
             }
             ChunkEvent::End => {
+                assert!(dechunker.is_done());
                 out.ended = true;
                 out.leftover = pending.len() - consumed + input.len() - fed;
-                assert!(dechunker.is_done());
                 return out;
             }
-            ChunkEvent::SizeLine { .. } | ChunkEvent::DataEnd => assert!(consumed > 0),
+            ChunkEvent::DataEnd => assert_eq!(consumed, 2),
         }
         pending.drain(..consumed);
     }
@@ -163,9 +193,12 @@ pub fn dechunk(data: &[u8]) {
         return;
     };
     let limits = small_limits();
-    let whole = dechunk_in_splits(input, usize::MAX, &limits);
-    let split = dechunk_in_splits(input, usize::from(split % 64).max(1), &limits);
+    let whole = dechunk_in_splits(input, &[], &limits);
+    let split = dechunk_in_splits(input, &[usize::from(split % 64).max(1)], &limits);
     assert_eq!(whole, split, "whole and split decodes differ");
+    if whole.ended {
+        assert_eq!(whole.sizes.last(), Some(&0), "ended without a last chunk");
+    }
 }
 
 /// Strings carved from the input at 0xff bytes.
@@ -235,35 +268,61 @@ pub fn request_head(data: &[u8]) {
     }
 }
 
-/// A source that reads at most `max` bytes a call and is interrupted every `every` calls.
-struct Awkward<'a> {
-    data: &'a [u8],
-    max: usize,
-    every: usize,
-    calls: usize,
+/// How a round trip moves its bytes. Each list is used in turn and cycled; an empty list
+/// means no limit (or, for `interrupts`, none).
+#[derive(Debug, Clone, Default)]
+pub struct Splits {
+    /// The most bytes each source read gives (at least 1).
+    pub reads: Vec<usize>,
+    /// Whether each source read call fails with `Interrupted` instead (never twice in a row).
+    pub interrupts: Vec<bool>,
+    /// The most bytes the transport accepts per write (at least 1).
+    pub writes: Vec<usize>,
 }
 
-impl Read for Awkward<'_> {
+fn nth(list: &[usize], i: usize) -> usize {
+    list.get(i % list.len().max(1))
+        .copied()
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+/// A source that reads as `Splits` say and is interrupted where they say.
+struct Scripted<'a> {
+    data: &'a [u8],
+    splits: &'a Splits,
+    calls: usize,
+    reads: usize,
+    interrupted: bool,
+}
+
+impl Read for Scripted<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let interrupts = &self.splits.interrupts;
+        let interrupt = !interrupts.is_empty() && interrupts[self.calls % interrupts.len()];
         self.calls += 1;
-        if self.every > 1 && self.calls % self.every == 0 {
+        if interrupt && !self.interrupted {
+            self.interrupted = true;
             return Err(io::ErrorKind::Interrupted.into());
         }
-        let n = out.len().min(self.max).min(self.data.len());
+        self.interrupted = false;
+        let n = out
+            .len()
+            .min(nth(&self.splits.reads, self.reads))
+            .min(self.data.len());
+        self.reads += 1;
         out[..n].copy_from_slice(&self.data[..n]);
         self.data = &self.data[n..];
         Ok(n)
     }
 }
 
-/// Sends `body` through an exchange with the given capacity and read/write splits; returns
-/// the wire bytes after the head.
+/// Sends `body` through an exchange with chunks of up to `capacity` bytes, reading and
+/// writing as `splits` say; returns the wire bytes after the head.
 pub fn send_through_exchange(
     body: &[u8],
     capacity: usize,
-    read_max: usize,
-    write_max: usize,
-    interrupt_every: usize,
+    splits: &Splits,
     content_length: bool,
 ) -> Vec<u8> {
     let target = Target::parse("http://fuzz.example/upload").unwrap();
@@ -274,18 +333,21 @@ pub fn send_through_exchange(
     let head_len = head.encoded_len();
     let mut buf = FixedBuf::new(capacity, 64, head_len);
     let mut exchange = Exchange::new(&head, Vec::new(), Limits::default(), &mut buf).unwrap();
-    let mut source = Awkward {
+    let mut source = Scripted {
         data: body,
-        max: read_max,
-        every: interrupt_every,
+        splits,
         calls: 0,
+        reads: 0,
+        interrupted: false,
     };
     let mut wire = Vec::new();
+    let mut writes = 0;
     loop {
         match exchange.poll_send(&mut buf) {
             SendWant::Write(bytes) => {
                 assert!(!bytes.is_empty(), "an empty write is never asked for");
-                let n = bytes.len().min(write_max);
+                let n = bytes.len().min(nth(&splits.writes, writes));
+                writes += 1;
                 wire.extend_from_slice(&bytes[..n]);
                 exchange.on_sent(n);
             }
@@ -303,8 +365,53 @@ pub fn send_through_exchange(
         }
     }
     assert!(exchange.request_sent());
+    assert_eq!(exchange.progress().body_bytes_read, body.len() as u64);
     assert_eq!(exchange.progress().body_bytes_sent, body.len() as u64);
-    wire.split_off(head_len)
+    assert_eq!(exchange.progress().wire_bytes_sent, wire.len() as u64);
+    let head_bytes = wire[..head_len].to_vec();
+    let body_wire = wire.split_off(head_len);
+    let mut headers = [httparse::EMPTY_HEADER; 8];
+    let mut request = httparse::Request::new(&mut headers);
+    assert_eq!(
+        request.parse(&head_bytes),
+        Ok(httparse::Status::Complete(head_len))
+    );
+    body_wire
+}
+
+/// The round-trip property: `body` sent with this capacity and these splits is, on the
+/// wire, exactly `body` (Content-Length) or a chunked body of chunks of 1 to `capacity`
+/// bytes that decodes, fed in `decode_splits`, to `body` with exactly one last chunk and
+/// nothing after it.
+pub fn round_trip(
+    body: &[u8],
+    capacity: usize,
+    splits: &Splits,
+    decode_splits: &[usize],
+    content_length: bool,
+) {
+    let wire = send_through_exchange(body, capacity, splits, content_length);
+    if content_length {
+        assert_eq!(wire, body);
+        return;
+    }
+    let decoded = dechunk_in_splits(&wire, decode_splits, &Limits::default());
+    assert_eq!(decoded.error, None);
+    assert!(decoded.ended, "the body has its last chunk");
+    assert_eq!(decoded.data, body);
+    let (last, chunks) = decoded.sizes.split_last().expect("at least the last chunk");
+    assert_eq!(*last, 0);
+    assert!(
+        chunks
+            .iter()
+            .all(|&size| size >= 1 && size <= capacity as u64),
+        "chunk sizes {chunks:?} outside 1..={capacity}"
+    );
+    assert!(decoded.trailers.is_empty());
+    assert_eq!(
+        decoded.leftover, 0,
+        "bytes after the last chunk: a second last chunk?"
+    );
 }
 
 /// The framer: what the exchange emits, decoded, equals what the source gave, for any
@@ -314,30 +421,16 @@ pub fn framer_roundtrip(data: &[u8]) {
         return;
     };
     let capacity = usize::from(*capacity).max(1);
-    let read_max = usize::from(*read_max).max(1);
-    let write_max = usize::from(*write_max).max(1);
     let interrupt_every = usize::from(flags % 8);
+    let splits = Splits {
+        reads: vec![usize::from(*read_max)],
+        interrupts: (0..interrupt_every)
+            .map(|i| i + 1 == interrupt_every)
+            .collect(),
+        writes: vec![usize::from(*write_max)],
+    };
     let content_length = flags & 0x80 != 0;
-    let wire = send_through_exchange(
-        body,
-        capacity,
-        read_max,
-        write_max,
-        interrupt_every,
-        content_length,
-    );
-    if content_length {
-        assert_eq!(wire, body);
-        return;
-    }
-    let decoded = dechunk_in_splits(&wire, write_max, &Limits::default());
-    assert_eq!(decoded.error, None);
-    assert!(decoded.ended, "the body has its last chunk");
-    assert_eq!(decoded.data, body);
-    assert_eq!(
-        decoded.leftover, 0,
-        "bytes after the last chunk: a second last chunk?"
-    );
+    round_trip(body, capacity, &splits, &splits.writes, content_length);
 }
 
 /// The URL parser: never panics, and what it accepts can be connected to.
