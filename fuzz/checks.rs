@@ -22,6 +22,7 @@ fn small_limits() -> Limits {
         max_chunk_line_bytes: 32,
         max_trailer_bytes: 64,
         max_body_bytes: Some(4096),
+        max_interim_responses: 4,
     }
 }
 

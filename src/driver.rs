@@ -27,6 +27,9 @@ use crate::transport::{Transport, tcp};
 /// peer that never blocks our writes cannot hide an early response.
 const FRAMES_BETWEEN_CHECKS: u32 = 16;
 
+/// Reads in a row before the loop looks at its deadlines again.
+const READS_BETWEEN_CHECKS: u32 = 16;
+
 /// The deadlines of one exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -514,7 +517,11 @@ impl Connection {
 
     /// Reads what the transport has. Returns the final response head once it is complete.
     fn pump_recv(&mut self) -> Result<Option<ResponseHead>, Error> {
-        while self.readable && !self.peer_closed {
+        // Bounded like the send side: a server that never lets a read block must not keep
+        // the loop from its deadlines.
+        let mut reads = 0;
+        while self.readable && !self.peer_closed && reads < READS_BETWEEN_CHECKS {
+            reads += 1;
             let space = self.exchange.recv_space(&mut self.buf);
             if space.is_empty() {
                 // Only when the body decoder holds a full region of metadata, which the
@@ -589,6 +596,12 @@ impl Connection {
                 }
                 (SendPass::Blocked, Some(wait)) => Some(left.map_or(wait, |left| left.min(wait))),
                 (SendPass::Blocked, None) => left,
+            };
+            // Bytes may still wait to be read (the read cap): look again without sleeping.
+            let timeout = if self.readable && !self.peer_closed {
+                Some(Duration::ZERO)
+            } else {
+                timeout
             };
             event_loop.wait(self, timeout)?;
         }

@@ -442,6 +442,11 @@ impl Exchange {
                     );
                     self.recv_start += consumed;
                     self.interim_responses += 1;
+                    if self.interim_responses > self.limits.max_interim_responses {
+                        return Err(PeerError::TooManyInterimResponses {
+                            limit: self.limits.max_interim_responses,
+                        });
+                    }
                 }
                 HeadParse::Final {
                     consumed,

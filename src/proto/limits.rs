@@ -18,6 +18,8 @@ pub struct Limits {
     pub max_trailer_bytes: usize,
     /// Largest body, default unlimited.
     pub max_body_bytes: Option<u64>,
+    /// Most interim (1xx) responses before the final one, default 32.
+    pub max_interim_responses: u32,
 }
 
 impl Default for Limits {
@@ -28,6 +30,7 @@ impl Default for Limits {
             max_chunk_line_bytes: 4 * 1024,
             max_trailer_bytes: 16 * 1024,
             max_body_bytes: None,
+            max_interim_responses: 32,
         }
     }
 }

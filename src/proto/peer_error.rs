@@ -33,6 +33,11 @@ pub enum PeerError {
         /// The limit.
         limit: usize,
     },
+    /// More interim (1xx) responses than the limit, and no final one.
+    TooManyInterimResponses {
+        /// The limit.
+        limit: u32,
+    },
     /// 101 Switching Protocols, which chunkwire never asks for.
     UnexpectedUpgrade,
     /// Both Content-Length and Transfer-Encoding (RFC 9112 section 6.3, rule 3).
@@ -113,6 +118,12 @@ impl fmt::Display for PeerError {
             }
             PeerError::TooManyHeaders { limit } => {
                 write!(f, "more header fields than the limit of {limit}")
+            }
+            PeerError::TooManyInterimResponses { limit } => {
+                write!(
+                    f,
+                    "more interim (1xx) responses than the limit of {limit}, and no final one"
+                )
             }
             PeerError::UnexpectedUpgrade => {
                 f.write_str("101 Switching Protocols, but no upgrade was asked for")
