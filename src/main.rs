@@ -387,7 +387,7 @@ fn upload_one(
 ) -> Result<(), Failure> {
     // A regular file can be rewound (for a redirect or a retry); standard input cannot.
     let (file, known_len) = if file_name == "-" {
-        (None, None)
+        (None, stdin_file_size())
     } else {
         let file = File::open(file_name)
             .map_err(|e| Failure::usage(format!("cannot open {file_name}: {e}")))?;
@@ -557,6 +557,14 @@ fn progress_bar(total: Option<u64>) -> ProgressBar {
             bar
         }
     }
+}
+
+/// The size of standard input when it is a regular file (`< file`), not a pipe.
+fn stdin_file_size() -> Option<u64> {
+    use std::os::fd::AsFd;
+    let fd = io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let meta = File::from(fd).metadata().ok()?;
+    meta.is_file().then_some(meta.len())
 }
 
 /// A deterministic stream of `len` pseudo-random bytes that keeps the CRC-32 of what it gave.
