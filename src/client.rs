@@ -540,13 +540,12 @@ impl Upload<'_> {
             };
             let mut response = match self.attempt(&target, &method, with_body, reader, started) {
                 Ok(response) => response,
-                Err(err) if !retried && is_retryable(&err) && with_body && body.can_rewind() => {
+                // Once, and only if what was sent can be sent again from its start.
+                Err(err) if !retried && is_retryable(&err) && (!with_body || body.can_rewind()) => {
                     retried = true;
-                    body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
-                    continue;
-                }
-                Err(err) if !retried && is_retryable(&err) && !with_body => {
-                    retried = true;
+                    if with_body {
+                        body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
+                    }
                     continue;
                 }
                 Err(err) => return Err(err),
@@ -608,7 +607,7 @@ impl Upload<'_> {
         }
     }
 
-    /// One request on a new connection.
+    /// One request, on the kept connection to this origin if there is one, else a new one.
     fn attempt(
         &mut self,
         target: &Target,
