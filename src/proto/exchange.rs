@@ -434,12 +434,7 @@ impl Exchange {
                     if status == 100 && self.send == SendState::AwaitContinue {
                         self.send = SendState::Fill;
                     }
-                    let start_line = Part::InterimStatusLine;
-                    LineLabeller::default().label(
-                        LineBlock::Head { start_line },
-                        &pending[..consumed],
-                        emit,
-                    );
+                    label_head(Part::InterimStatusLine, &pending[..consumed], emit);
                     self.recv_start += consumed;
                     self.interim_responses += 1;
                     if self.interim_responses > self.limits.max_interim_responses {
@@ -453,12 +448,7 @@ impl Exchange {
                     head,
                     framing,
                 } => {
-                    let start_line = Part::StatusLine;
-                    LineLabeller::default().label(
-                        LineBlock::Head { start_line },
-                        &pending[..consumed],
-                        emit,
-                    );
+                    label_head(Part::StatusLine, &pending[..consumed], emit);
                     self.recv_start += consumed;
                     self.recv = RecvState::Body(BodyDecoder::new(framing, &self.limits));
                     self.framing_of_response = Some(framing);
@@ -508,6 +498,11 @@ impl Exchange {
         self.recv_start += consumed;
         Ok(step)
     }
+}
+
+/// Passes the lines of a received head, labelled, to the trace.
+fn label_head(start_line: Part, head: &[u8], emit: &mut dyn FnMut(Part, &[u8])) {
+    LineLabeller::default().label(LineBlock::Head { start_line }, head, emit);
 }
 
 #[cfg(test)]
