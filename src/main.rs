@@ -5,177 +5,37 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use chunkwire::checksum::ChecksumAlgorithm;
 use chunkwire::sink::{Report, Sink};
 use chunkwire::trace::{Direction, Part, Trace, TraceFormat, TraceWriter};
 use chunkwire::{Client, Error, ServerTls, Stage, TlsConfig, UploadProgress};
-use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::cell::RefCell;
 use std::io::IsTerminal;
+use std::path::Path;
+use std::rc::Rc;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "chunkwire",
-    version,
-    about = "HTTP/1.1 streaming uploads in constant memory"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+#[path = "cli/args.rs"]
+mod args;
+#[path = "cli/progress.rs"]
+mod progress;
 
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Upload FILE (or standard input, `-`) to URL, chunked unless --content-length.
-    Upload(Box<UploadArgs>),
-    /// Run a loopback upload server that answers each request with a JSON report.
-    Sink {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// Serve https with a new self-signed CA; its certificate is written to --ca-out.
-        #[arg(long)]
-        tls: bool,
-        /// Where --tls writes the CA certificate (PEM) for clients to trust.
-        #[arg(long, default_value = "chunkwire-sink-ca.pem")]
-        ca_out: PathBuf,
-        #[command(flatten)]
-        trace: TraceArgs,
-    },
-    /// Upload a generated stream to a built-in sink on loopback and show what happened.
-    Demo {
-        /// MiB to upload.
-        #[arg(long, default_value_t = 512)]
-        size_mib: u64,
-        /// Chunk payload size in bytes (k and M suffixes allowed).
-        #[arg(long, value_parser = parse_size)]
-        chunk_size: Option<usize>,
-        /// Upload over TLS (the sink gets a throwaway CA that the client trusts).
-        #[arg(long)]
-        tls: bool,
-    },
-}
-
-#[derive(Args, Debug)]
-struct UploadArgs {
-    /// The http:// or https:// URL to upload to. With several files and a URL that ends in
-    /// `/`, each file goes to the URL followed by its name.
-    url: String,
-    /// The files to upload, or `-` for standard input; several go one after another over
-    /// one kept-alive connection.
-    #[arg(required = true, num_args = 1..)]
-    files: Vec<String>,
-    /// Request method.
-    #[arg(
-        short = 'X',
-        long = "request",
-        visible_alias = "method",
-        default_value = "PUT"
-    )]
-    method: String,
-    /// Extra header, `Name: value` (repeatable).
-    #[arg(short = 'H', long = "header")]
-    headers: Vec<String>,
-    /// Trailer field sent after the last chunk, `Name: value` (repeatable).
-    #[arg(long = "trailer")]
-    trailers: Vec<String>,
-    /// Chunk payload size in bytes (k and M suffixes allowed).
-    #[arg(long, value_parser = parse_size)]
-    chunk_size: Option<usize>,
-    /// Send Content-Length (the file's size) instead of chunked framing.
-    #[arg(long)]
-    content_length: bool,
-    /// Send `Expect: 100-continue` and hold the body until the server says go (or the
-    /// --expect100-timeout passes). Also set by `-H 'Expect: 100-continue'`.
-    #[arg(long)]
-    expect_continue: bool,
-    /// Compute a checksum of the body while it streams and send it as a `Content-Digest`
-    /// trailer: sha256 or crc32c.
-    #[arg(long, value_name = "ALGORITHM")]
-    checksum: Option<ChecksumAlgorithm>,
-    /// Follow redirects: 307/308 send the file again, 303 (and 301/302 after POST) become GET.
-    #[arg(short = 'L', long)]
-    location: bool,
-    /// The most redirects -L follows.
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    max_redirs: u32,
-    /// Write at most RATE bytes a second (k, M and G suffixes allowed).
-    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
-    limit_rate: Option<u64>,
-    /// Show a progress bar on standard error (the default when it is a terminal).
-    #[arg(short = '#', long)]
-    progress_bar: bool,
-    /// No progress bar.
-    #[arg(short = 's', long, conflicts_with = "progress_bar")]
-    silent: bool,
-    /// Seconds to wait for `100 Continue` before sending the body anyway.
-    #[arg(long, value_parser = parse_seconds, default_value = "1", value_name = "SECONDS")]
-    expect100_timeout: Duration,
-    /// Write the response body here instead of standard output.
-    #[arg(short = 'o', long)]
-    output: Option<PathBuf>,
-    /// Exit with code 22 when the status is 400 or above.
-    #[arg(short = 'f', long)]
-    fail: bool,
-    /// Seconds the connection may take to open.
-    #[arg(long, value_parser = parse_seconds)]
-    connect_timeout: Option<Duration>,
-    /// Seconds the whole exchange may take.
-    #[arg(short = 'm', long, value_parser = parse_seconds)]
-    max_time: Option<Duration>,
-    /// Print the response status line and headers on standard error.
-    #[arg(short = 'v', long)]
-    verbose: bool,
-    /// Also trust the CA certificates in this PEM file (https).
-    #[arg(long, value_name = "FILE")]
-    cacert: Option<PathBuf>,
-    /// Client certificate chain, PEM, for servers that ask for one (https; needs --key).
-    #[arg(long, value_name = "FILE", requires = "key")]
-    cert: Option<PathBuf>,
-    /// Private key of --cert, PEM.
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    key: Option<PathBuf>,
-    #[command(flatten)]
-    trace: TraceArgs,
-}
-
-/// The wire trace options, as curl names them where curl has them.
-#[derive(Args, Debug)]
-struct TraceArgs {
-    /// Trace every byte sent and received, labelled, to FILE (`-`: standard output).
-    #[arg(long, value_name = "FILE", group = "wire_trace")]
-    trace_ascii: Option<String>,
-    /// Like --trace-ascii, with every byte as a hex dump.
-    #[arg(long, value_name = "FILE", group = "wire_trace")]
-    trace: Option<String>,
-    /// Like --trace, as one JSON object a line (every byte in hex), for tools.
-    #[arg(long, value_name = "FILE", group = "wire_trace")]
-    trace_json: Option<String>,
-    /// Payload bytes shown per chunk by --trace-ascii before the rest is summarised.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    trace_data_bytes: usize,
-}
+use args::{Command, DemoArgs, SinkArgs, TraceArgs, TraceForm, UploadArgs};
+use progress::ProgressMeter;
 
 impl TraceArgs {
     /// The trace writer the options ask for, if any.
     fn writer(&self, append: bool) -> Result<Option<TraceWriter<Box<dyn Write + Send>>>, Failure> {
-        let (path, format) = if let Some(path) = &self.trace_ascii {
-            (
-                path,
-                TraceFormat::Ascii {
-                    data_limit: self.trace_data_bytes,
-                },
-            )
-        } else if let Some(path) = &self.trace {
-            (path, TraceFormat::Hex)
-        } else if let Some(path) = &self.trace_json {
-            (path, TraceFormat::Json)
-        } else {
+        let Some((path, form)) = &self.destination else {
             return Ok(None);
+        };
+        let format = match form {
+            TraceForm::Ascii => TraceFormat::Ascii {
+                data_limit: self.data_bytes,
+            },
+            TraceForm::Hex => TraceFormat::Hex,
+            TraceForm::Json => TraceFormat::Json,
         };
         let out: Box<dyn Write + Send> = if path == "-" {
             Box::new(io::stdout())
@@ -218,52 +78,22 @@ impl Drop for FlushOnDrop {
     }
 }
 
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a usable duration"))
-}
-
-fn parse_rate(text: &str) -> Result<u64, String> {
-    let (digits, scale) = match text.as_bytes().last() {
-        Some(b'g' | b'G') => (&text[..text.len() - 1], 1u64 << 30),
-        _ => (text, 1),
-    };
-    let base = parse_size(digits)? as u64;
-    base.checked_mul(scale)
-        .filter(|&rate| rate > 0)
-        .ok_or_else(|| format!("{text:?} is not a rate (such as 500k, 2M or 1G bytes a second)"))
-}
-
-fn parse_size(text: &str) -> Result<usize, String> {
-    let (digits, scale) = match text.as_bytes().last() {
-        Some(b'k' | b'K') => (&text[..text.len() - 1], 1024),
-        Some(b'm' | b'M') => (&text[..text.len() - 1], 1024 * 1024),
-        _ => (text, 1),
-    };
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| format!("{text:?} is not a size (such as 65536, 64k or 1M)"))
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let command = match args::parse(std::env::args_os().skip(1)) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("chunkwire: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::Print(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Upload(args) => upload(*args),
-        Command::Sink {
-            listen,
-            tls,
-            ca_out,
-            trace,
-        } => sink(&listen, tls.then_some(ca_out.as_path()), &trace),
-        Command::Demo {
-            size_mib,
-            chunk_size,
-            tls,
-        } => demo(size_mib, chunk_size, tls),
+        Command::Sink(args) => sink(&args),
+        Command::Demo(args) => demo(&args),
     };
     match result {
         Ok(code) => code,
@@ -348,7 +178,7 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         None
     };
     let client = client(args.chunk_size, args.connect_timeout, args.max_time, tls)?;
-    if args.files.iter().filter(|f| *f == "-").count() > 1 {
+    if args.files.iter().filter(|f| is_stdin(f)).count() > 1 {
         return Err(Failure::usage(
             "standard input (-) can be uploaded only once",
         ));
@@ -362,7 +192,7 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
     };
     for (index, file) in args.files.iter().enumerate() {
         let url = if args.files.len() > 1 && args.url.ends_with('/') {
-            let name = std::path::Path::new(file)
+            let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "stdin".to_owned());
@@ -381,19 +211,19 @@ fn upload_one(
     client: &Client,
     args: &UploadArgs,
     url: &str,
-    file_name: &str,
+    file_name: &Path,
     append_trace: bool,
     output: &mut dyn Write,
 ) -> Result<(), Failure> {
     // A regular file can be rewound (for a redirect or a retry); standard input cannot.
-    let (file, known_len) = if file_name == "-" {
+    let (file, known_len) = if is_stdin(file_name) {
         (None, stdin_file_size())
     } else {
         let file = File::open(file_name)
-            .map_err(|e| Failure::usage(format!("cannot open {file_name}: {e}")))?;
+            .map_err(|e| Failure::usage(format!("cannot open {}: {e}", file_name.display())))?;
         let meta = file
             .metadata()
-            .map_err(|e| Failure::usage(format!("cannot stat {file_name}: {e}")))?;
+            .map_err(|e| Failure::usage(format!("cannot stat {}: {e}", file_name.display())))?;
         let len = meta.is_file().then_some(meta.len());
         (Some((file, len.is_some())), len)
     };
@@ -428,10 +258,10 @@ fn upload_one(
         request = request.size_hint(len);
     }
     let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
-    let bar = show_bar.then(|| progress_bar(known_len));
-    if let Some(bar) = &bar {
-        let bar = bar.clone();
-        request = request.progress(move |p: &UploadProgress| bar.set_position(p.body_bytes_sent));
+    let meter = show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))));
+    if let Some(meter) = &meter {
+        let meter = Rc::clone(meter);
+        request = request.progress(move |p: &UploadProgress| meter.borrow_mut().update(p));
     }
     for line in &args.trailers {
         let (name, value) = line.split_once(':').ok_or_else(|| {
@@ -456,8 +286,8 @@ fn upload_one(
         Some((file, false)) => request.send(file),
         None => request.send(io::stdin().lock()),
     };
-    if let Some(bar) = &bar {
-        bar.finish();
+    if let Some(meter) = &meter {
+        meter.borrow_mut().finish();
     }
     let mut response = sent?;
     if args.verbose {
@@ -501,11 +331,8 @@ fn upload_one(
     Ok(())
 }
 
-fn sink(
-    listen: &str,
-    tls_ca_out: Option<&std::path::Path>,
-    trace: &TraceArgs,
-) -> Result<ExitCode, Failure> {
+fn sink(args: &SinkArgs) -> Result<ExitCode, Failure> {
+    let listen = &args.listen;
     let mut sink = Sink::bind(listen).map_err(|e| Failure {
         message: format!("cannot listen on {listen}: {e}"),
         code: 7,
@@ -514,7 +341,8 @@ fn sink(
         .local_addr()
         .map_err(|e| Failure::usage(e.to_string()))?;
     let mut scheme = "http";
-    if let Some(ca_out) = tls_ca_out {
+    if args.tls {
+        let ca_out = &args.ca_out;
         let tls = ServerTls::self_signed().map_err(|e| Failure::usage(e.to_string()))?;
         std::fs::write(ca_out, tls.ca_pem())
             .map_err(|e| Failure::usage(format!("cannot write {}: {e}", ca_out.display())))?;
@@ -525,7 +353,7 @@ fn sink(
         sink = sink.with_tls(tls);
         scheme = "https";
     }
-    if let Some(writer) = trace.writer(false)? {
+    if let Some(writer) = args.trace.writer(false)? {
         sink = sink.with_trace(FlushOnDrop(writer));
     }
     eprintln!("chunkwire sink listening on {scheme}://{addr}/ (Ctrl-C to stop)");
@@ -533,30 +361,9 @@ fn sink(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A bar for a known size, a spinner with a byte count otherwise; drawn on standard error
-/// at most 10 times a second, and not at all when that is not a terminal (unless -#).
-fn progress_bar(total: Option<u64>) -> ProgressBar {
-    let target = ProgressDrawTarget::stderr_with_hz(10);
-    match total {
-        Some(len) => {
-            let bar = ProgressBar::with_draw_target(Some(len), target);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar
-        }
-        None => {
-            let bar = ProgressBar::with_draw_target(None, target);
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {bytes} {bytes_per_sec} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar
-        }
-    }
+/// `-` names standard input.
+fn is_stdin(file: &Path) -> bool {
+    file.as_os_str() == "-"
 }
 
 /// The size of standard input when it is a regular file (`< file`), not a pipe.
@@ -599,7 +406,12 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn demo(size_mib: u64, chunk_size: Option<usize>, tls: bool) -> Result<ExitCode, Failure> {
+fn demo(args: &DemoArgs) -> Result<ExitCode, Failure> {
+    let DemoArgs {
+        size_mib,
+        chunk_size,
+        tls,
+    } = *args;
     let io_failure = |what: &str, e: io::Error| Failure {
         message: format!("{what}: {e}"),
         code: 1,

@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod link_order;
+
 const GIB: f64 = (1u64 << 30) as f64;
 const MIB: u64 = 1 << 20;
 /// The raw client's default write size, chunkwire's default chunk size.
@@ -26,6 +28,7 @@ fn main() {
         Some("reqwest-client") => reqwest_client(&args[1..]),
         Some("raw-client") => raw_client(&args[1..]),
         Some("raw-sink") => raw_sink(&args[1..]),
+        Some("link-order") => options(&args[1..]).and_then(|o| link_order::generate(&o)),
         _ => compare(&args),
     };
     if let Err(e) = result {
@@ -56,7 +59,8 @@ struct Options {
     pin: bool,
 }
 
-fn compare(args: &[String]) -> Result<()> {
+/// The options every mode shares; the chunkwire binary must exist.
+fn options(args: &[String]) -> Result<Options> {
     let quick = args.iter().any(|a| a == "--quick");
     let target = std::env::current_exe()?
         .parent()
@@ -91,13 +95,18 @@ fn compare(args: &[String]) -> Result<()> {
         )
         .into());
     }
+    std::fs::create_dir_all(&options.work)?;
+    Ok(options)
+}
+
+fn compare(args: &[String]) -> Result<()> {
+    let options = options(args)?;
     if !command_exists("/usr/bin/time") {
         return Err(
             "GNU time (/usr/bin/time) is needed to measure each process: apt-get install time"
                 .into(),
         );
     }
-    std::fs::create_dir_all(&options.work)?;
     let curl = command_exists("curl");
     if !curl {
         eprintln!("curl is not installed: its rows are left out");

@@ -1,0 +1,576 @@
+//! The command line: what `chunkwire upload`, `sink` and `demo` accept, parsed with lexopt,
+//! and the help text. Parsing is a plain loop over the arguments (lexopt gives the
+//! tokens: `-X PUT`, `-XPUT`, `--request=PUT`, `-sf`, `--`) rather than a derive-based
+//! parser, because the whole program's peak resident memory is a benchmark target and a
+//! large parser's start-up was a third of it (README "Benchmark").
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chunkwire::checksum::ChecksumAlgorithm;
+use lexopt::Arg;
+use lexopt::prelude::*;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Upload(Box<UploadArgs>),
+    Sink(SinkArgs),
+    Demo(DemoArgs),
+    /// Print this text on standard output and exit 0 (`--help`, `--version`).
+    Print(String),
+}
+
+#[derive(Debug)]
+pub struct UploadArgs {
+    pub url: String,
+    pub files: Vec<PathBuf>,
+    pub method: String,
+    pub headers: Vec<String>,
+    pub trailers: Vec<String>,
+    pub chunk_size: Option<usize>,
+    pub content_length: bool,
+    pub expect_continue: bool,
+    pub checksum: Option<ChecksumAlgorithm>,
+    pub location: bool,
+    pub max_redirs: u32,
+    pub limit_rate: Option<u64>,
+    pub progress_bar: bool,
+    pub silent: bool,
+    pub expect100_timeout: Duration,
+    pub output: Option<PathBuf>,
+    pub fail: bool,
+    pub connect_timeout: Option<Duration>,
+    pub max_time: Option<Duration>,
+    pub verbose: bool,
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub trace: TraceArgs,
+}
+
+#[derive(Debug)]
+pub struct SinkArgs {
+    pub listen: String,
+    pub tls: bool,
+    pub ca_out: PathBuf,
+    pub trace: TraceArgs,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DemoArgs {
+    pub size_mib: u64,
+    pub chunk_size: Option<usize>,
+    pub tls: bool,
+}
+
+/// Where the wire trace goes and in which form; at most one form at a time.
+#[derive(Debug, Default)]
+pub struct TraceArgs {
+    pub destination: Option<(String, TraceForm)>,
+    pub data_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceForm {
+    Ascii,
+    Hex,
+    Json,
+}
+
+impl TraceForm {
+    fn option(self) -> &'static str {
+        match self {
+            TraceForm::Ascii => "--trace-ascii",
+            TraceForm::Hex => "--trace",
+            TraceForm::Json => "--trace-json",
+        }
+    }
+}
+
+const DEFAULT_TRACE_DATA_BYTES: usize = 64;
+
+impl TraceArgs {
+    fn new() -> Self {
+        TraceArgs {
+            destination: None,
+            data_bytes: DEFAULT_TRACE_DATA_BYTES,
+        }
+    }
+
+    /// The trace option `arg` names, if it is one.
+    fn option(arg: &Arg<'_>) -> Option<TraceOption> {
+        Some(match arg {
+            Long("trace-ascii") => TraceOption::Form(TraceForm::Ascii),
+            Long("trace") => TraceOption::Form(TraceForm::Hex),
+            Long("trace-json") => TraceOption::Form(TraceForm::Json),
+            Long("trace-data-bytes") => TraceOption::DataBytes,
+            _ => return None,
+        })
+    }
+
+    /// Takes the value of a trace option.
+    fn take(
+        &mut self,
+        option: TraceOption,
+        parser: &mut lexopt::Parser,
+    ) -> Result<(), lexopt::Error> {
+        let form = match option {
+            TraceOption::DataBytes => {
+                self.data_bytes = parser.value()?.parse()?;
+                return Ok(());
+            }
+            TraceOption::Form(form) => form,
+        };
+        let path = parser.value()?.string()?;
+        if let Some((_, earlier)) = &self.destination {
+            return Err(format!(
+                "{} cannot be used with {}: one trace at a time",
+                form.option(),
+                earlier.option()
+            )
+            .into());
+        }
+        self.destination = Some((path, form));
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum TraceOption {
+    Form(TraceForm),
+    DataBytes,
+}
+
+pub const VERSION: &str = concat!("chunkwire ", env!("CARGO_PKG_VERSION"), "\n");
+
+const MAIN_HELP: &str = "\
+HTTP/1.1 streaming uploads in constant memory
+
+Usage: chunkwire <COMMAND> [OPTIONS]
+
+Commands:
+  upload  Upload FILE (or standard input, `-`) to URL, chunked unless --content-length
+  sink    Run a loopback upload server that answers each request with a JSON report
+  demo    Upload a generated stream to a built-in sink on loopback and show what happened
+  help    Print this text, or a command's (`chunkwire help upload`)
+
+Options:
+  -h, --help     Print help
+  -V, --version  Print version
+";
+
+const UPLOAD_HELP: &str = "\
+Upload FILE (or standard input, `-`) to URL, chunked unless --content-length
+
+Usage: chunkwire upload [OPTIONS] <URL> <FILE>...
+
+Arguments:
+  <URL>      The http:// or https:// URL to upload to. With several files and a URL that
+             ends in `/`, each file goes to the URL followed by its name.
+  <FILE>...  The files to upload, or `-` for standard input; several go one after another
+             over one kept-alive connection.
+
+Request:
+  -X, --request <METHOD>          Request method [default: PUT] (alias --method)
+  -H, --header <'Name: value'>    Extra header (repeatable)
+      --trailer <'Name: value'>   Trailer field sent after the last chunk (repeatable)
+      --chunk-size <SIZE>         Chunk payload size in bytes (k and M suffixes allowed)
+      --content-length            Send Content-Length (the file's size) instead of chunked
+      --expect-continue           Send `Expect: 100-continue` and hold the body until the
+                                  server says go (or --expect100-timeout passes). Also set
+                                  by -H 'Expect: 100-continue'.
+      --expect100-timeout <SECS>  Seconds to wait for `100 Continue` [default: 1]
+      --checksum <ALGORITHM>      Checksum the body while it streams and send it as a
+                                  `Content-Digest` trailer: sha256 or crc32c
+  -L, --location                  Follow redirects: 307/308 send the file again, 303 (and
+                                  301/302 after POST) become GET
+      --max-redirs <N>            The most redirects -L follows [default: 50]
+      --limit-rate <RATE>         Write at most RATE bytes a second (k, M, G suffixes)
+
+Connection:
+      --connect-timeout <SECS>    Seconds the connection may take to open
+  -m, --max-time <SECS>           Seconds the whole exchange may take
+      --cacert <FILE>             Also trust the CA certificates in this PEM file (https)
+      --cert <FILE>               Client certificate chain, PEM (https; needs --key)
+      --key <FILE>                Private key of --cert, PEM
+
+Output:
+  -o, --output <FILE>             Write the response body here instead of standard output
+  -f, --fail                      Exit with code 22 when the status is 400 or above
+  -v, --verbose                   Print the response status line and headers on stderr
+  -#, --progress-bar              Show a progress bar on stderr (the default on a terminal)
+  -s, --silent                    No progress bar
+  -h, --help                      Print help
+";
+
+const TRACE_HELP: &str = "
+Wire trace:
+      --trace-ascii <FILE>        Trace every byte sent and received, labelled, to FILE
+                                  (`-`: standard output)
+      --trace <FILE>              Like --trace-ascii, with every byte as a hex dump
+      --trace-json <FILE>         Like --trace, one JSON object a line (bytes in hex)
+      --trace-data-bytes <N>      Payload bytes shown per chunk by --trace-ascii before
+                                  the rest is summarised [default: 64]
+";
+
+const SINK_HELP: &str = "\
+Run a loopback upload server that answers each request with a JSON report
+
+Usage: chunkwire sink [OPTIONS]
+
+Options:
+      --listen <ADDR>             Address to listen on [default: 127.0.0.1:8080]
+      --tls                       Serve https with a new self-signed CA; its certificate is
+                                  written to --ca-out
+      --ca-out <FILE>             Where --tls writes the CA certificate (PEM) for clients
+                                  to trust [default: chunkwire-sink-ca.pem]
+  -h, --help                      Print help
+";
+
+const DEMO_HELP: &str = "\
+Upload a generated stream to a built-in sink on loopback and show what happened
+
+Usage: chunkwire demo [OPTIONS]
+
+Options:
+      --size-mib <MIB>            MiB to upload [default: 512]
+      --chunk-size <SIZE>         Chunk payload size in bytes (k and M suffixes allowed)
+      --tls                       Upload over TLS (the sink gets a throwaway CA that the
+                                  client trusts)
+  -h, --help                      Print help
+";
+
+/// Parses the arguments after the program name. An error is one line for standard error,
+/// ending in a pointer to `--help`.
+pub fn parse<I>(args: I) -> Result<Command, String>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let mut parser = lexopt::Parser::from_args(args);
+    parse_command(&mut parser).map_err(|(err, help)| format!("{err}\n\nFor more, try '{help}'"))
+}
+
+type Failed = (lexopt::Error, &'static str);
+
+fn parse_command(parser: &mut lexopt::Parser) -> Result<Command, Failed> {
+    let top = |err| (err, "chunkwire --help");
+    let command = match parser.next().map_err(top)? {
+        Some(Value(command)) => command.string().map_err(top)?,
+        Some(Short('h') | Long("help")) => return Ok(Command::Print(MAIN_HELP.into())),
+        Some(Short('V') | Long("version")) => return Ok(Command::Print(VERSION.into())),
+        Some(other) => return Err(top(other.unexpected())),
+        None => return Err(top("a command is needed: upload, sink or demo".into())),
+    };
+    match command.as_str() {
+        "upload" => parse_upload(parser).map_err(|e| (e, "chunkwire upload --help")),
+        "sink" => parse_sink(parser).map_err(|e| (e, "chunkwire sink --help")),
+        "demo" => parse_demo(parser).map_err(|e| (e, "chunkwire demo --help")),
+        "help" => {
+            let topic = parser.next().map_err(top)?;
+            Ok(Command::Print(match topic {
+                Some(Value(name)) if name == "upload" => format!("{UPLOAD_HELP}{TRACE_HELP}"),
+                Some(Value(name)) if name == "sink" => format!("{SINK_HELP}{TRACE_HELP}"),
+                Some(Value(name)) if name == "demo" => DEMO_HELP.into(),
+                None => MAIN_HELP.into(),
+                Some(other) => return Err(top(other.unexpected())),
+            }))
+        }
+        other => Err(top(format!(
+            "unknown command {other:?}: the commands are upload, sink and demo"
+        )
+        .into())),
+    }
+}
+
+fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+    let mut url = None;
+    let mut files = Vec::new();
+    let mut args = UploadArgs {
+        url: String::new(),
+        files: Vec::new(),
+        method: "PUT".into(),
+        headers: Vec::new(),
+        trailers: Vec::new(),
+        chunk_size: None,
+        content_length: false,
+        expect_continue: false,
+        checksum: None,
+        location: false,
+        max_redirs: 50,
+        limit_rate: None,
+        progress_bar: false,
+        silent: false,
+        expect100_timeout: Duration::from_secs(1),
+        output: None,
+        fail: false,
+        connect_timeout: None,
+        max_time: None,
+        verbose: false,
+        cacert: None,
+        cert: None,
+        key: None,
+        trace: TraceArgs::new(),
+    };
+    while let Some(arg) = parser.next()? {
+        if let Some(option) = TraceArgs::option(&arg) {
+            args.trace.take(option, parser)?;
+            continue;
+        }
+        match arg {
+            Short('X') | Long("request" | "method") => args.method = parser.value()?.string()?,
+            Short('H') | Long("header") => args.headers.push(parser.value()?.string()?),
+            Long("trailer") => args.trailers.push(parser.value()?.string()?),
+            Long("chunk-size") => args.chunk_size = Some(parser.value()?.parse_with(parse_size)?),
+            Long("content-length") => args.content_length = true,
+            Long("expect-continue") => args.expect_continue = true,
+            Long("expect100-timeout") => {
+                args.expect100_timeout = parser.value()?.parse_with(parse_seconds)?
+            }
+            Long("checksum") => args.checksum = Some(parser.value()?.parse()?),
+            Short('L') | Long("location") => args.location = true,
+            Long("max-redirs") => args.max_redirs = parser.value()?.parse()?,
+            Long("limit-rate") => args.limit_rate = Some(parser.value()?.parse_with(parse_rate)?),
+            Short('#') | Long("progress-bar") => args.progress_bar = true,
+            Short('s') | Long("silent") => args.silent = true,
+            Short('o') | Long("output") => args.output = Some(parser.value()?.into()),
+            Short('f') | Long("fail") => args.fail = true,
+            Long("connect-timeout") => {
+                args.connect_timeout = Some(parser.value()?.parse_with(parse_seconds)?)
+            }
+            Short('m') | Long("max-time") => {
+                args.max_time = Some(parser.value()?.parse_with(parse_seconds)?)
+            }
+            Short('v') | Long("verbose") => args.verbose = true,
+            Long("cacert") => args.cacert = Some(parser.value()?.into()),
+            Long("cert") => args.cert = Some(parser.value()?.into()),
+            Long("key") => args.key = Some(parser.value()?.into()),
+            Short('h') | Long("help") => {
+                return Ok(Command::Print(format!("{UPLOAD_HELP}{TRACE_HELP}")));
+            }
+            Value(value) if url.is_none() => url = Some(value.string()?),
+            Value(value) => files.push(PathBuf::from(value)),
+            other => return Err(other.unexpected()),
+        }
+    }
+    args.url = url.ok_or("the URL to upload to is missing")?;
+    if files.is_empty() {
+        return Err("a FILE to upload (or `-` for standard input) is missing".into());
+    }
+    args.files = files;
+    if args.silent && args.progress_bar {
+        return Err("--silent and --progress-bar ask for opposite things".into());
+    }
+    match (&args.cert, &args.key) {
+        (Some(_), None) => return Err("--cert needs --key (the certificate's private key)".into()),
+        (None, Some(_)) => return Err("--key needs --cert (the certificate it belongs to)".into()),
+        _ => {}
+    }
+    Ok(Command::Upload(Box::new(args)))
+}
+
+fn parse_sink(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+    let mut args = SinkArgs {
+        listen: "127.0.0.1:8080".into(),
+        tls: false,
+        ca_out: "chunkwire-sink-ca.pem".into(),
+        trace: TraceArgs::new(),
+    };
+    while let Some(arg) = parser.next()? {
+        if let Some(option) = TraceArgs::option(&arg) {
+            args.trace.take(option, parser)?;
+            continue;
+        }
+        match arg {
+            Long("listen") => args.listen = parser.value()?.string()?,
+            Long("tls") => args.tls = true,
+            Long("ca-out") => args.ca_out = parser.value()?.into(),
+            Short('h') | Long("help") => {
+                return Ok(Command::Print(format!("{SINK_HELP}{TRACE_HELP}")));
+            }
+            other => return Err(other.unexpected()),
+        }
+    }
+    Ok(Command::Sink(args))
+}
+
+fn parse_demo(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+    let mut args = DemoArgs {
+        size_mib: 512,
+        chunk_size: None,
+        tls: false,
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("size-mib") => args.size_mib = parser.value()?.parse()?,
+            Long("chunk-size") => args.chunk_size = Some(parser.value()?.parse_with(parse_size)?),
+            Long("tls") => args.tls = true,
+            Short('h') | Long("help") => return Ok(Command::Print(DEMO_HELP.into())),
+            other => return Err(other.unexpected()),
+        }
+    }
+    Ok(Command::Demo(args))
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a usable duration"))
+}
+
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let (digits, scale) = match text.as_bytes().last() {
+        Some(b'g' | b'G') => (&text[..text.len() - 1], 1u64 << 30),
+        _ => (text, 1),
+    };
+    let base = parse_size(digits)? as u64;
+    base.checked_mul(scale)
+        .filter(|&rate| rate > 0)
+        .ok_or_else(|| format!("{text:?} is not a rate (such as 500k, 2M or 1G bytes a second)"))
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    let (digits, scale) = match text.as_bytes().last() {
+        Some(b'k' | b'K') => (&text[..text.len() - 1], 1024),
+        Some(b'm' | b'M') => (&text[..text.len() - 1], 1024 * 1024),
+        _ => (text, 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{text:?} is not a size (such as 65536, 64k or 1M)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(args: &[&str]) -> UploadArgs {
+        match parse(["upload"].iter().chain(args)) {
+            Ok(Command::Upload(args)) => *args,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    fn refused(args: &[&str]) -> String {
+        match parse(args) {
+            Err(message) => message,
+            Ok(command) => panic!("{args:?} was accepted as {command:?}"),
+        }
+    }
+
+    #[test]
+    fn options_take_values_in_every_spelling() {
+        let args = upload(&[
+            "-XPOST",
+            "--header=A: 1",
+            "-H",
+            "B: 2",
+            "--chunk-size",
+            "16k",
+            "-sfL",
+            "--max-redirs",
+            "3",
+            "--limit-rate=2M",
+            "-m",
+            "1.5",
+            "--trace-ascii",
+            "-",
+            "--trace-data-bytes",
+            "8",
+            "http://h/",
+            "a",
+            "-",
+            "--",
+            "--odd-name",
+        ]);
+        assert_eq!(args.method, "POST");
+        assert_eq!(args.headers, ["A: 1", "B: 2"]);
+        assert_eq!(args.chunk_size, Some(16 * 1024));
+        assert!(args.silent && args.fail && args.location && !args.progress_bar);
+        assert_eq!(args.max_redirs, 3);
+        assert_eq!(args.limit_rate, Some(2 * 1024 * 1024));
+        assert_eq!(args.max_time, Some(Duration::from_millis(1500)));
+        assert_eq!(args.trace.destination, Some(("-".into(), TraceForm::Ascii)));
+        assert_eq!(args.trace.data_bytes, 8);
+        assert_eq!(args.url, "http://h/");
+        assert_eq!(
+            args.files,
+            [PathBuf::from("a"), "-".into(), "--odd-name".into()]
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_help_text() {
+        let args = upload(&["http://h/", "f"]);
+        assert_eq!(args.method, "PUT");
+        assert_eq!(args.max_redirs, 50);
+        assert_eq!(args.expect100_timeout, Duration::from_secs(1));
+        assert_eq!(args.trace.data_bytes, 64);
+        assert!(UPLOAD_HELP.contains("[default: PUT]") && UPLOAD_HELP.contains("[default: 50]"));
+        match parse(["sink"]) {
+            Ok(Command::Sink(sink)) => {
+                assert_eq!(sink.listen, "127.0.0.1:8080");
+                assert!(SINK_HELP.contains("[default: 127.0.0.1:8080]"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(["demo"]) {
+            Ok(Command::Demo(demo)) => assert_eq!(demo.size_mib, 512),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused_with_a_pointer_to_help() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "a command is needed"),
+            (&["fly"], "unknown command \"fly\""),
+            (&["upload", "http://h/"], "FILE to upload"),
+            (&["upload"], "URL to upload to is missing"),
+            (&["upload", "--nope", "u", "f"], "invalid option '--nope'"),
+            (&["upload", "-X"], "missing argument for option '-X'"),
+            (
+                &["upload", "--chunk-size", "lots", "u", "f"],
+                "is not a size",
+            ),
+            (&["upload", "--limit-rate", "0", "u", "f"], "is not a rate"),
+            (&["upload", "-m", "-1", "u", "f"], "not a usable duration"),
+            (&["upload", "--checksum", "md5", "u", "f"], "not a checksum"),
+            (&["upload", "-s", "-#", "u", "f"], "opposite things"),
+            (&["upload", "--cert", "c", "u", "f"], "--cert needs --key"),
+            (
+                &["upload", "--trace", "a", "--trace-json", "b", "u", "f"],
+                "--trace-json cannot be used with --trace",
+            ),
+            (&["sink", "extra"], "unexpected argument"),
+            (&["demo", "--size-mib", "x"], "cannot parse argument"),
+        ];
+        for (args, expected) in cases {
+            let message = refused(args);
+            assert!(message.contains(expected), "{args:?}: {message}");
+            assert!(message.contains("--help'"), "{args:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn help_and_version_are_printed_not_refused() {
+        for args in [
+            &["--help"][..],
+            &["help"],
+            &["-V"],
+            &["upload", "-h"],
+            &["help", "sink"],
+        ] {
+            assert!(matches!(parse(args), Ok(Command::Print(_))), "{args:?}");
+        }
+        match parse(["upload", "--help"]) {
+            Ok(Command::Print(text)) => assert!(text.contains("--trace-ascii <FILE>")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
