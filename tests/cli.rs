@@ -425,6 +425,38 @@ fn bad_url_and_bad_header_are_refused_before_connecting() {
 }
 
 #[test]
+fn a_bad_command_line_is_exit_2_and_help_is_exit_0() {
+    for args in [
+        &["upload", "http://127.0.0.1:1/"][..],
+        &["upload", "--no-such-option", "http://127.0.0.1:1/", "f"],
+        &["upload", "-s", "-#", "http://127.0.0.1:1/", "f"],
+        &["sink", "--listen"],
+    ] {
+        let output = chunkwire(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let message = stderr(&output);
+        assert!(message.starts_with("chunkwire: "), "{args:?}: {message}");
+        assert!(message.contains("--help'"), "{args:?}: {message}");
+        assert!(output.stdout.is_empty());
+    }
+    let output = chunkwire(&["upload", "--help"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for option in [
+        "--request <METHOD>",
+        "--content-length",
+        "--trace-ascii <FILE>",
+    ] {
+        assert!(help.contains(option), "{option} missing from:\n{help}");
+    }
+    let output = chunkwire(&["--version"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("chunkwire {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
 fn max_time_ends_a_stalled_exchange_with_exit_28() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/slow", listener.local_addr().unwrap());

@@ -111,6 +111,21 @@ pub fn generate(options: &Options) -> Result<()> {
     Ok(())
 }
 
+/// How many of the listed functions the binary has, of how many: the list names symbols of
+/// one toolchain and lock file, and the layout helps only as far as they still match.
+pub fn coverage(binary: &Path) -> Result<(usize, usize)> {
+    let list = std::fs::read_to_string(list_path())?;
+    let image = std::fs::read(binary)?;
+    // Symbol names sit in the string table, each ended by a NUL.
+    let names: HashSet<&[u8]> = image.split(|&b| b == 0).collect();
+    let listed: Vec<&str> = list.lines().filter(|l| !l.is_empty()).collect();
+    let found = listed
+        .iter()
+        .filter(|name| names.contains(name.as_bytes()))
+        .count();
+    Ok((found, listed.len()))
+}
+
 /// The symbols of the functions in `binary` that ran, in the order callgrind lists them.
 fn functions_in(profile: &str, binary: &Path) -> Vec<String> {
     let mut in_binary = false;

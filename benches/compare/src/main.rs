@@ -123,6 +123,20 @@ fn compare(args: &[String]) -> Result<()> {
             " (not pinned: taskset or a second core is missing)"
         }
     );
+    match link_order::coverage(&options.chunkwire) {
+        Ok((found, listed)) => {
+            let _ = writeln!(
+                report,
+                "chunkwire's code layout: {found} of the {listed} functions in src/cli/link-order.txt found in the binary{}.\n",
+                if found * 10 < listed * 9 {
+                    " (stale: run `chunkwire-compare link-order` and rebuild)"
+                } else {
+                    ""
+                }
+            );
+        }
+        Err(e) => eprintln!("cannot check the link order list: {e}"),
+    }
     let mut chart_rows = Vec::new();
     for &size in &options.sizes_mib {
         let file = options.work.join(format!("upload-{size}MiB.bin"));
