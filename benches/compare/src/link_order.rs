@@ -8,8 +8,9 @@
 //! text section, and about 1 MiB of code ends up resident; packed together they fit in a
 //! few pages. The list comes from running the release binary under callgrind (which names
 //! every function that executed, by its linker symbol) for the uploads the benchmark
-//! measures: chunked, Content-Length and standard input over plain TCP, and chunked over
-//! TLS. A stale list costs only memory: the linker ignores names it does not find.
+//! measures: chunked, Content-Length and standard input over plain TCP, chunked over TLS,
+//! then with a progress meter, checksums and a trace. A stale list costs only memory: the
+//! linker ignores names it does not find.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,9 @@ pub fn generate(options: &Options) -> Result<()> {
         tls.addr.replace("127.0.0.1", "localhost")
     );
     let ca = tls.ca.display().to_string();
-    let runs: [(&str, Vec<&str>, bool); 4] = [
+    // The default uploads first, so that their functions come first and lie together;
+    // then the features a user turns on.
+    let runs: [(&str, Vec<&str>, bool); 8] = [
         ("chunked", vec![plain_url.as_str(), file.as_str()], false),
         (
             "content-length",
@@ -55,6 +58,31 @@ pub fn generate(options: &Options) -> Result<()> {
         (
             "TLS",
             vec!["--cacert", ca.as_str(), tls_url.as_str(), file.as_str()],
+            false,
+        ),
+        (
+            "progress meter",
+            vec!["-#", plain_url.as_str(), file.as_str()],
+            false,
+        ),
+        (
+            "crc32c checksum",
+            vec!["--checksum", "crc32c", plain_url.as_str(), file.as_str()],
+            false,
+        ),
+        (
+            "sha256 checksum",
+            vec!["--checksum", "sha256", plain_url.as_str(), file.as_str()],
+            false,
+        ),
+        (
+            "trace",
+            vec![
+                "--trace-ascii",
+                "/dev/null",
+                plain_url.as_str(),
+                file.as_str(),
+            ],
             false,
         ),
     ];
@@ -75,7 +103,7 @@ pub fn generate(options: &Options) -> Result<()> {
                 &format!("--callgrind-out-file={}", profile.display()),
             ])
             .arg(&binary)
-            .args(["upload", "-s", "-f", "-o", "/dev/null"])
+            .args(["upload", "-f", "-o", "/dev/null"])
             .args(&args)
             .stdin(stdin)
             .stdout(Stdio::null())

@@ -281,12 +281,21 @@ fn contenders(options: &Options, file: &Path, curl: bool) -> Vec<Contender> {
             command: chunkwire_command(options, file, tls, &[]),
         });
         if !tls {
-            all.push(Contender {
-                name: "chunkwire chunked, --trace-ascii /dev/null".into(),
-                kind: Kind::Http,
-                tls,
-                command: chunkwire_command(options, file, tls, &["--trace-ascii", "/dev/null"]),
-            });
+            // Features on, each in turn; the row above is all of them off.
+            let features: [(&str, &[&str]); 4] = [
+                ("--trace-ascii /dev/null", &["--trace-ascii", "/dev/null"]),
+                ("-# (progress meter)", &["-#"]),
+                ("--checksum crc32c", &["--checksum", "crc32c"]),
+                ("--checksum sha256", &["--checksum", "sha256"]),
+            ];
+            for (name, extra) in features {
+                all.push(Contender {
+                    name: format!("chunkwire chunked, {name}"),
+                    kind: Kind::Http,
+                    tls,
+                    command: chunkwire_command(options, file, tls, extra),
+                });
+            }
         }
         all.push(Contender {
             name: format!("chunkwire Content-Length{suffix}"),
