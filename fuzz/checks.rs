@@ -9,10 +9,10 @@ use std::io::{self, Read};
 
 use chunkwire::proto::body::{BodyDecoder, BodyEvent};
 use chunkwire::proto::dechunk::{ChunkEvent, Dechunker};
-use chunkwire::proto::exchange::{Exchange, SendWant};
+use chunkwire::proto::exchange::{BodyStep, Exchange, SendWant};
 use chunkwire::proto::head::{BodyFraming, HeaderField, RequestHead};
 use chunkwire::proto::response::{HeadParse, parse_response_head};
-use chunkwire::{FixedBuf, Limits, PeerError, Target};
+use chunkwire::{FixedBuf, Limits, PeerError, RequestError, Target};
 
 /// Small limits, so the fuzzer reaches them.
 fn small_limits() -> Limits {
@@ -456,4 +456,809 @@ pub fn url(data: &[u8]) {
         "{:?}",
         target.request_target
     );
+}
+
+// The `exchange` target: a whole upload through `Exchange`, driven by operations decoded
+// from the input.
+//
+// Input: `[flags, capacity, length, (op, param)*]`.
+// - flags: bit 0 Content-Length (else chunked), bit 1 `Expect: 100-continue`, bit 2 a
+//   trailer field from the start, bit 3 no body at all (`BodyFraming::None`; bit 4 then
+//   makes it a HEAD request).
+// - capacity: chunk payload capacity, `(capacity & 0x3f) + 1`, so 1 to 64 bytes.
+// - length: the Content-Length, 0 to 255.
+// - op % 9, with param p:
+//   0 the socket accepts min(p, offered) bytes (p >= 0xf0: all; 0 is allowed)
+//   1 the source fills min(p, offered) bytes (p = 0: end of source; 0xff: all)
+//   2 the server queues canned message `p % EXCHANGE_CANNED.len()`
+//   3 the server queues `p % 64` raw bytes taken from the input
+//   4 min(p, queued, room) queued bytes arrive (p >= 0xf0: as many as fit)
+//   5 the peer closes
+//   6 the `100 Continue` wait times out (the driver does this only while it waits)
+//   7 a driver-like pump: up to 16 steps of "write all, fill p bytes" (with
+//     Content-Length, never more than owed: 0 once the length is read)
+//   8 a trailer field is added (chunked, before the end of the source)
+// After the operations, unless the upload failed or a response stopped it, the upload is
+// finished as the driver would (write all, end the source, time out the wait).
+
+/// What a server may say, whole; raw bytes (op 3) cover the rest.
+pub const EXCHANGE_CANNED: &[&[u8]] = &[
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 102 Processing\r\n\r\n",
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+    b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 9\r\n\r\ntoo large",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+    b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nerr\r\n0\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n",
+];
+
+/// Most operations taken from one input.
+const EXCHANGE_MAX_OPS: usize = 4096;
+/// Most steps finishing an upload may take (a 255-byte body in 1-byte chunks needs ~520).
+const EXCHANGE_MAX_FINISH_STEPS: usize = 10_000;
+/// Steps of one pump operation.
+const EXCHANGE_PUMP_STEPS: usize = 16;
+
+/// The body byte at offset `i`: not periodic over short spans, so a byte sent twice, out of
+/// order or from the wrong offset shows.
+fn body_byte(i: usize) -> u8 {
+    let x = (i as u32).wrapping_add(1).wrapping_mul(0x9e37_79b1);
+    (x >> 24) as u8 ^ (x >> 11) as u8
+}
+
+/// The request options carved from the first bytes.
+#[derive(Debug, Clone, Copy)]
+struct ExchangeSetup {
+    framing: BodyFraming,
+    expect: bool,
+    capacity: usize,
+    method: &'static str,
+}
+
+/// Where an independent decoder of the accepted request bytes stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WireState {
+    Head,
+    Length { left: u64 },
+    SizeLine { size: u64, digits: usize },
+    SizeLf { size: u64 },
+    Data { left: u64 },
+    DataCr,
+    DataLf,
+    Trailers,
+    Done,
+}
+
+/// The bytes the socket accepted, decoded as they come: every prefix must be the prefix of
+/// a valid request whose body is the source's bytes.
+#[derive(Debug)]
+struct RequestWire {
+    setup: ExchangeSetup,
+    bytes: Vec<u8>,
+    head_len: Option<usize>,
+    expect_header: bool,
+    state: WireState,
+    /// Body bytes decoded (each checked against the source's byte at its offset).
+    body: usize,
+    trailer_line: Vec<u8>,
+    trailers: Vec<Vec<u8>>,
+}
+
+impl RequestWire {
+    fn new(setup: ExchangeSetup) -> Self {
+        RequestWire {
+            setup,
+            bytes: Vec::new(),
+            head_len: None,
+            expect_header: false,
+            state: WireState::Head,
+            body: 0,
+            trailer_line: Vec::new(),
+            trailers: Vec::new(),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        matches!(self.state, WireState::Done | WireState::Length { left: 0 })
+    }
+
+    /// Bytes accepted after the head.
+    fn after_head(&self) -> usize {
+        self.head_len.map_or(0, |len| self.bytes.len() - len)
+    }
+
+    fn feed(&mut self, new: &[u8], filled: &[u8]) {
+        for &b in new {
+            self.bytes.push(b);
+            self.byte(b, filled);
+        }
+        if self.state == WireState::Head && !self.bytes.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let parsed = httparse::Request::new(&mut headers).parse(&self.bytes);
+            assert!(
+                matches!(parsed, Ok(httparse::Status::Partial)),
+                "the accepted bytes are not a prefix of a request head: {parsed:?} {:?}",
+                String::from_utf8_lossy(&self.bytes)
+            );
+        }
+    }
+
+    fn body_byte(&mut self, b: u8, filled: &[u8]) {
+        let i = self.body;
+        assert!(
+            i < filled.len(),
+            "body byte {i} accepted, but the source gave only {} bytes",
+            filled.len()
+        );
+        assert_eq!(b, filled[i], "body byte {i} is not the source's byte");
+        self.body += 1;
+    }
+
+    fn byte(&mut self, b: u8, filled: &[u8]) {
+        let capacity = self.setup.capacity as u64;
+        self.state = match self.state {
+            WireState::Head => {
+                if self.bytes.ends_with(b"\r\n\r\n") {
+                    self.head_done()
+                } else {
+                    assert!(self.bytes.len() < 4096, "endless request head");
+                    WireState::Head
+                }
+            }
+            WireState::Done | WireState::Length { left: 0 } => panic!(
+                "byte {b:#04x} accepted after the end of the request (wire offset {})",
+                self.bytes.len() - 1
+            ),
+            WireState::Length { left } => {
+                self.body_byte(b, filled);
+                WireState::Length { left: left - 1 }
+            }
+            WireState::SizeLine { size, digits } => match (b as char).to_digit(16) {
+                Some(d) => {
+                    assert!(digits < 16, "chunk-size line too long");
+                    WireState::SizeLine {
+                        size: size * 16 + u64::from(d),
+                        digits: digits + 1,
+                    }
+                }
+                None => {
+                    assert!(
+                        b == b'\r' && digits > 0,
+                        "byte {b:#04x} in a chunk-size line"
+                    );
+                    WireState::SizeLf { size }
+                }
+            },
+            WireState::SizeLf { size } => {
+                assert_eq!(b, b'\n', "chunk-size line without LF");
+                if size == 0 {
+                    WireState::Trailers
+                } else {
+                    assert!(
+                        size <= capacity,
+                        "chunk of {size} bytes, capacity {capacity}"
+                    );
+                    WireState::Data { left: size }
+                }
+            }
+            WireState::Data { left } => {
+                self.body_byte(b, filled);
+                if left == 1 {
+                    WireState::DataCr
+                } else {
+                    WireState::Data { left: left - 1 }
+                }
+            }
+            WireState::DataCr => {
+                assert_eq!(b, b'\r', "chunk data longer than its size");
+                WireState::DataLf
+            }
+            WireState::DataLf => {
+                assert_eq!(b, b'\n', "chunk data without CRLF");
+                WireState::SizeLine { size: 0, digits: 0 }
+            }
+            WireState::Trailers => {
+                self.trailer_line.push(b);
+                if b != b'\n' {
+                    WireState::Trailers
+                } else {
+                    let line = std::mem::take(&mut self.trailer_line);
+                    let Some(field) = line.strip_suffix(b"\r\n") else {
+                        panic!("bare LF in the trailer section: {line:?}");
+                    };
+                    if field.is_empty() {
+                        WireState::Done
+                    } else {
+                        self.trailers.push(field.to_vec());
+                        WireState::Trailers
+                    }
+                }
+            }
+        };
+    }
+
+    /// The head is complete: httparse reads it whole, with the framing asked for.
+    fn head_done(&mut self) -> WireState {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut request = httparse::Request::new(&mut headers);
+        let parsed = request.parse(&self.bytes);
+        assert_eq!(
+            parsed,
+            Ok(httparse::Status::Complete(self.bytes.len())),
+            "head {:?}",
+            String::from_utf8_lossy(&self.bytes)
+        );
+        self.head_len = Some(self.bytes.len());
+        assert_eq!(request.method, Some(self.setup.method));
+        assert_eq!(request.path, Some("/upload"));
+        assert_eq!(request.version, Some(1));
+        let values = |name: &str| -> Vec<&[u8]> {
+            request
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value)
+                .collect()
+        };
+        assert_eq!(values("host"), [&b"fuzz.example"[..]]);
+        let te = values("transfer-encoding");
+        let cl = values("content-length");
+        let expect = values("expect");
+        let framing = self.setup.framing;
+        let wants_expect = self.setup.expect && !framing.is_empty();
+        assert_eq!(
+            expect,
+            if wants_expect {
+                vec![&b"100-continue"[..]]
+            } else {
+                vec![]
+            },
+            "Expect field"
+        );
+        self.expect_header = wants_expect;
+        match framing {
+            BodyFraming::Chunked => {
+                assert_eq!(te, [&b"chunked"[..]]);
+                assert!(cl.is_empty());
+                WireState::SizeLine { size: 0, digits: 0 }
+            }
+            BodyFraming::Length(len) => {
+                assert!(te.is_empty());
+                assert_eq!(cl, [len.to_string().as_bytes()]);
+                WireState::Length { left: len }
+            }
+            BodyFraming::None => {
+                assert!(te.is_empty() && cl.is_empty());
+                WireState::Done
+            }
+        }
+    }
+}
+
+/// The response bytes, read with httparse alone: interim responses and the final status.
+#[derive(Debug, Default)]
+struct ResponseMirror {
+    pending: Vec<u8>,
+    interim: u32,
+    continues: u32,
+    final_status: Option<u16>,
+    broken: bool,
+}
+
+impl ResponseMirror {
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.final_status.is_some() || self.broken {
+            return;
+        }
+        self.pending.extend_from_slice(bytes);
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            let (consumed, code) = match response.parse(&self.pending) {
+                Ok(httparse::Status::Complete(n)) => (n, response.code.unwrap_or(0)),
+                Ok(httparse::Status::Partial) => return,
+                Err(_) => {
+                    self.broken = true;
+                    return;
+                }
+            };
+            self.pending.drain(..consumed);
+            if (100..200).contains(&code) {
+                self.interim += 1;
+                self.continues += u32::from(code == 100);
+            } else {
+                self.final_status = Some(code);
+                return;
+            }
+        }
+    }
+}
+
+/// What `poll_send` offers, without the borrow: 0 write, 1 fill, 2 idle; and the length.
+fn offer(exchange: &Exchange, buf: &mut FixedBuf) -> (u8, usize) {
+    match exchange.poll_send(buf) {
+        SendWant::Write(bytes) => (0, bytes.len()),
+        SendWant::Fill(space) => (1, space.len()),
+        SendWant::Idle => (2, 0),
+    }
+}
+
+/// One upload through an `Exchange`, with everything needed to check it.
+struct UploadRun {
+    setup: ExchangeSetup,
+    exchange: Exchange,
+    buf: FixedBuf,
+    wire: RequestWire,
+    /// Every body byte the source gave and the exchange took.
+    filled: Vec<u8>,
+    source_ended: bool,
+    /// The trailer fields the last chunk must carry (chunked only).
+    trailers: Vec<HeaderField>,
+    /// `100 Continue` arrived, or the wait for it timed out while the exchange waited.
+    released: bool,
+    outbox: Vec<u8>,
+    received: u64,
+    mirror: ResponseMirror,
+    body_done: bool,
+    peer_closed: bool,
+    /// The driver would have given up: an error from the exchange, or a close before the
+    /// response.
+    over: bool,
+}
+
+impl UploadRun {
+    fn new(setup: ExchangeSetup, trailer: bool) -> Self {
+        let target = Target::parse("http://fuzz.example/upload").unwrap();
+        let mut head = RequestHead::new(setup.method, &target).unwrap();
+        head.set_framing(setup.framing);
+        head.set_expect_continue(setup.expect);
+        let limits = small_limits();
+        let recv_capacity = limits
+            .max_head_bytes
+            .max(limits.max_chunk_line_bytes)
+            .max(limits.max_trailer_bytes)
+            + 1;
+        let mut buf = FixedBuf::new(setup.capacity, recv_capacity, head.encoded_len());
+        let trailers = if trailer {
+            vec![HeaderField::new("X-Fuzz-Trailer", "yes").unwrap()]
+        } else {
+            Vec::new()
+        };
+        let exchange = Exchange::new(&head, trailers.clone(), limits, &mut buf)
+            .expect("the send region holds the head");
+        UploadRun {
+            setup,
+            exchange,
+            buf,
+            wire: RequestWire::new(setup),
+            filled: Vec::new(),
+            source_ended: false,
+            trailers: if setup.framing == BodyFraming::Chunked {
+                trailers
+            } else {
+                Vec::new()
+            },
+            released: false,
+            outbox: Vec::new(),
+            received: 0,
+            mirror: ResponseMirror::default(),
+            body_done: false,
+            peer_closed: false,
+            over: false,
+        }
+    }
+
+    /// The socket accepts up to `limit` bytes of what is offered.
+    fn write(&mut self, limit: usize) {
+        let SendWant::Write(bytes) = self.exchange.poll_send(&mut self.buf) else {
+            return;
+        };
+        assert!(!bytes.is_empty(), "an empty write is offered");
+        let n = bytes.len().min(limit);
+        self.wire.feed(&bytes[..n], &self.filled);
+        self.exchange.on_sent(n);
+        if self.wire.expect_header && self.wire.after_head() > 0 {
+            assert!(
+                self.released,
+                "body bytes accepted before 100 Continue and before the wait timed out"
+            );
+        }
+    }
+
+    /// The source fills up to `want` bytes of what is offered (0: end of source).
+    fn fill(&mut self, want: usize) {
+        let owed = match self.setup.framing {
+            BodyFraming::Length(len) => Some(len - self.filled.len() as u64),
+            _ => None,
+        };
+        let SendWant::Fill(space) = self.exchange.poll_send(&mut self.buf) else {
+            return;
+        };
+        assert!(!self.source_ended, "a fill after the source ended");
+        match (self.setup.framing, owed) {
+            (BodyFraming::Chunked, _) => assert_eq!(space.len(), self.setup.capacity),
+            (BodyFraming::Length(_), Some(0)) => {
+                assert_eq!(space.len(), 1, "the end-of-source probe is one byte")
+            }
+            (BodyFraming::Length(_), Some(owed)) => assert_eq!(
+                space.len() as u64,
+                owed.min(self.setup.capacity as u64),
+                "fill space with {owed} bytes owed"
+            ),
+            _ => panic!("a fill for a request without a body"),
+        }
+        let n = want.min(space.len());
+        let start = self.filled.len();
+        for (i, slot) in space[..n].iter_mut().enumerate() {
+            *slot = body_byte(start + i);
+        }
+        let last_chunk_needs = 3
+            + self
+                .trailers
+                .iter()
+                .map(HeaderField::encoded_len)
+                .sum::<usize>()
+            + 2;
+        let region = self.buf.send_region().len();
+        match self.exchange.on_filled(&mut self.buf, n) {
+            Ok(()) => {
+                if n == 0 {
+                    self.source_ended = true;
+                    if self.setup.framing == BodyFraming::Chunked {
+                        assert!(last_chunk_needs <= region, "the last chunk cannot fit");
+                    }
+                } else {
+                    assert_ne!(owed, Some(0), "a byte past the Content-Length accepted");
+                    self.filled.extend((start..start + n).map(body_byte));
+                }
+            }
+            Err(e) => {
+                match (self.setup.framing, owed, n) {
+                    (BodyFraming::Length(expected), Some(0), 1) => {
+                        assert_eq!(e, RequestError::SourceLongerThanLength { expected })
+                    }
+                    (BodyFraming::Length(expected), Some(_), 0) => assert_eq!(
+                        e,
+                        RequestError::SourceShorterThanLength {
+                            expected,
+                            actual: self.filled.len() as u64
+                        }
+                    ),
+                    (BodyFraming::Chunked, _, 0) => {
+                        assert!(
+                            matches!(
+                                e,
+                                RequestError::InvalidOption {
+                                    option: "trailers",
+                                    ..
+                                }
+                            ),
+                            "{e:?}"
+                        );
+                        assert!(
+                            last_chunk_needs > region,
+                            "trailers refused that fit: {e:?}"
+                        );
+                    }
+                    _ => panic!("fill of {n} (owed {owed:?}) refused: {e:?}"),
+                }
+                self.over = true;
+            }
+        }
+    }
+
+    /// Up to `want` queued server bytes arrive; body bytes are decoded as the driver does.
+    fn deliver(&mut self, want: usize) {
+        if self.peer_closed || self.body_done || self.outbox.is_empty() {
+            return;
+        }
+        let space = self.exchange.recv_space(&mut self.buf);
+        assert!(
+            !space.is_empty(),
+            "the receive region is full while the response is not done"
+        );
+        let n = want.min(space.len()).min(self.outbox.len());
+        if n == 0 {
+            return;
+        }
+        space[..n].copy_from_slice(&self.outbox[..n]);
+        let bytes: Vec<u8> = self.outbox.drain(..n).collect();
+        let had_response = self.mirror.final_status.is_some();
+        let was_awaiting = self.exchange.awaits_continue();
+        let continues = self.mirror.continues;
+        let result = self.exchange.on_received(&self.buf, n);
+        self.received += n as u64;
+        self.mirror.feed(&bytes);
+        let head = match result {
+            Ok(head) => head,
+            Err(_) => {
+                self.over = true;
+                return;
+            }
+        };
+        assert_eq!(
+            self.exchange.interim_responses(),
+            self.mirror.interim,
+            "interim responses"
+        );
+        assert_eq!(
+            self.exchange.has_response(),
+            self.mirror.final_status.is_some(),
+            "final response seen by httparse and by the exchange"
+        );
+        match head {
+            Some(head) => {
+                assert!(!had_response, "a second final head");
+                assert_eq!(Some(head.status.as_u16()), self.mirror.final_status);
+            }
+            None => assert_eq!(self.mirror.final_status.is_some(), had_response),
+        }
+        if self.mirror.continues > continues {
+            self.released = true;
+            if was_awaiting {
+                assert!(
+                    !self.exchange.awaits_continue(),
+                    "still waiting after 100 Continue"
+                );
+            }
+        }
+        if self.exchange.has_response() {
+            self.decode_body();
+        }
+    }
+
+    fn decode_body(&mut self) {
+        for _ in 0..4096 {
+            match self.exchange.decode_body(&self.buf) {
+                Ok(BodyStep::Data(range)) => assert!(
+                    !range.is_empty() && range.end <= self.buf.recv_region().len(),
+                    "body data at {range:?}"
+                ),
+                Ok(BodyStep::NeedMore) => return,
+                Ok(BodyStep::End) => {
+                    self.body_done = true;
+                    return;
+                }
+                Err(_) => {
+                    self.over = true;
+                    return;
+                }
+            }
+        }
+        panic!("decode_body never asks for more");
+    }
+
+    fn peer_close(&mut self) {
+        if self.peer_closed {
+            return;
+        }
+        self.peer_closed = true;
+        if !self.exchange.has_response() {
+            assert_eq!(self.exchange.on_peer_closed(), Err(None));
+            self.over = true;
+            return;
+        }
+        let result = self.exchange.on_peer_closed();
+        if self.body_done {
+            assert_eq!(result, Ok(()), "close after a complete body");
+        }
+        if result.is_err() {
+            self.over = true;
+        }
+    }
+
+    fn continue_timeout(&mut self) {
+        let awaiting = self.exchange.awaits_continue();
+        let before = offer(&self.exchange, &mut self.buf);
+        self.exchange.continue_timed_out();
+        if awaiting {
+            self.released = true;
+            assert!(
+                !self.exchange.awaits_continue(),
+                "still waiting after the timeout"
+            );
+        } else {
+            assert_eq!(
+                offer(&self.exchange, &mut self.buf),
+                before,
+                "a timeout outside the wait changed the send side"
+            );
+        }
+    }
+
+    fn add_trailer(&mut self, value: u8) {
+        if self.source_ended || self.setup.framing != BodyFraming::Chunked {
+            return;
+        }
+        let name = format!("X-Added-{}", self.trailers.len());
+        let field = HeaderField::new(&name, value.to_string()).unwrap();
+        self.exchange.add_trailers([field.clone()]);
+        self.trailers.push(field);
+    }
+
+    /// Writes everything and reads `fill` bytes a time from a source that, with
+    /// Content-Length, is exactly as long as stated (`fill` 0: the source is at its end).
+    fn pump(&mut self, fill: usize) {
+        for _ in 0..EXCHANGE_PUMP_STEPS {
+            match offer(&self.exchange, &mut self.buf).0 {
+                0 => self.write(usize::MAX),
+                1 => match self.setup.framing {
+                    BodyFraming::Length(len) => {
+                        let owed = usize::try_from(len).unwrap() - self.filled.len();
+                        self.fill(fill.min(owed))
+                    }
+                    _ => self.fill(fill),
+                },
+                _ => return,
+            }
+            if self.over {
+                return;
+            }
+            self.check();
+        }
+    }
+
+    /// Ends the upload as the driver would: everything written, the source ended (with the
+    /// bytes a Content-Length still owes), the wait for 100 Continue timed out.
+    fn finish(&mut self) {
+        for _ in 0..EXCHANGE_MAX_FINISH_STEPS {
+            if self.over {
+                return;
+            }
+            match offer(&self.exchange, &mut self.buf) {
+                (0, _) => self.write(usize::MAX),
+                (1, space) => {
+                    let owed = match self.setup.framing {
+                        BodyFraming::Length(len) => len - self.filled.len() as u64,
+                        _ => 0,
+                    };
+                    self.fill(if owed > 0 { space } else { 0 });
+                }
+                _ if self.exchange.awaits_continue() => self.continue_timeout(),
+                _ => {
+                    assert!(
+                        self.exchange.request_sent() || self.exchange.stopped_by_response(),
+                        "idle with the request neither sent nor stopped"
+                    );
+                    return;
+                }
+            }
+            self.check();
+        }
+        panic!("the upload did not finish in {EXCHANGE_MAX_FINISH_STEPS} steps");
+    }
+
+    /// What must hold between any two operations.
+    fn check(&mut self) {
+        let progress = self.exchange.progress();
+        assert_eq!(
+            progress.wire_bytes_sent,
+            self.wire.bytes.len() as u64,
+            "wire bytes sent vs accepted"
+        );
+        assert_eq!(
+            progress.body_bytes_sent, self.wire.body as u64,
+            "body bytes sent vs body bytes on the wire"
+        );
+        assert_eq!(progress.body_bytes_read, self.filled.len() as u64);
+        assert!(progress.body_bytes_sent <= progress.body_bytes_read);
+        assert_eq!(progress.wire_bytes_received, self.received);
+        let complete = self.wire.complete();
+        assert_eq!(
+            self.exchange.request_sent(),
+            complete,
+            "request_sent vs a complete request on the wire"
+        );
+        if complete {
+            assert_eq!(self.wire.body, self.filled.len(), "filled bytes never sent");
+            if matches!(self.setup.framing, BodyFraming::Chunked)
+                || matches!(self.setup.framing, BodyFraming::Length(len) if len > 0)
+            {
+                assert!(self.source_ended, "the request ended before the source did");
+            }
+            if self.setup.framing == BodyFraming::Chunked {
+                let expected: Vec<Vec<u8>> = self
+                    .trailers
+                    .iter()
+                    .map(|f| [f.name().as_bytes(), b": ", f.value()].concat())
+                    .collect();
+                assert_eq!(self.wire.trailers, expected, "trailer section");
+            }
+        }
+        let (kind, _) = offer(&self.exchange, &mut self.buf);
+        if self.exchange.has_response() {
+            assert_eq!(kind, 2, "the send side goes on after the final response");
+            assert!(self.exchange.request_sent() || self.exchange.stopped_by_response());
+        }
+        if self.exchange.stopped_by_response() {
+            assert!(self.exchange.has_response() && !complete);
+        }
+        if self.exchange.awaits_continue() {
+            assert!(
+                self.wire.expect_header && self.wire.head_len.is_some(),
+                "waiting for 100 Continue without having sent the Expect head"
+            );
+            assert_eq!(self.wire.after_head(), 0);
+            assert_eq!(kind, 2, "waiting for 100 Continue, yet offering to send");
+        }
+        if kind == 2 && !self.over {
+            assert!(
+                complete || self.exchange.stopped_by_response() || self.exchange.awaits_continue(),
+                "idle with nothing to wait for"
+            );
+        }
+    }
+}
+
+/// A whole upload through `Exchange`, driven by the operations in `data` (see above): every
+/// accepted byte keeps the wire a prefix of a valid request whose body is the source's bytes,
+/// progress counts what was accepted, no body byte goes before `100 Continue` (or the end of
+/// the wait), nothing is offered after the final response, and the upload always ends.
+pub fn exchange(data: &[u8]) {
+    let [flags, capacity, length, ops @ ..] = data else {
+        return;
+    };
+    let framing = if flags & 0x08 != 0 {
+        BodyFraming::None
+    } else if flags & 0x01 != 0 {
+        BodyFraming::Length(u64::from(*length))
+    } else {
+        BodyFraming::Chunked
+    };
+    let setup = ExchangeSetup {
+        framing,
+        expect: flags & 0x02 != 0,
+        capacity: usize::from(capacity & 0x3f) + 1,
+        method: if framing == BodyFraming::None && flags & 0x10 != 0 {
+            "HEAD"
+        } else {
+            "PUT"
+        },
+    };
+    let mut run = UploadRun::new(setup, flags & 0x04 != 0);
+    run.check();
+    let mut bytes = ops.iter().copied();
+    let amount = |p: u8| {
+        if p >= 0xf0 {
+            usize::MAX
+        } else {
+            usize::from(p)
+        }
+    };
+    for _ in 0..EXCHANGE_MAX_OPS {
+        let (Some(op), Some(p)) = (bytes.next(), bytes.next()) else {
+            break;
+        };
+        match op % 9 {
+            0 => run.write(amount(p)),
+            1 => run.fill(if p == 0xff {
+                usize::MAX
+            } else {
+                usize::from(p)
+            }),
+            2 => run
+                .outbox
+                .extend_from_slice(EXCHANGE_CANNED[usize::from(p) % EXCHANGE_CANNED.len()]),
+            3 => run.outbox.extend(bytes.by_ref().take(usize::from(p % 64))),
+            4 => run.deliver(amount(p)),
+            5 => run.peer_close(),
+            6 => run.continue_timeout(),
+            7 => run.pump(usize::from(p)),
+            _ => run.add_trailer(p),
+        }
+        run.check();
+        if run.over {
+            return;
+        }
+    }
+    run.finish();
+    run.check();
+    if !run.over && !run.exchange.has_response() {
+        assert!(run.exchange.request_sent(), "the upload did not finish");
+    }
 }

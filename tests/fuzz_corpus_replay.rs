@@ -55,3 +55,8 @@ fn framer_roundtrip_corpus() {
 fn url_corpus() {
     replay("url", checks::url);
 }
+
+#[test]
+fn exchange_corpus() {
+    replay("exchange", checks::exchange);
+}
