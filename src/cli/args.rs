@@ -287,7 +287,6 @@ fn parse_command(parser: &mut lexopt::Parser) -> Result<Command, Failed> {
 
 fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
     let mut url = None;
-    let mut files = Vec::new();
     let mut args = UploadArgs {
         url: String::new(),
         files: Vec::new(),
@@ -351,15 +350,14 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
                 return Ok(Command::Print(format!("{UPLOAD_HELP}{TRACE_HELP}")));
             }
             Value(value) if url.is_none() => url = Some(value.string()?),
-            Value(value) => files.push(PathBuf::from(value)),
+            Value(value) => args.files.push(PathBuf::from(value)),
             other => return Err(other.unexpected()),
         }
     }
     args.url = url.ok_or("the URL to upload to is missing")?;
-    if files.is_empty() {
+    if args.files.is_empty() {
         return Err("a FILE to upload (or `-` for standard input) is missing".into());
     }
-    args.files = files;
     if args.silent && args.progress_bar {
         return Err("--silent and --progress-bar ask for opposite things".into());
     }

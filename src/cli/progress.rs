@@ -7,7 +7,7 @@
 //! of every upload, a tenth of the peak-memory budget (README "Benchmark").
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chunkwire::UploadProgress;
 
@@ -17,7 +17,9 @@ const BAR_WIDTH: usize = 30;
 /// Draws progress lines on a writer (standard error in the CLI).
 pub struct ProgressMeter<W: Write> {
     out: W,
-    last_draw: Option<Instant>,
+    /// The upload's elapsed time at the last drawing: the figures carry the clock, so the
+    /// meter reads no clock of its own.
+    last_draw: Option<Duration>,
     latest: Option<UploadProgress>,
     /// Characters of the line on screen, so a shorter line can blank the rest.
     drawn_len: usize,
@@ -36,10 +38,10 @@ impl<W: Write> ProgressMeter<W> {
     /// Takes the latest figures; redraws when the last drawing is old enough.
     pub fn update(&mut self, progress: &UploadProgress) {
         self.latest = Some(*progress);
-        let now = Instant::now();
+        let now = progress.elapsed;
         if self
             .last_draw
-            .is_some_and(|at| now.duration_since(at) < REDRAW_EVERY)
+            .is_some_and(|at| now.saturating_sub(at) < REDRAW_EVERY)
         {
             return;
         }
