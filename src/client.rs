@@ -11,17 +11,20 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use crate::buffer::FixedBuf;
-use crate::driver::{BodyHooks, Connection, EventLoop, Timeouts, UploadProgress};
+use crate::driver::{
+    BodyHooks, Destination, Driven, EventLoop, IdleLink, Pumped, UploadProgress, is_connection_lost,
+};
 use crate::error::{Error, Kind, Progress, RequestError, Result, Stage};
+use crate::proto::conn::{Connection, ExchangeOptions, Timeouts};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
 use crate::proto::limits::Limits;
 use crate::proto::peer_error::PeerError;
+use crate::proto::policy::{self, AfterResponse, BodyState, FailedAttempt, ResponseFacts};
 use crate::proto::response::ResponseHead;
 use crate::target::{Scheme, Target};
 use crate::trace::{Direction, Trace};
-use crate::transport::Transport;
-use crate::transport::tls::{TlsConfig, TlsStream, TlsSummary};
+use crate::transport::tls::{TlsConfig, TlsSummary};
 
 /// The chunk payload size used unless the caller sets one. Chosen by measurement: see the
 /// README's "Choosing the chunk size".
@@ -53,20 +56,12 @@ pub struct Client {
 /// Where a connection goes: connections are reused only for the same one.
 type Origin = (Scheme, String, u16);
 
-/// A connection kept open between uploads (keep-alive).
+/// A connection kept open between uploads (keep-alive), with the loop it is registered on.
+#[derive(Debug)]
 struct IdleConnection {
     origin: Origin,
-    transport: Transport,
+    link: IdleLink,
     event_loop: EventLoop,
-    peer: String,
-}
-
-impl std::fmt::Debug for IdleConnection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdleConnection")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
-    }
 }
 
 fn origin_of(target: &Target) -> Origin {
@@ -193,7 +188,7 @@ impl Client {
             #[cfg(feature = "checksum")]
             checksum: None,
             announced: Vec::new(),
-            max_redirects: 0,
+            max_redirects: None,
             error: None,
         }
     }
@@ -241,7 +236,7 @@ pub struct Upload<'c> {
     #[cfg(feature = "checksum")]
     checksum: Option<crate::checksum::ChecksumAlgorithm>,
     announced: Vec<String>,
-    max_redirects: u32,
+    max_redirects: Option<u32>,
     error: Option<RequestError>,
 }
 
@@ -278,31 +273,6 @@ impl Body<'_> {
     fn can_rewind(&self) -> bool {
         matches!(self, Body::Seekable { .. })
     }
-}
-
-/// The status codes that redirect (RFC 9110 section 15.4).
-fn is_redirect(status: u16) -> bool {
-    matches!(status, 301 | 302 | 303 | 307 | 308)
-}
-
-/// Fields not sent to another origin than the one they were given for.
-const CREDENTIAL_FIELDS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
-
-/// A failure before any response byte, on a connection that may simply have been closed
-/// under us: worth one more try when the body can be sent again.
-fn is_retryable(err: &Error) -> bool {
-    matches!(err.stage(), Stage::Send | Stage::Receive)
-        && err.progress().wire_bytes_received == 0
-        && (err.is_closed_before_response()
-            || err.io_error().is_some_and(|e| {
-                matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::BrokenPipe
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::UnexpectedEof
-                )
-            }))
 }
 
 impl Upload<'_> {
@@ -394,13 +364,19 @@ impl Upload<'_> {
         self
     }
 
-    /// Follows up to `max` redirects (0, the default, follows none, as curl without `-L`).
+    /// Follows up to `max` redirects, as curl's `-L --max-redirs max`; without this call a
+    /// redirect is returned as the response, as curl without `-L`. With `max` 0 a redirect
+    /// is an error ([`Error::is_too_many_redirects`]).
+    ///
     /// 307 and 308 send the same method and body again to the new location, which needs a
-    /// body from [`Upload::send_seekable`]; with a plain stream the redirect response is
-    /// returned instead. 303, and 301/302 after a POST, become a GET without a body.
-    /// `Authorization`, `Proxy-Authorization` and `Cookie` are not sent to another origin.
+    /// body from [`Upload::send_seekable`] (or one not read yet, as with a 307 to
+    /// `Expect: 100-continue`); a stream already partly sent cannot reach the new location,
+    /// and the upload fails ([`Error::is_redirect_body_not_resendable`]) rather than report
+    /// the redirect as its answer. 303, and 301/302 after a POST, become a GET without a
+    /// body. `Authorization`, `Proxy-Authorization`, `Cookie` and a `Host` given with
+    /// [`Upload::header`] are not sent to another origin. See [`crate::proto::policy`].
     pub fn max_redirects(mut self, max: u32) -> Self {
-        self.max_redirects = max;
+        self.max_redirects = Some(max);
         self
     }
 
@@ -523,15 +499,22 @@ impl Upload<'_> {
         })
     }
 
+    /// The body's state for the policy: whether it can be rewound, and how much was read.
+    fn body_state(body: &Body<'_>, progress: Progress) -> BodyState {
+        BodyState {
+            rewindable: body.can_rewind(),
+            bytes_read: progress.body_bytes_read,
+        }
+    }
+
     fn run(mut self, mut body: Body<'_>) -> Result<Response> {
         let started = Instant::now();
-        let mut url = self.url.clone();
+        let mut target = Target::parse(&self.url)?;
         let mut method = self.method.clone();
         let mut with_body = true;
         let mut redirects = 0;
         let mut retried = false;
         loop {
-            let target = Target::parse(&url)?;
             let mut no_body = io::empty();
             let reader = if with_body {
                 body.reader()
@@ -540,69 +523,96 @@ impl Upload<'_> {
             };
             let mut response = match self.attempt(&target, &method, with_body, reader, started) {
                 Ok(response) => response,
-                // Once, and only if what was sent can be sent again from its start.
-                Err(err) if !retried && is_retryable(&err) && (!with_body || body.can_rewind()) => {
+                Err(failure) => {
+                    let err = failure.error;
+                    let progress = err.progress();
+                    let attempt = FailedAttempt {
+                        method: &method,
+                        connection_reused: failure.connection_reused,
+                        response_bytes: progress.wire_bytes_received,
+                        request_complete: failure.request_complete,
+                        connection_lost: err.is_closed_before_response()
+                            || err.io_error().is_some_and(is_connection_lost),
+                        body: with_body.then(|| Self::body_state(&body, progress)),
+                        already_retried: retried,
+                    };
+                    if !policy::may_retry(&attempt) {
+                        return Err(err);
+                    }
                     retried = true;
                     if with_body {
                         body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
                     }
+                    if let Some(trace) = self.trace.as_deref_mut() {
+                        trace.note(
+                            Direction::Sent,
+                            &format!("the kept connection failed before any response ({err}); sending again on a new one"),
+                        );
+                    }
                     continue;
                 }
-                Err(err) => return Err(err),
             };
             let status = response.status().as_u16();
-            // RFC 9110 section 10.1.1: a client that gets 417 to its expectation may send
-            // the request again without it; the body must be sent from its start.
-            if status == 417 && self.expect_continue.is_some() && with_body && body.can_rewind() {
-                self.expect_continue = None;
-                self.trace = response.take_trace();
-                body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
-                continue;
-            }
-            if self.max_redirects == 0 || !is_redirect(status) {
-                return Ok(response);
-            }
-            let Some(location) = response.headers().get(http::header::LOCATION) else {
-                return Ok(response);
+            let location = response.headers().get(http::header::LOCATION).cloned();
+            let facts = ResponseFacts {
+                status,
+                method: &method,
+                had_body: with_body,
+                body: Self::body_state(&body, response.progress()),
+                expected_continue: self.expect_continue.is_some(),
+                has_location: location.is_some(),
+                max_redirects: self.max_redirects,
+                redirects,
             };
-            let next = resolve_location(&target, location.as_bytes())?;
-            let keeps_body = match status {
-                303 => false,
-                301 | 302 => !method.eq_ignore_ascii_case("POST"),
-                _ => true,
+            let next = match policy::after_response(&facts) {
+                AfterResponse::Deliver => return Ok(response),
+                AfterResponse::RetryWithoutExpect => {
+                    self.expect_continue = None;
+                    self.trace = response.take_trace();
+                    drop(response);
+                    body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
+                    continue;
+                }
+                AfterResponse::TooManyRedirects => {
+                    let max = self.max_redirects.unwrap_or(0);
+                    return Err(Error::new(Stage::Receive, Kind::TooManyRedirects(max))
+                        .with_peer(target.authority())
+                        .with_progress(response.progress()));
+                }
+                AfterResponse::BodyNotResendable => {
+                    let shown = location.as_ref().map_or_else(String::new, |l| {
+                        crate::proto::peer_error::excerpt(l.as_bytes())
+                    });
+                    return Err(Error::new(
+                        Stage::Receive,
+                        Kind::RedirectBodyNotResendable {
+                            status,
+                            location: shown,
+                        },
+                    )
+                    .with_peer(target.authority())
+                    .with_progress(response.progress()));
+                }
+                AfterResponse::Follow(next) => next,
             };
-            if keeps_body && with_body && !body.can_rewind() {
-                // The body is gone; the caller gets the redirect and can decide.
-                return Ok(response);
-            }
-            if redirects == self.max_redirects {
-                return Err(
-                    Error::new(Stage::Receive, Kind::TooManyRedirects(self.max_redirects))
-                        .with_peer(target.authority()),
-                );
-            }
+            let location = location.expect("after_response follows only with a Location");
+            let next_url = resolve_location(&target, location.as_bytes())
+                .map_err(|e| e.with_progress(response.progress()))?;
+            let next_target = Target::parse(&next_url)
+                .map_err(|e| Error::from(e).with_progress(response.progress()))?;
             redirects += 1;
             self.trace = response.take_trace();
+            let progress = response.progress();
             drop(response);
-            if keeps_body && with_body {
+            if next.keeps_body && progress.body_bytes_read > 0 {
                 body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
-            } else if !keeps_body {
-                with_body = false;
-                if !method.eq_ignore_ascii_case("HEAD") {
-                    method = "GET".to_owned();
-                }
             }
-            let next_target = Target::parse(&next)?;
-            if (next_target.scheme, &next_target.host, next_target.port)
-                != (target.scheme, &target.host, target.port)
-            {
-                self.fields.retain(|f| {
-                    !CREDENTIAL_FIELDS
-                        .iter()
-                        .any(|c| f.name().eq_ignore_ascii_case(c))
-                });
+            with_body = next.keeps_body;
+            method = next.method;
+            if origin_of(&next_target) != origin_of(&target) {
+                self.fields.retain(|f| policy::crosses_origins(f.name()));
             }
-            url = next;
+            target = next_target;
             retried = false;
         }
     }
@@ -615,8 +625,15 @@ impl Upload<'_> {
         with_body: bool,
         body: &mut dyn Read,
         started: Instant,
-    ) -> Result<Response> {
-        let head = self.head(target, method, with_body)?;
+    ) -> std::result::Result<Response, AttemptFailure> {
+        let fresh = |error: Error| AttemptFailure {
+            error,
+            connection_reused: false,
+            request_complete: false,
+        };
+        let head = self
+            .head(target, method, with_body)
+            .map_err(|e| fresh(e.into()))?;
         let client = self.client;
         let limits = client.limits;
         // The receive region holds a whole response head, and any chunk-size or trailer
@@ -634,116 +651,155 @@ impl Upload<'_> {
         };
         let exchange = Exchange::new(&head, trailers, limits, &mut buf)
             .expect("the send region is sized for the head");
-
-        let reused = self.take_idle(target);
-        let connection_reused = reused.is_some();
-        let (transport, mut event_loop, peer) = match reused {
-            Some(idle) => (idle.transport, idle.event_loop, idle.peer),
-            None => self.connect(target, buf.send_region().len())?,
+        let options = ExchangeOptions {
+            expect_timeout: self.expect_continue,
+            rate_limit: self.rate_limit,
         };
-        let mut conn = Connection::new(
-            TOKEN,
-            transport,
-            exchange,
-            buf,
-            peer,
-            client.timeouts,
-            started,
-        );
-        if let Some(timeout) = self.expect_continue {
-            conn.set_expect_timeout(timeout);
-        }
+        let destination = Destination {
+            host: target.host.clone(),
+            port: target.port,
+            authority: target.authority(),
+            tls: match target.scheme {
+                Scheme::Http => None,
+                Scheme::Https => Some(client.tls.clone().unwrap_or_default()),
+            },
+        };
+        let now = Instant::now();
+        let (mut driven, mut event_loop, connection_reused) = match self.take_idle(target) {
+            Some(idle) => {
+                let driven =
+                    Driven::reuse(idle.link, destination, exchange, options, started, buf, now);
+                (driven, idle.event_loop, true)
+            }
+            None => {
+                let event_loop = EventLoop::new().map_err(fresh)?;
+                let machine = Connection::new(client.timeouts, started, now);
+                let driven = Driven::connect(
+                    &event_loop,
+                    TOKEN,
+                    destination,
+                    machine,
+                    exchange,
+                    options,
+                    started,
+                    buf,
+                )
+                .map_err(fresh)?;
+                (driven, event_loop, false)
+            }
+        };
         if let Some(callback) = &self.progress {
             let callback = Rc::clone(callback);
-            conn.set_progress(
+            driven.set_progress(
                 Box::new(move |p| (callback.borrow_mut())(p)),
                 self.content_length.or(self.size_hint),
             );
         }
-        if let Some(rate) = self.rate_limit {
-            conn.set_rate_limit(rate);
-        }
         if with_body {
-            conn.set_body_hooks(self.body_hooks());
+            driven.set_body_hooks(self.body_hooks());
         }
         if let Some(trace) = self.trace.take() {
-            conn.set_trace(trace);
-            let connected = if connection_reused {
-                format!("reusing the kept connection to {}", conn.peer())
-            } else {
-                format!("connected to {}", conn.peer())
-            };
-            conn.trace_note(Direction::Sent, || connected);
-            if let Some(tls) = conn.transport().tls_summary() {
-                conn.trace_note(Direction::Sent, || tls.to_string());
+            driven.set_trace(trace);
+            if connection_reused {
+                let peer = driven.peer().to_owned();
+                driven.trace_note(Direction::Sent, || {
+                    format!("reusing the kept connection to {peer}")
+                });
             }
         }
-        let head = match conn.send_request(&mut event_loop, body) {
-            Ok(head) => head,
-            Err(err) => {
+        match run_to_head(&mut driven, &mut event_loop, body) {
+            Ok(head) => Ok(Response {
+                head,
+                driven: Some(driven),
+                event_loop: Some(event_loop),
+                pending: 0..0,
+                body_done: false,
+                pool: Some((Arc::clone(&self.client.idle), origin_of(target))),
+                connection_reused,
+            }),
+            Err(error) => {
                 // Keep the trace for a retry.
-                self.trace = conn.take_trace();
-                return Err(err);
+                self.trace = driven.take_trace();
+                let request_complete = driven
+                    .machine()
+                    .exchange()
+                    .is_some_and(Exchange::request_sent);
+                driven.close();
+                Err(AttemptFailure {
+                    error,
+                    connection_reused,
+                    request_complete,
+                })
             }
-        };
-        Ok(Response {
-            head,
-            conn,
-            event_loop: Some(event_loop),
-            pending: 0..0,
-            body_done: false,
-            pool: Some((Arc::clone(&self.client.idle), origin_of(target))),
-            connection_reused,
-        })
+        }
     }
 
     /// The idle connection to this target's origin, if there is one still open.
     fn take_idle(&self, target: &Target) -> Option<IdleConnection> {
         let mut idle = self.client.idle.lock().ok()?;
         if idle.as_ref().is_some_and(|i| i.origin == origin_of(target)) {
-            let mut connection = idle.take()?;
+            let connection = idle.take()?;
             // A server may have closed it while it sat idle: a closed socket reads as the
             // end, a live one would block. Anything else (stray bytes) is not reusable.
-            if connection.transport.is_idle_and_open() {
+            if connection.link.is_idle_and_open() {
                 return Some(connection);
             }
-            connection.transport.close();
+            connection.link.close();
         }
         None
     }
+}
 
-    /// A new connection: resolve, connect, and the TLS handshake for https.
-    fn connect(
-        &self,
-        target: &Target,
-        frame_capacity: usize,
-    ) -> Result<(Transport, EventLoop, String)> {
-        let client = self.client;
-        let mut event_loop = EventLoop::new()?;
-        let (tcp, peer) = event_loop
-            .connect(TOKEN, &target.host, target.port, client.timeouts.connect)
-            .map_err(|e| e.with_peer(target.authority()))?;
-        let peer = format!("{} at {peer}", target.authority());
-        let transport = match target.scheme {
-            Scheme::Http => Transport::Plain(tcp),
-            Scheme::Https => {
-                let default_tls;
-                let tls_config = match &client.tls {
-                    Some(config) => config,
-                    None => {
-                        default_tls = TlsConfig::default();
-                        &default_tls
-                    }
-                };
-                let mut tls = TlsStream::new(tls_config, &target.host, tcp, frame_capacity)?;
-                event_loop
-                    .handshake(TOKEN, &mut tls, Instant::now() + client.timeouts.connect)
-                    .map_err(|e| e.with_peer(peer.clone()))?;
-                Transport::Tls(Box::new(tls))
-            }
+/// An attempt that failed, with what the retry policy needs to know about it.
+struct AttemptFailure {
+    error: Error,
+    connection_reused: bool,
+    request_complete: bool,
+}
+
+/// What one step of the blocking loop came to.
+enum Step<T> {
+    Done(T),
+    /// More can be done at once: look at events without sleeping.
+    Busy,
+    /// Sleep until an event or the machine's next timer.
+    Blocked,
+}
+
+/// Runs `step` on `driven`, waiting on `event_loop` between steps, until it is done or
+/// fails: the blocking client's whole loop.
+fn block_on<T>(
+    driven: &mut Driven,
+    event_loop: &mut EventLoop,
+    mut step: impl FnMut(&mut Driven, &mio::Registry, Instant) -> Result<Step<T>, Error>,
+) -> Result<T, Error> {
+    loop {
+        let now = Instant::now();
+        let timeout = match step(driven, event_loop.registry(), now)? {
+            Step::Done(value) => return Ok(value),
+            Step::Busy => Some(std::time::Duration::ZERO),
+            Step::Blocked => driven.wait_time(now),
         };
-        Ok((transport, event_loop, peer))
+        event_loop
+            .wait(timeout)
+            .map_err(|e| driven.machine().fail(Kind::Io(e)))?;
+        driven.absorb(event_loop);
     }
+}
+
+/// Sends the request and waits for the final response head.
+fn run_to_head(
+    driven: &mut Driven,
+    event_loop: &mut EventLoop,
+    source: &mut dyn Read,
+) -> Result<ResponseHead, Error> {
+    block_on(driven, event_loop, |driven, registry, now| {
+        Ok(match driven.pump(registry, source, now)? {
+            Pumped::Head(head) => Step::Done(head),
+            Pumped::Busy => Step::Busy,
+            Pumped::Blocked => Step::Blocked,
+        })
+    })
 }
 
 /// Resolves a `Location` value against the request's target (RFC 3986 section 5.2, for the
@@ -801,7 +857,8 @@ pub fn put(url: &str, body: impl Read) -> Result<Response> {
 #[derive(Debug)]
 pub struct Response {
     head: ResponseHead,
-    conn: Connection,
+    /// The connection; `None` only once it has been handed back or closed on drop.
+    driven: Option<Driven>,
     event_loop: Option<EventLoop>,
     /// Body bytes decoded but not yet handed out, in the receive region.
     pending: std::ops::Range<usize>,
@@ -812,6 +869,12 @@ pub struct Response {
 }
 
 impl Response {
+    fn driven(&self) -> &Driven {
+        self.driven
+            .as_ref()
+            .expect("a response holds its connection until dropped")
+    }
+
     /// The status code.
     pub fn status(&self) -> http::StatusCode {
         self.head.status
@@ -834,27 +897,35 @@ impl Response {
 
     /// False when the server answered before the whole body was sent, and the upload stopped.
     pub fn upload_complete(&self) -> bool {
-        self.conn.exchange().request_sent()
+        self.driven()
+            .machine()
+            .exchange()
+            .is_some_and(Exchange::request_sent)
     }
 
     /// How far the upload (and the response so far) got.
     pub fn progress(&self) -> Progress {
-        self.conn.progress()
+        self.driven().machine().progress()
     }
 
     /// Interim (1xx) responses that came before this one.
     pub fn interim_responses(&self) -> u32 {
-        self.conn.exchange().interim_responses()
+        self.driven()
+            .machine()
+            .exchange()
+            .map_or(0, Exchange::interim_responses)
     }
 
     /// The trace, taken back to follow a redirect with it.
     fn take_trace(&mut self) -> Option<Box<dyn Trace>> {
-        self.conn.take_trace()
+        self.driven.as_mut().and_then(Driven::take_trace)
     }
 
     /// The TLS version, cipher suite and ALPN protocol, for https.
     pub fn tls(&self) -> Option<TlsSummary> {
-        self.conn.transport().tls_summary()
+        self.driven()
+            .transport()
+            .and_then(crate::transport::Transport::tls_summary)
     }
 
     /// True when this upload went over a connection kept open from an earlier one.
@@ -864,7 +935,7 @@ impl Response {
 
     /// `host:port at address` of the server.
     pub fn peer(&self) -> &str {
-        self.conn.peer()
+        self.driven().peer()
     }
 
     /// Decodes the next stretch of body into `self.pending`; false at the end of the body.
@@ -873,13 +944,20 @@ impl Response {
             if self.body_done {
                 return Ok(false);
             }
-            let Some(event_loop) = self.event_loop.as_mut() else {
+            let (Some(driven), Some(event_loop)) = (self.driven.as_mut(), self.event_loop.as_mut())
+            else {
                 return Ok(false);
             };
-            match self.conn.next_body_step(event_loop)? {
+            let step = block_on(driven, event_loop, |driven, registry, now| {
+                Ok(match driven.pump_body(registry, now)? {
+                    Some(step) => Step::Done(step),
+                    None => Step::Blocked,
+                })
+            })?;
+            match step {
                 BodyStep::Data(range) => self.pending = range,
                 BodyStep::End => self.body_done = true,
-                BodyStep::NeedMore => unreachable!("next_body_step waits for bytes"),
+                BodyStep::NeedMore => unreachable!("pump_body waits for bytes"),
             }
         }
         Ok(true)
@@ -889,9 +967,10 @@ impl Response {
     pub fn copy_to<W: Write + ?Sized>(&mut self, out: &mut W) -> Result<u64> {
         let mut total = 0u64;
         while self.fill_pending()? {
-            let bytes = &self.conn.buf().recv_region()[self.pending.clone()];
+            let driven = self.driven();
+            let bytes = &driven.buf().recv_region()[self.pending.clone()];
             out.write_all(bytes).map_err(|e| {
-                Error::io(Stage::WriteOutput, e).with_progress(self.conn.progress())
+                Error::io(Stage::WriteOutput, e).with_progress(driven.machine().progress())
             })?;
             total += bytes.len() as u64;
             self.pending = self.pending.end..self.pending.end;
@@ -911,25 +990,26 @@ impl Drop for Response {
     fn drop(&mut self) {
         // A response read to its end on a connection both sides may keep goes back to the
         // client for the next upload; anything else is closed.
-        let reusable = self.body_done && self.conn.reusable();
-        if let (true, Some((pool, origin)), Some(event_loop)) =
-            (reusable, self.pool.take(), self.event_loop.take())
+        let Some(driven) = self.driven.take() else {
+            return;
+        };
+        let idle = driven.finish(self.body_done);
+        if let (Some(link), Some((pool, origin)), Some(event_loop)) =
+            (idle, self.pool.take(), self.event_loop.take())
         {
-            if let Some(transport) = self.conn.take_transport()
-                && let Ok(mut idle) = pool.lock()
-            {
-                if let Some(mut previous) = idle.replace(IdleConnection {
-                    origin,
-                    transport,
-                    event_loop,
-                    peer: self.conn.peer().to_owned(),
-                }) {
-                    previous.transport.close();
+            match pool.lock() {
+                Ok(mut idle) => {
+                    if let Some(previous) = idle.replace(IdleConnection {
+                        origin,
+                        link,
+                        event_loop,
+                    }) {
+                        previous.link.close();
+                    }
                 }
-                return;
+                Err(_) => link.close(),
             }
         }
-        self.conn.close();
     }
 }
 
@@ -940,7 +1020,7 @@ impl Read for Response {
         }
         let n = out.len().min(self.pending.len());
         let start = self.pending.start;
-        out[..n].copy_from_slice(&self.conn.buf().recv_region()[start..start + n]);
+        out[..n].copy_from_slice(&self.driven().buf().recv_region()[start..start + n]);
         self.pending.start += n;
         Ok(n)
     }

@@ -1,140 +1,110 @@
-//! The mio event loop: it moves bytes between the source, the exchange and the transport,
-//! and waits. It decides nothing about HTTP; the exchange does.
+//! The mio event loop: it moves bytes between the source, the connection machine and the
+//! transport, and waits. It decides nothing about HTTP and keeps no timer: the machine in
+//! [`crate::proto::conn`] does both, and the loop only passes it the time.
 //!
-//! Each connection is a [`Connection`] keyed by its mio [`Token`], with its own exchange,
-//! buffer, readiness flags and deadlines, so one [`EventLoop`] can drive several. Readiness
-//! is edge-triggered: a flag stays set until a read or write returns `WouldBlock`, and is
-//! set again by the next event. Read interest stays on while the body is sent, so an early
-//! response is seen at once.
+//! An [`EventLoop`] owns one `Poll`; it keeps the readiness of every token it sees, so any
+//! number of [`Driven`] connections can share it, each under its own token. A `Driven`
+//! connection never blocks: [`Driven::pump`] does what the sockets and the source allow and
+//! says whether to wait. Name resolution runs on a thread that wakes the loop when it
+//! answers, so even a slow DNS server cannot hold the loop past a deadline.
+//!
+//! Readiness is edge-triggered: a flag stays set until a read or write returns `WouldBlock`,
+//! and is set again by the next event. Read interest stays on while the body is sent, so an
+//! early response is seen at once.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::buffer::FixedBuf;
-use crate::error::{Error, Kind, Progress, RequestError, Stage, TimeoutKind};
-use crate::proto::exchange::{BodyStep, Exchange, SendWant};
+use crate::error::{Error, Kind, RequestError, Stage};
+use crate::proto::conn::{Connection, ExchangeOptions, Notice, Transmit};
+use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::HeaderField;
 use crate::proto::response::ResponseHead;
 use crate::trace::{Direction, Trace};
-use crate::transport::tls::TlsStream;
+use crate::transport::tls::{TlsConfig, TlsStream};
 use crate::transport::{Transport, tcp};
 
-/// Frames sent in a row before the loop looks for response bytes and deadlines, so a fast
-/// peer that never blocks our writes cannot hide an early response.
+/// Frames sent in a row before the loop looks for response bytes, so a fast peer that never
+/// blocks our writes cannot hide an early response.
 const FRAMES_BETWEEN_CHECKS: u32 = 16;
 
-/// Reads in a row before the loop looks at its deadlines again.
+/// Reads in a row before the loop looks at the rest of the world again.
 const READS_BETWEEN_CHECKS: u32 = 16;
 
-/// The deadlines of one exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// For the TCP connection to open.
-    pub connect: Duration,
-    /// Longest time with no byte moving either way (time spent blocked in the source's
-    /// `read` is not counted: the loop cannot see past it).
-    pub stall: Option<Duration>,
-    /// Longest time for the whole exchange, response body included.
-    pub total: Option<Duration>,
-}
+/// The token of the loop's waker (the resolver thread's wake-up call).
+const WAKER: Token = Token(usize::MAX);
 
-/// The poller and its event storage, allocated once.
+/// The poller, its event storage and the readiness seen per token, allocated once.
 #[derive(Debug)]
 pub(crate) struct EventLoop {
     poll: Poll,
     events: Events,
+    /// Readiness seen and not yet taken: (token, readable, writable).
+    ready: Vec<(Token, bool, bool)>,
+    waker: Arc<Waker>,
 }
 
 impl EventLoop {
     pub(crate) fn new() -> Result<Self, Error> {
+        let poll = Poll::new().map_err(|e| Error::io(Stage::Connect, e))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(|e| Error::io(Stage::Connect, e))?;
         Ok(EventLoop {
-            poll: Poll::new().map_err(|e| Error::io(Stage::Connect, e))?,
+            poll,
             events: Events::with_capacity(16),
+            ready: Vec::with_capacity(4),
+            waker: Arc::new(waker),
         })
     }
 
-    /// Resolves and connects, and registers the socket for reading and writing.
-    pub(crate) fn connect(
-        &mut self,
-        token: Token,
-        host: &str,
-        port: u16,
-        timeout: Duration,
-    ) -> Result<(TcpStream, SocketAddr), Error> {
-        let addrs = tcp::resolve(host, port)?;
-        let mut stream = tcp::connect(&mut self.poll, &mut self.events, token, &addrs, timeout)?;
-        let peer = stream
-            .peer_addr()
-            .map_err(|e| Error::io(Stage::Connect, e))?;
-        // Chunks are large already; what Nagle would hold back is the small last chunk.
-        stream
-            .set_nodelay(true)
-            .map_err(|e| Error::io(Stage::Connect, e).with_peer(peer.to_string()))?;
-        self.poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-            .map_err(|e| Error::io(Stage::Connect, e))?;
-        Ok((stream, peer))
-    }
-
-    /// Runs the TLS handshake on a registered socket until it completes or `deadline` passes.
-    pub(crate) fn handshake(
-        &mut self,
-        token: Token,
-        tls: &mut TlsStream,
-        deadline: Instant,
-    ) -> Result<(), Error> {
-        let started = Instant::now();
-        loop {
-            match tls.handshake() {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => return Err(Error::io(Stage::TlsHandshake, e)),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::new(
-                    Stage::TlsHandshake,
-                    Kind::Timeout(TimeoutKind::Connect, now - started),
-                ));
-            }
-            self.poll_for(token, Some(deadline - now))
-                .map_err(|e| Error::io(Stage::TlsHandshake, e))?;
-        }
-    }
-
-    /// Waits up to `timeout`; returns the readiness seen for `token` as (readable, writable).
-    fn poll_for(&mut self, token: Token, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
+    /// Waits up to `timeout` (`None`: until an event) and keeps the readiness of every token.
+    pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok((false, false)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
-        let (mut readable, mut writable) = (false, false);
-        for event in self.events.iter().filter(|e| e.token() == token) {
-            readable |= event.is_readable() || event.is_read_closed() || event.is_error();
-            writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+        for event in self.events.iter() {
+            if event.token() == WAKER {
+                continue;
+            }
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+            match self.ready.iter_mut().find(|(t, ..)| *t == event.token()) {
+                Some(entry) => {
+                    entry.1 |= readable;
+                    entry.2 |= writable;
+                }
+                None => self.ready.push((event.token(), readable, writable)),
+            }
         }
-        Ok((readable, writable))
+        Ok(())
     }
 
-    /// Waits up to `timeout` and marks the readiness of `conn`.
-    fn wait(&mut self, conn: &mut Connection, timeout: Option<Duration>) -> Result<(), Error> {
-        let (readable, writable) = self
-            .poll_for(conn.token, timeout)
-            .map_err(|e| conn.fail(conn.stage(), Kind::Io(e)))?;
-        conn.readable |= readable;
-        conn.writable |= writable;
-        Ok(())
+    /// The registry that sockets of this loop are registered with.
+    pub(crate) fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// The readiness seen for `token` since it was last taken: (readable, writable).
+    pub(crate) fn take(&mut self, token: Token) -> (bool, bool) {
+        match self.ready.iter().position(|(t, ..)| *t == token) {
+            Some(i) => {
+                let (_, r, w) = self.ready.swap_remove(i);
+                (r, w)
+            }
+            None => (false, false),
+        }
     }
 }
 
 /// Holds the trace of a connection; only says whether there is one when printed.
-struct TraceSlot(Option<Box<dyn Trace>>);
+pub(crate) struct TraceSlot(pub(crate) Option<Box<dyn Trace>>);
 
 impl std::fmt::Debug for TraceSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,31 +114,6 @@ impl std::fmt::Debug for TraceSlot {
             "None"
         })
     }
-}
-
-/// The state of one connection: transport, exchange, buffer, readiness and deadlines.
-#[derive(Debug)]
-pub(crate) struct Connection {
-    token: Token,
-    transport: Transport,
-    exchange: Exchange,
-    buf: FixedBuf,
-    peer: String,
-    readable: bool,
-    writable: bool,
-    peer_closed: bool,
-    closed: bool,
-    /// The wire trace; `None` costs one branch per write and per read.
-    trace: TraceSlot,
-    timeouts: Timeouts,
-    started: Instant,
-    last_progress: Instant,
-    /// How long the body waits for `100 Continue`, and since when it has been waiting.
-    expect_timeout: Duration,
-    continue_wait_started: Option<Instant>,
-    progress: Option<ProgressSlot>,
-    rate_limit: Option<RateLimit>,
-    body_hooks: BodyHooks,
 }
 
 /// Sees each piece of body as it is read (a checksum).
@@ -190,16 +135,6 @@ impl std::fmt::Debug for BodyHooks {
             .field("late_trailers", &self.late_trailers.len())
             .finish()
     }
-}
-
-/// How a pass over the send side ended.
-enum SendPass {
-    /// The transport would block, or the request is sent.
-    Blocked,
-    /// Frames were sent without blocking; look at the rest of the world before going on.
-    Yielded,
-    /// The rate limit holds the next write until this instant.
-    Paced(Instant),
 }
 
 /// Where an upload stands, as given to a progress callback.
@@ -224,6 +159,19 @@ pub(crate) struct ProgressSlot {
     total: Option<u64>,
 }
 
+impl ProgressSlot {
+    fn report(&mut self, machine: &Connection, now: Instant) {
+        let sent = machine.progress().body_bytes_sent;
+        let elapsed = machine.elapsed(now);
+        (self.callback)(&UploadProgress {
+            body_bytes_sent: sent,
+            total: self.total,
+            elapsed,
+            bytes_per_second: sent as f64 / elapsed.as_secs_f64().max(1e-9),
+        });
+    }
+}
+
 impl std::fmt::Debug for ProgressSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProgressSlot")
@@ -232,59 +180,148 @@ impl std::fmt::Debug for ProgressSlot {
     }
 }
 
-/// A cap on the bytes written per second, kept by delaying writes with the loop's timer.
-#[derive(Debug, Clone, Copy)]
-struct RateLimit {
-    bytes_per_second: u64,
-    /// When the first byte went, and how many bytes had gone before the cap applied.
-    since: Option<(Instant, u64)>,
+/// The socket side of a connection, as far as it got.
+#[derive(Debug)]
+enum Link {
+    /// The resolver thread will answer on this channel.
+    Resolving(tcp::Answer),
+    /// A TCP connect to `addrs[index]` is in flight.
+    Connecting {
+        addrs: Vec<SocketAddr>,
+        index: usize,
+        stream: TcpStream,
+        last_error: Option<Error>,
+    },
+    Handshaking(Box<TlsStream>),
+    Open(Transport),
 }
 
-impl RateLimit {
-    /// Before writing at `now` with `sent` bytes already written: `Err(until)` if the write
-    /// must wait, else how many bytes may go at once (a tenth of a second's worth, so the
-    /// rate holds at the scale of a chunk too).
-    fn allowance(&mut self, now: Instant, sent: u64) -> Result<usize, Instant> {
-        let (start, base) = *self.since.get_or_insert((now, sent));
-        let due =
-            start + Duration::from_secs_f64((sent - base) as f64 / self.bytes_per_second as f64);
-        if now < due {
-            return Err(due);
-        }
-        Ok(usize::try_from(self.bytes_per_second / 10)
-            .unwrap_or(usize::MAX)
-            .max(1))
+/// Where the connection goes: scheme, host, port, and the TLS settings for https.
+#[derive(Debug, Clone)]
+pub(crate) struct Destination {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// `host:port` as shown in messages.
+    pub(crate) authority: String,
+    pub(crate) tls: Option<TlsConfig>,
+}
+
+/// A connection kept open between uploads: its socket and its machine, in the idle phase.
+#[derive(Debug)]
+pub(crate) struct IdleLink {
+    transport: Transport,
+    machine: Connection,
+    peer: String,
+    token: Token,
+}
+
+impl IdleLink {
+    /// For a connection that sat idle: true if it is still open and nothing came on it.
+    pub(crate) fn is_idle_and_open(&self) -> bool {
+        self.transport.is_idle_and_open()
+    }
+
+    /// Ends it (TLS close_notify; the socket closes when dropped).
+    pub(crate) fn close(mut self) {
+        self.transport.close();
     }
 }
 
-impl Connection {
-    pub(crate) fn new(
+/// What one call of [`Driven::pump`] came to.
+#[derive(Debug)]
+pub(crate) enum Pumped {
+    /// The final response head arrived.
+    Head(ResponseHead),
+    /// Nothing more can happen until an event or the machine's next timer.
+    Blocked,
+    /// More can be done now; look at events (without waiting) and pump again.
+    Busy,
+}
+
+/// One connection driven by the loop: the socket side, the machine, the upload's buffer,
+/// its readiness, and the caller's hooks (trace, progress, body observers).
+#[derive(Debug)]
+pub(crate) struct Driven {
+    token: Token,
+    link: Link,
+    destination: Destination,
+    machine: Connection,
+    buf: FixedBuf,
+    /// The exchange waiting for the connection to open.
+    pending: Option<(Exchange, ExchangeOptions, Instant)>,
+    peer: String,
+    readable: bool,
+    writable: bool,
+    closed: bool,
+    trace: TraceSlot,
+    progress: Option<ProgressSlot>,
+    body_hooks: BodyHooks,
+}
+
+impl Driven {
+    /// A new connection to `destination` for `exchange`: resolving starts at once.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn connect(
+        event_loop: &EventLoop,
         token: Token,
-        transport: Transport,
+        destination: Destination,
+        machine: Connection,
         exchange: Exchange,
+        options: ExchangeOptions,
+        upload_started: Instant,
         buf: FixedBuf,
-        peer: String,
-        timeouts: Timeouts,
-        started: Instant,
-    ) -> Self {
-        Connection {
+    ) -> Result<Driven, Error> {
+        let answer =
+            tcp::resolve_in_background(&destination.host, destination.port, &event_loop.waker)
+                .map_err(|e| e.with_peer(destination.host.clone()))?;
+        let peer = destination.authority.clone();
+        Ok(Driven {
             token,
-            transport,
-            exchange,
+            link: Link::Resolving(answer),
+            destination,
+            machine,
             buf,
+            pending: Some((exchange, options, upload_started)),
+            peer,
+            readable: false,
+            writable: false,
+            closed: false,
+            trace: TraceSlot(None),
+            progress: None,
+            body_hooks: BodyHooks::default(),
+        })
+    }
+
+    /// The exchange on a connection kept from an earlier upload.
+    pub(crate) fn reuse(
+        idle: IdleLink,
+        destination: Destination,
+        exchange: Exchange,
+        options: ExchangeOptions,
+        upload_started: Instant,
+        buf: FixedBuf,
+        now: Instant,
+    ) -> Driven {
+        let IdleLink {
+            transport,
+            mut machine,
+            peer,
+            token,
+        } = idle;
+        machine.start_exchange(exchange, options, upload_started, now);
+        Driven {
+            token,
+            link: Link::Open(transport),
+            destination,
+            machine,
+            buf,
+            pending: None,
             peer,
             readable: true,
             writable: true,
-            peer_closed: false,
             closed: false,
             trace: TraceSlot(None),
-            timeouts,
-            started,
-            last_progress: Instant::now(),
-            expect_timeout: Duration::from_secs(1),
-            continue_wait_started: None,
             progress: None,
-            rate_limit: None,
             body_hooks: BodyHooks::default(),
         }
     }
@@ -295,71 +332,8 @@ impl Connection {
     }
 
     /// Calls `callback` as body bytes go out; `total` is the body's size when known.
-    pub(crate) fn set_progress(
-        &mut self,
-        callback: Box<dyn FnMut(&UploadProgress)>,
-        total: Option<u64>,
-    ) {
+    pub(crate) fn set_progress(&mut self, callback: ProgressCallback, total: Option<u64>) {
         self.progress = Some(ProgressSlot { callback, total });
-    }
-
-    /// Writes at most `bytes_per_second` bytes a second.
-    pub(crate) fn set_rate_limit(&mut self, bytes_per_second: u64) {
-        self.rate_limit = Some(RateLimit {
-            bytes_per_second: bytes_per_second.max(1),
-            since: None,
-        });
-    }
-
-    fn report_progress(&mut self) {
-        if let Some(slot) = &mut self.progress {
-            let sent = self.exchange.progress().body_bytes_sent;
-            let elapsed = self.started.elapsed();
-            (slot.callback)(&UploadProgress {
-                body_bytes_sent: sent,
-                total: slot.total,
-                elapsed,
-                bytes_per_second: sent as f64 / elapsed.as_secs_f64().max(1e-9),
-            });
-        }
-    }
-
-    /// How long the body waits for `100 Continue` when the head asks for it.
-    pub(crate) fn set_expect_timeout(&mut self, timeout: Duration) {
-        self.expect_timeout = timeout;
-    }
-
-    /// While the body waits for `100 Continue`: the time left to wait, after ending the wait
-    /// (and sending the body) if it is over.
-    fn continue_wait_left(&mut self, now: Instant) -> Option<Duration> {
-        if !self.exchange.awaits_continue() {
-            return None;
-        }
-        let waited = now - *self.continue_wait_started.get_or_insert(now);
-        if waited >= self.expect_timeout {
-            self.exchange.continue_timed_out();
-            self.trace_note(Direction::Sent, || {
-                format!("no 100 Continue after {waited:.1?}: sending the body anyway")
-            });
-            return Some(Duration::ZERO);
-        }
-        Some(self.expect_timeout - waited)
-    }
-
-    pub(crate) fn progress(&self) -> Progress {
-        self.exchange.progress()
-    }
-
-    pub(crate) fn exchange(&self) -> &Exchange {
-        &self.exchange
-    }
-
-    pub(crate) fn buf(&self) -> &FixedBuf {
-        &self.buf
-    }
-
-    pub(crate) fn peer(&self) -> &str {
-        &self.peer
     }
 
     /// Sends the wire trace of this connection to `trace`.
@@ -367,20 +341,7 @@ impl Connection {
         self.trace = TraceSlot(Some(trace));
     }
 
-    /// True when the exchange ended cleanly and both sides may keep the connection.
-    pub(crate) fn reusable(&self) -> bool {
-        !self.peer_closed && !self.closed && self.exchange.reusable()
-    }
-
-    /// The transport, handed on to the next upload; this connection is done with it.
-    pub(crate) fn take_transport(&mut self) -> Option<Transport> {
-        match std::mem::replace(&mut self.transport, Transport::Gone) {
-            Transport::Gone => None,
-            transport => Some(transport),
-        }
-    }
-
-    /// The trace back, for the next connection of the same upload.
+    /// The trace back, for the next attempt of the same upload.
     pub(crate) fn take_trace(&mut self) -> Option<Box<dyn Trace>> {
         self.trace.0.take()
     }
@@ -392,61 +353,289 @@ impl Connection {
         }
     }
 
-    pub(crate) fn transport(&self) -> &Transport {
-        &self.transport
+    pub(crate) fn machine(&self) -> &Connection {
+        &self.machine
     }
 
-    /// Ends the session: TLS close_notify, then the socket closes when dropped.
-    pub(crate) fn close(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            self.transport.close();
+    pub(crate) fn buf(&self) -> &FixedBuf {
+        &self.buf
+    }
+
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    pub(crate) fn transport(&self) -> Option<&Transport> {
+        match &self.link {
+            Link::Open(transport) => Some(transport),
+            _ => None,
         }
     }
 
-    fn fail(&self, stage: Stage, kind: Kind) -> Error {
-        Error::new(stage, kind)
-            .with_peer(self.peer.clone())
-            .with_progress(self.exchange.progress())
+    /// The readiness the loop saw for this connection's token.
+    pub(crate) fn absorb(&mut self, event_loop: &mut EventLoop) {
+        let (readable, writable) = event_loop.take(self.token);
+        self.readable |= readable;
+        self.writable |= writable;
     }
 
-    /// The stage an I/O failure belongs to: send until the request is out, receive after.
-    fn stage(&self) -> Stage {
-        if self.exchange.request_sent() || self.exchange.stopped_by_response() {
-            Stage::Receive
+    /// How long the loop may sleep before this connection needs it again.
+    pub(crate) fn wait_time(&self, now: Instant) -> Option<Duration> {
+        self.machine
+            .poll_timeout()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    fn fail(&self, err: Error) -> Error {
+        err.with_peer(self.peer.clone())
+    }
+
+    /// Fires the machine's timers if one is due, and acts on what they decided.
+    fn run_timers(&mut self, registry: &Registry, now: Instant) -> Result<(), Error> {
+        if self.machine.poll_timeout().is_some_and(|at| now >= at) {
+            self.machine.handle_timeout(now).map_err(|e| self.fail(e))?;
+        }
+        while let Some(notice) = self.machine.poll_notice() {
+            match notice {
+                Notice::NextAddress => self.next_address(registry, now, None)?,
+                Notice::ContinueWaitOver(waited) => self.trace_note(Direction::Sent, || {
+                    format!("no 100 Continue after {waited:.1?}: sending the body anyway")
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Does what the sockets and the source allow at `now`; never blocks (but for the
+    /// source's own `read`, which the loop cannot see into).
+    pub(crate) fn pump(
+        &mut self,
+        registry: &Registry,
+        source: &mut dyn Read,
+        now: Instant,
+    ) -> Result<Pumped, Error> {
+        self.run_timers(registry, now)?;
+        loop {
+            match &mut self.link {
+                Link::Resolving(answer) => match answer.try_recv() {
+                    Ok(Ok(addrs)) if addrs.is_empty() => {
+                        return Err(self.fail(Error::new(Stage::Resolve, Kind::NoAddresses)));
+                    }
+                    Ok(Ok(addrs)) => self.start_attempt(registry, addrs, 0, None, now)?,
+                    Ok(Err(e)) => return Err(self.fail(Error::io(Stage::Resolve, e))),
+                    Err(mpsc::TryRecvError::Empty) => return Ok(Pumped::Blocked),
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        return Err(self.fail(Error::io(
+                            Stage::Resolve,
+                            io::Error::other("the resolver thread ended without an answer"),
+                        )));
+                    }
+                },
+                Link::Connecting { stream, .. } => {
+                    if !self.writable {
+                        return Ok(Pumped::Blocked);
+                    }
+                    self.writable = false;
+                    // mio's recipe: a writable socket is connected if it has no error and
+                    // a peer; NotConnected is a wake-up before the handshake finished.
+                    let outcome = match stream.take_error() {
+                        Ok(Some(e)) | Err(e) => Err(e),
+                        Ok(None) => match stream.peer_addr() {
+                            Ok(addr) => Ok(Some(addr)),
+                            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(None),
+                            Err(e) => Err(e),
+                        },
+                    };
+                    match outcome {
+                        Ok(None) => return Ok(Pumped::Blocked),
+                        Ok(Some(addr)) => self.on_connected(addr, now)?,
+                        Err(e) => {
+                            let err = Error::io(Stage::Connect, e);
+                            self.next_address(registry, now, Some(err))?;
+                        }
+                    }
+                }
+                Link::Handshaking(tls) => match tls.handshake() {
+                    Ok(true) => {
+                        let Link::Handshaking(tls) =
+                            std::mem::replace(&mut self.link, Link::Open(Transport::Gone))
+                        else {
+                            unreachable!()
+                        };
+                        self.link = Link::Open(Transport::Tls(tls));
+                        self.machine.on_handshake_done(now);
+                        if let Some(summary) = self.transport().and_then(Transport::tls_summary) {
+                            self.trace_note(Direction::Sent, || summary.to_string());
+                        }
+                        self.start_pending(now);
+                    }
+                    Ok(false) => {
+                        self.readable = false;
+                        self.writable = false;
+                        return Ok(Pumped::Blocked);
+                    }
+                    Err(e) => {
+                        return Err(self.fail(Error::io(Stage::TlsHandshake, e)));
+                    }
+                },
+                Link::Open(_) => return self.pump_exchange(source, now),
+            }
+        }
+    }
+
+    /// Starts the TCP attempt to `addrs[index]`, or fails with the last error when none is
+    /// left.
+    fn start_attempt(
+        &mut self,
+        registry: &Registry,
+        addrs: Vec<SocketAddr>,
+        mut index: usize,
+        mut last_error: Option<Error>,
+        now: Instant,
+    ) -> Result<(), Error> {
+        while let Some(&addr) = addrs.get(index) {
+            self.machine.on_connect_attempt(now, addrs.len() - index);
+            match TcpStream::connect(addr) {
+                Ok(mut stream) => {
+                    // Readable too: once connected, the same registration serves the exchange.
+                    let registered = registry.register(
+                        &mut stream,
+                        self.token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                    match registered {
+                        Ok(()) => {
+                            self.writable = false;
+                            self.readable = false;
+                            self.link = Link::Connecting {
+                                addrs,
+                                index,
+                                stream,
+                                last_error,
+                            };
+                            return Ok(());
+                        }
+                        Err(e) => last_error = Some(Error::io(Stage::Connect, e)),
+                    }
+                }
+                Err(e) => {
+                    last_error = Some(Error::io(Stage::Connect, e).with_peer(addr.to_string()))
+                }
+            }
+            index += 1;
+        }
+        Err(last_error
+            .unwrap_or_else(|| Error::new(Stage::Connect, Kind::NoAddresses))
+            .with_peer(self.destination.authority.clone())
+            .with_progress(self.machine.progress()))
+    }
+
+    /// The attempt in flight failed (`err`) or ran out of its share of time: on to the next.
+    fn next_address(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        err: Option<Error>,
+    ) -> Result<(), Error> {
+        let Link::Connecting {
+            addrs,
+            index,
+            last_error,
+            stream,
+        } = std::mem::replace(&mut self.link, Link::Open(Transport::Gone))
+        else {
+            return Ok(());
+        };
+        drop(stream);
+        let addr = addrs[index];
+        let err = err
+            .map(|e| e.with_peer(addr.to_string()))
+            .or(last_error)
+            .or_else(|| {
+                Some(
+                    Error::new(
+                        Stage::Connect,
+                        Kind::Timeout(
+                            crate::error::TimeoutKind::Connect,
+                            self.machine.elapsed(now),
+                        ),
+                    )
+                    .with_peer(addr.to_string()),
+                )
+            });
+        self.start_attempt(registry, addrs, index + 1, err, now)
+    }
+
+    fn on_connected(&mut self, addr: SocketAddr, now: Instant) -> Result<(), Error> {
+        let Link::Connecting { stream, .. } =
+            std::mem::replace(&mut self.link, Link::Open(Transport::Gone))
+        else {
+            unreachable!("on_connected while connecting")
+        };
+        self.peer = format!("{} at {addr}", self.destination.authority);
+        // Chunks are large already; what Nagle would hold back is the small last chunk.
+        stream
+            .set_nodelay(true)
+            .map_err(|e| self.fail(Error::io(Stage::Connect, e)))?;
+        let peer = self.peer.clone();
+        self.trace_note(Direction::Sent, || format!("connected to {peer}"));
+        let tls = self.destination.tls.clone();
+        self.machine.on_connected(now, tls.is_some());
+        self.readable = true;
+        self.writable = true;
+        match tls {
+            None => {
+                self.link = Link::Open(Transport::Plain(stream));
+                self.start_pending(now);
+            }
+            Some(config) => {
+                let frame_capacity = self.buf.send_region().len();
+                let tls = TlsStream::new(&config, &self.destination.host, stream, frame_capacity)
+                    .map_err(|e| self.fail(Error::request(e)))?;
+                self.link = Link::Handshaking(Box::new(tls));
+            }
+        }
+        Ok(())
+    }
+
+    fn start_pending(&mut self, now: Instant) {
+        if let Some((exchange, options, upload_started)) = self.pending.take() {
+            self.machine
+                .start_exchange(exchange, options, upload_started, now);
+        }
+    }
+
+    fn pump_exchange(&mut self, source: &mut dyn Read, now: Instant) -> Result<Pumped, Error> {
+        if let Some(head) = self.pump_recv(now)? {
+            return Ok(Pumped::Head(head));
+        }
+        let busy = match self.pump_send(source, now)? {
+            Ok(busy) => busy,
+            Err(send_error) => return self.salvage_response(send_error, now),
+        };
+        // Bytes may still wait to be read (the read cap): look again without sleeping.
+        if busy || (self.readable && !self.machine.peer_closed()) {
+            Ok(Pumped::Busy)
         } else {
-            Stage::Send
+            Ok(Pumped::Blocked)
         }
     }
 
-    /// The next deadline, or an error if one has passed.
-    fn time_left(&self, now: Instant) -> Result<Option<Duration>, Error> {
-        let mut left: Option<Duration> = None;
-        if let Some(total) = self.timeouts.total {
-            let elapsed = now - self.started;
-            if elapsed >= total {
-                return Err(self.fail(self.stage(), Kind::Timeout(TimeoutKind::Total, elapsed)));
-            }
-            left = Some(total - elapsed);
-        }
-        if let Some(stall) = self.timeouts.stall {
-            let idle = now - self.last_progress;
-            if idle >= stall {
-                return Err(self.fail(self.stage(), Kind::Timeout(TimeoutKind::Stall, idle)));
-            }
-            left = Some(left.map_or(stall - idle, |l| l.min(stall - idle)));
-        }
-        Ok(left)
-    }
-
-    /// Sends until the transport blocks, the request is out, or it is time to look around.
-    /// An I/O error from the transport comes back as `Ok(Err(..))`, so the caller can
-    /// still look for a response the server sent before it closed.
-    fn pump_send(&mut self, source: &mut dyn Read) -> Result<Result<SendPass, io::Error>, Error> {
+    /// Sends until the transport blocks, the machine says wait, or it is time to look
+    /// around (`Ok(Ok(true))`). An I/O error from the transport comes back as `Ok(Err(..))`,
+    /// so the caller can still look for a response the server sent before it closed.
+    fn pump_send(
+        &mut self,
+        source: &mut dyn Read,
+        mut now: Instant,
+    ) -> Result<Result<bool, io::Error>, Error> {
+        let Link::Open(transport) = &mut self.link else {
+            return Ok(Ok(false));
+        };
         let mut frames = 0;
         while self.writable {
             // Bytes the transport still holds (TLS records) go before anything new.
-            match self.transport.flush() {
+            match transport.flush() {
                 Ok(true) => {}
                 Ok(false) => {
                     self.writable = false;
@@ -454,200 +643,233 @@ impl Connection {
                 }
                 Err(e) => return Ok(Err(e)),
             }
-            let now = Instant::now();
-            let allowance = match &mut self.rate_limit {
-                None => usize::MAX,
-                Some(limit) => match limit.allowance(now, self.exchange.progress().wire_bytes_sent)
-                {
-                    Ok(allowance) => allowance,
-                    Err(until) => return Ok(Ok(SendPass::Paced(until))),
-                },
-            };
-            match self.exchange.poll_send(&mut self.buf) {
-                SendWant::Write(bytes) => {
-                    match self.transport.write(&bytes[..bytes.len().min(allowance)]) {
-                        Ok(0) => return Ok(Err(io::ErrorKind::WriteZero.into())),
-                        Ok(n) => {
-                            if let Some(trace) = self.trace.0.as_deref_mut() {
-                                self.exchange.label_sent(&bytes[..n], &mut |part, sent| {
-                                    trace.bytes(Direction::Sent, part, sent)
-                                });
-                            }
-                            self.exchange.on_sent(n);
-                            self.last_progress = now;
-                            if self.progress.is_some() {
-                                self.report_progress();
-                            }
+            let transmit = self
+                .machine
+                .poll_transmit(&mut self.buf, now)
+                .map_err(|e| e.with_peer(self.peer.clone()))?;
+            match transmit {
+                Transmit::Write(bytes) => match transport.write(bytes) {
+                    Ok(0) => return Ok(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => {
+                        if let (Some(trace), Some(exchange)) =
+                            (self.trace.0.as_deref_mut(), self.machine.exchange_mut())
+                        {
+                            exchange.label_sent(&bytes[..n], &mut |part, sent| {
+                                trace.bytes(Direction::Sent, part, sent)
+                            });
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Ok(Err(e)),
+                        self.machine.on_sent(n, now);
+                        if let Some(slot) = &mut self.progress {
+                            slot.report(&self.machine, now);
+                        }
                     }
-                }
-                SendWant::Fill(space) => {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Ok(Err(e)),
+                },
+                Transmit::Fill(space) => {
                     if frames == FRAMES_BETWEEN_CHECKS {
-                        return Ok(Ok(SendPass::Yielded));
+                        return Ok(Ok(true));
                     }
                     frames += 1;
-                    let n = match read_retrying(source, space) {
+                    let read = read_retrying(source, space);
+                    // The read may have taken any time: the deadlines are judged after it.
+                    now = Instant::now();
+                    let n = match read {
                         Ok(n) => {
                             for observe in &mut self.body_hooks.observers {
                                 observe(&space[..n]);
                             }
                             n
                         }
-                        Err(e) => return Err(self.fail(Stage::ReadSource, Kind::Io(e))),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.machine.on_source_blocked(now);
+                            return Ok(Ok(false));
+                        }
+                        Err(e) => {
+                            let err = Error::io(Stage::ReadSource, e)
+                                .with_progress(self.machine.progress());
+                            return Err(err.with_peer(self.peer.clone()));
+                        }
                     };
                     if n == 0 {
                         for make in std::mem::take(&mut self.body_hooks.late_trailers) {
-                            let fields =
-                                make().map_err(|e| self.fail(Stage::Request, Kind::Request(e)))?;
-                            self.exchange.add_trailers(fields);
+                            let fields = make().map_err(|e| {
+                                Error::request(e)
+                                    .with_progress(self.machine.progress())
+                                    .with_peer(self.peer.clone())
+                            })?;
+                            self.machine.add_trailers(fields);
                         }
                     }
-                    self.exchange
-                        .on_filled(&mut self.buf, n)
-                        .map_err(|e| self.fail(Stage::ReadSource, Kind::Request(e)))?;
+                    self.machine
+                        .on_filled(&mut self.buf, n, now)
+                        .map_err(|e| e.with_peer(self.peer.clone()))?;
                 }
-                SendWant::Idle => break,
+                Transmit::Wait | Transmit::Done => break,
             }
         }
-        Ok(Ok(SendPass::Blocked))
+        Ok(Ok(false))
     }
 
     /// Reads what the transport has. Returns the final response head once it is complete.
-    fn pump_recv(&mut self) -> Result<Option<ResponseHead>, Error> {
+    fn pump_recv(&mut self, now: Instant) -> Result<Option<ResponseHead>, Error> {
+        let Link::Open(transport) = &mut self.link else {
+            return Ok(None);
+        };
         // Bounded like the send side: a server that never lets a read block must not keep
         // the loop from its deadlines.
         let mut reads = 0;
-        while self.readable && !self.peer_closed && reads < READS_BETWEEN_CHECKS {
+        while self.readable && !self.machine.peer_closed() && reads < READS_BETWEEN_CHECKS {
             reads += 1;
-            let space = self.exchange.recv_space(&mut self.buf);
+            let space = self.machine.recv_space(&mut self.buf);
             if space.is_empty() {
                 // Only when the body decoder holds a full region of metadata, which the
                 // limits rule out; refuse rather than spin.
-                return Err(self.fail(
-                    Stage::Receive,
-                    Kind::Io(io::Error::other("receive buffer full without progress")),
-                ));
+                let err = io::Error::other("receive buffer full without progress");
+                return Err(self
+                    .machine
+                    .fail(Kind::Io(err))
+                    .with_peer(self.peer.clone()));
             }
-            match self.transport.read(space) {
+            match transport.read(space) {
                 Ok(0) => {
-                    self.peer_closed = true;
-                    if !self.exchange.has_response() {
-                        return Err(self.fail(self.stage(), Kind::ClosedBeforeResponse));
+                    let has_response = self.machine.exchange().is_some_and(Exchange::has_response);
+                    self.machine
+                        .on_peer_closed()
+                        .map_err(|e| e.with_peer(self.peer.clone()))?;
+                    if has_response {
+                        return Ok(None);
                     }
                 }
                 Ok(n) => {
-                    self.last_progress = Instant::now();
                     let parsed = match self.trace.0.as_deref_mut() {
-                        Some(trace) => {
-                            self.exchange
-                                .on_received_with(&self.buf, n, &mut |part, got| {
-                                    trace.bytes(Direction::Received, part, got)
-                                })
-                        }
-                        None => self.exchange.on_received(&self.buf, n),
+                        Some(trace) => self.machine.on_received(&self.buf, n, now, &mut |p, b| {
+                            trace.bytes(Direction::Received, p, b)
+                        }),
+                        None => self.machine.on_received(&self.buf, n, now, &mut |_, _| {}),
                     };
-                    let head = parsed.map_err(|e| self.fail(Stage::Receive, Kind::Peer(e)))?;
+                    let head = parsed.map_err(|e| e.with_peer(self.peer.clone()))?;
                     if head.is_some() {
-                        if let Some(framing) = self.exchange.response_framing() {
-                            self.trace_note(Direction::Received, || {
-                                format!("body framing: {framing}")
-                            });
+                        if let (Some(framing), Some(trace)) =
+                            (self.machine.response_framing(), self.trace.0.as_deref_mut())
+                        {
+                            trace.note(Direction::Received, &format!("body framing: {framing}"));
                         }
                         return Ok(head);
                     }
-                    if self.exchange.has_response() {
+                    if self.machine.exchange().is_some_and(Exchange::has_response) {
                         // Body bytes: let the reader decode them before reading more.
                         return Ok(None);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.fail(self.stage(), Kind::Io(e))),
+                Err(e) => {
+                    let no_response = self.machine.exchange().is_none_or(|ex| !ex.has_response());
+                    let kind = if no_response && is_connection_lost(&e) {
+                        Kind::ClosedBeforeResponse(Some(e))
+                    } else {
+                        Kind::Io(e)
+                    };
+                    return Err(self.machine.fail(kind).with_peer(self.peer.clone()));
+                }
             }
         }
         Ok(None)
     }
 
-    /// Sends the request from `source` and returns the final response head, which may come
-    /// before the body is complete (the rest of the body is then not sent).
-    pub(crate) fn send_request(
-        &mut self,
-        event_loop: &mut EventLoop,
-        source: &mut dyn Read,
-    ) -> Result<ResponseHead, Error> {
-        loop {
-            if let Some(head) = self.pump_recv()? {
-                return Ok(head);
-            }
-            let pass = match self.pump_send(source)? {
-                Ok(pass) => pass,
-                Err(send_error) => return self.salvage_response(send_error),
-            };
-            let now = Instant::now();
-            let left = self.time_left(now)?;
-            let timeout = match (pass, self.continue_wait_left(now)) {
-                (SendPass::Yielded, _) => Some(Duration::ZERO),
-                (SendPass::Paced(until), _) => {
-                    let wait = until.saturating_duration_since(now);
-                    Some(left.map_or(wait, |left| left.min(wait)))
-                }
-                (SendPass::Blocked, Some(wait)) => Some(left.map_or(wait, |left| left.min(wait))),
-                (SendPass::Blocked, None) => left,
-            };
-            // Bytes may still wait to be read (the read cap): look again without sleeping.
-            let timeout = if self.readable && !self.peer_closed {
-                Some(Duration::ZERO)
-            } else {
-                timeout
-            };
-            event_loop.wait(self, timeout)?;
-        }
-    }
-
     /// The transport failed while sending. A server that refuses a body often answers and
     /// closes at once; its answer may already be waiting, and is the better result.
-    fn salvage_response(&mut self, send_error: io::Error) -> Result<ResponseHead, Error> {
+    fn salvage_response(&mut self, send_error: io::Error, now: Instant) -> Result<Pumped, Error> {
         self.readable = true;
-        match self.pump_recv() {
-            Ok(Some(head)) => Ok(head),
-            _ => Err(self.fail(Stage::Send, Kind::Io(send_error))),
+        match self.pump_recv(now) {
+            Ok(Some(head)) => Ok(Pumped::Head(head)),
+            _ => {
+                let err = Error::io(Stage::Send, send_error).with_progress(self.machine.progress());
+                Err(self.fail(err))
+            }
         }
     }
 
-    /// The next piece of the response body, waiting for bytes as needed.
-    pub(crate) fn next_body_step(&mut self, event_loop: &mut EventLoop) -> Result<BodyStep, Error> {
+    /// The next piece of the response body at `now`; `None` when it must wait for bytes.
+    pub(crate) fn pump_body(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+    ) -> Result<Option<BodyStep>, Error> {
+        self.run_timers(registry, now)?;
         loop {
             let decoded = match self.trace.0.as_deref_mut() {
-                Some(trace) => self.exchange.decode_body_with(&self.buf, &mut |part, got| {
+                Some(trace) => self.machine.decode_body(&self.buf, &mut |part, got| {
                     trace.bytes(Direction::Received, part, got)
                 }),
-                None => self.exchange.decode_body(&self.buf),
+                None => self.machine.decode_body(&self.buf, &mut |_, _| {}),
             };
-            let step = decoded.map_err(|e| self.fail(Stage::Receive, Kind::Peer(e)))?;
+            let step = decoded.map_err(|e| self.fail(e))?;
             if step != BodyStep::NeedMore {
-                return Ok(step);
+                return Ok(Some(step));
             }
-            if self.peer_closed {
-                return match self.exchange.on_peer_closed() {
-                    Ok(()) => Ok(BodyStep::End),
-                    Err(Some(e)) => Err(self.fail(Stage::Receive, Kind::Peer(e))),
-                    Err(None) => Err(self.fail(Stage::Receive, Kind::ClosedBeforeResponse)),
-                };
+            if self.machine.peer_closed() {
+                self.machine.on_peer_closed().map_err(|e| self.fail(e))?;
+                return Ok(Some(BodyStep::End));
             }
-            // Checked before every read, not only before waiting: a server that streams an
-            // endless body never makes the loop wait.
-            let left = self.time_left(Instant::now())?;
-            let received_before = self.exchange.progress().wire_bytes_received;
-            self.pump_recv()?;
-            if self.exchange.progress().wire_bytes_received == received_before && !self.peer_closed
+            if !self.readable {
+                return Ok(None);
+            }
+            let received_before = self.machine.progress().wire_bytes_received;
+            self.pump_recv(now)?;
+            if self.machine.progress().wire_bytes_received == received_before
+                && !self.machine.peer_closed()
             {
-                event_loop.wait(self, left)?;
+                // Nothing came (it would block, or the read cap): the caller waits or polls.
+                return Ok(None);
             }
         }
     }
+
+    /// Ends the exchange once the response was read (`body_done`): the connection comes
+    /// back for the next upload if both sides may keep it, else it is closed.
+    pub(crate) fn finish(mut self, body_done: bool) -> Option<IdleLink> {
+        let open = matches!(self.link, Link::Open(_)) && !self.closed;
+        if open && self.machine.finish_exchange(body_done) {
+            let Link::Open(transport) =
+                std::mem::replace(&mut self.link, Link::Open(Transport::Gone))
+            else {
+                unreachable!()
+            };
+            return Some(IdleLink {
+                transport,
+                machine: self.machine,
+                peer: std::mem::take(&mut self.peer),
+                token: self.token,
+            });
+        }
+        self.close();
+        None
+    }
+
+    /// Ends the session: TLS close_notify, then the socket closes when dropped.
+    pub(crate) fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.machine.close();
+            if let Link::Open(transport) = &mut self.link {
+                transport.close();
+            }
+        }
+    }
+}
+
+/// Failures that mean the peer went away (closed or reset), as opposed to a local problem.
+pub(crate) fn is_connection_lost(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// Reads from the caller's source, retrying `Interrupted` as `Read` asks of callers.

@@ -187,8 +187,16 @@ pub(crate) enum Kind {
     Peer(PeerError),
     Io(io::Error),
     Timeout(TimeoutKind, Duration),
-    /// The server closed the connection before a complete response head.
-    ClosedBeforeResponse,
+    /// The server closed (or reset) the connection before a complete response head; the
+    /// reset, when there was one.
+    ClosedBeforeResponse(Option<io::Error>),
+    /// A redirect needed the body again, and the body cannot be sent again.
+    RedirectBodyNotResendable {
+        /// The redirect's status.
+        status: u16,
+        /// Where it pointed, without credentials.
+        location: String,
+    },
     /// Name resolution gave no address.
     NoAddresses,
     /// More redirects than allowed.
@@ -287,7 +295,7 @@ impl Error {
     /// The I/O error underneath, if there is one.
     pub fn io_error(&self) -> Option<&io::Error> {
         match &self.inner.kind {
-            Kind::Io(e) => Some(e),
+            Kind::Io(e) | Kind::ClosedBeforeResponse(Some(e)) => Some(e),
             _ => None,
         }
     }
@@ -297,9 +305,17 @@ impl Error {
         matches!(self.inner.kind, Kind::TooManyRedirects(_))
     }
 
-    /// True when the server closed the connection before a complete response head.
+    /// True when the server closed or reset the connection without a complete response
+    /// (curl's "empty reply from server").
     pub fn is_closed_before_response(&self) -> bool {
-        matches!(self.inner.kind, Kind::ClosedBeforeResponse)
+        matches!(self.inner.kind, Kind::ClosedBeforeResponse(_))
+    }
+
+    /// True when a redirect could not be followed because it needed the body again and the
+    /// body (a stream that cannot be rewound) was already partly sent: the body did not
+    /// reach the redirect's target.
+    pub fn is_redirect_body_not_resendable(&self) -> bool {
+        matches!(self.inner.kind, Kind::RedirectBodyNotResendable { .. })
     }
 }
 
@@ -334,9 +350,18 @@ impl fmt::Display for Error {
                 };
                 write!(f, "{what} after {:.1?}", after)?
             }
-            Kind::ClosedBeforeResponse => {
-                f.write_str("server closed the connection before a complete response")?
+            Kind::ClosedBeforeResponse(None) => {
+                f.write_str("the server closed the connection without a complete response")?
             }
+            Kind::ClosedBeforeResponse(Some(e)) => write!(
+                f,
+                "the server reset the connection without a complete response ({e})"
+            )?,
+            Kind::RedirectBodyNotResendable { status, location } => write!(
+                f,
+                "the server redirected ({status}) to {location}, but the body cannot be sent \
+                 again: it is a stream that cannot be rewound, and it did not reach the new location"
+            )?,
             Kind::NoAddresses => f.write_str("the name resolved to no address")?,
             Kind::TooManyRedirects(max) => write!(f, "more than {max} redirects")?,
         }
@@ -352,12 +377,14 @@ impl fmt::Display for Error {
     }
 }
 
+/// `Display` already prints the message of the cause (so one line says everything);
+/// `source()` goes on from beneath it, so a printed chain never repeats a line.
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.inner.kind {
-            Kind::Request(e) => Some(e),
-            Kind::Peer(e) => Some(e),
-            Kind::Io(e) => Some(e),
+            Kind::Request(e) => e.source(),
+            Kind::Peer(e) => e.source(),
+            Kind::Io(e) | Kind::ClosedBeforeResponse(Some(e)) => e.source(),
             _ => None,
         }
     }
@@ -393,6 +420,25 @@ mod tests {
         );
         assert!(err.io_error().is_some());
         assert!(!err.is_timeout());
+    }
+
+    #[test]
+    fn the_source_chain_never_repeats_the_message() {
+        let tls = io::Error::new(io::ErrorKind::InvalidData, "UnknownIssuer");
+        let err = Error::io(Stage::TlsHandshake, tls);
+        let mut lines = vec![err.to_string()];
+        let mut next = std::error::Error::source(&err);
+        while let Some(cause) = next {
+            lines.push(cause.to_string());
+            next = cause.source();
+        }
+        for (i, line) in lines.iter().enumerate().skip(1) {
+            assert!(
+                !lines[0].contains(line.as_str()),
+                "line {i} repeats the message: {lines:?}"
+            );
+        }
+        assert!(lines[0].contains("UnknownIssuer"), "{lines:?}");
     }
 
     #[test]

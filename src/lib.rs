@@ -76,8 +76,9 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_CHUNK_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALL_TIMEOUT,
     MAX_CHUNK_SIZE, Response, Upload, put,
 };
-pub use driver::{Timeouts, UploadProgress};
+pub use driver::UploadProgress;
 pub use error::{Error, Progress, RequestError, Result, Stage, TimeoutKind};
+pub use proto::conn::Timeouts;
 pub use proto::limits::Limits;
 pub use proto::peer_error::PeerError;
 pub use target::{Scheme, Target};

@@ -239,7 +239,7 @@ fn a_half_close_right_after_the_head_is_closed_before_response() {
     assert!(matches!(err.stage(), Stage::Send | Stage::Receive), "{err}");
     assert!(
         err.to_string()
-            .contains("server closed the connection before a complete response"),
+            .contains("server closed the connection without a complete response"),
         "{err}"
     );
     assert!(

@@ -13,10 +13,12 @@
 //! response head with httparse, [`dechunk`] and [`body`] decode the response body.
 
 pub mod body;
+pub mod conn;
 pub mod dechunk;
 pub mod exchange;
 pub mod framer;
 pub mod head;
 pub mod limits;
 pub mod peer_error;
+pub mod policy;
 pub mod response;
