@@ -1,7 +1,7 @@
 //! The `chunkwire` command: `upload` a file or standard input, run a loopback `sink`, or
 //! run the `demo`. Option names follow curl's where curl has the same option, and so do
-//! the exit codes (6 resolve, 7 connect, 22 HTTP error with `-f`, 28 timeout, 55 send,
-//! 56 receive).
+//! the exit codes (6 resolve, 7 connect, 22 HTTP error with `-f`, 28 timeout, 47 too many
+//! redirects, 52 no response, 55 send, 56 receive, 65 a redirect the body could not follow).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -125,6 +125,12 @@ impl From<Error> for Failure {
             28
         } else if err.is_too_many_redirects() {
             47
+        } else if err.is_redirect_body_not_resendable() {
+            // curl's CURLE_SEND_FAIL_REWIND: the body had to be sent again and could not.
+            65
+        } else if err.is_closed_before_response() && err.stage() == Stage::Receive {
+            // curl's CURLE_GOT_NOTHING ("empty reply from server").
+            52
         } else {
             match err.stage() {
                 Stage::Request => 3,

@@ -1,0 +1,98 @@
+//! The command's answers to servers that redirect or go silent: a redirect the body cannot
+//! follow is exit 65 (it used to exit 0 with the 307 as the answer, even with `-f`), a
+//! redirect with `--max-redirs 0` is 47, and a server that takes the body and closes without
+//! answering is 52, with the body sent once.
+#![cfg(feature = "cli")]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+/// Serves one connection: reads the head and, for a chunked body, up to its last chunk;
+/// then writes `reply` (or closes, if empty). Returns the URL and whether a second
+/// connection came within a moment after it.
+fn one_shot(reply: &'static str) -> (String, thread::JoinHandle<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/up", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !seen.ends_with(b"0\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before the last chunk");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        stream.write_all(reply.as_bytes()).unwrap();
+        drop(stream);
+        listener.set_nonblocking(true).unwrap();
+        thread::sleep(Duration::from_millis(300));
+        listener.accept().is_ok()
+    });
+    (url, handle)
+}
+
+fn upload_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .arg("upload")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_redirect_a_piped_body_cannot_follow_exits_65() {
+    for extra in [&[][..], &["-f"][..]] {
+        let (url, server) = one_shot(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
+        );
+        let mut args = vec!["-L", "-s"];
+        args.extend_from_slice(extra);
+        args.extend([url.as_str(), "-"]);
+        let output = upload_stdin(&args, b"a body from a pipe");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(65), "{extra:?}: {stderr}");
+        assert!(stderr.contains("cannot be sent again"), "{stderr}");
+        assert!(
+            !server.join().unwrap(),
+            "nothing may go to the server again"
+        );
+    }
+}
+
+#[test]
+fn a_redirect_with_max_redirs_zero_exits_47() {
+    let (url, server) =
+        one_shot("HTTP/1.1 302 Found\r\nLocation: /next\r\nContent-Length: 0\r\n\r\n");
+    let output = upload_stdin(&["-L", "--max-redirs", "0", "-s", &url, "-"], b"x");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(47), "{stderr}");
+    server.join().unwrap();
+}
+
+#[test]
+fn a_server_that_closes_without_answering_exits_52_and_gets_the_body_once() {
+    let (url, server) = one_shot("");
+    let file = std::env::temp_dir().join(format!("chunkwire-policy-{}", std::process::id()));
+    std::fs::write(&file, vec![7u8; 100_000]).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .args(["upload", "-X", "POST", "-s", &url, file.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(52), "{stderr}");
+    assert!(stderr.contains("without a complete response"), "{stderr}");
+    assert!(!server.join().unwrap(), "the POST was sent a second time");
+}
