@@ -199,13 +199,11 @@ fn parse_authority(url: &str, authority: &str, scheme: Scheme) -> Result<Authori
     let port = match port_text {
         // RFC 3986 section 3.2.3: an empty port is the scheme's default.
         None | Some("") => scheme.default_port(),
-        Some(digits) => {
-            let in_range = digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit());
-            match digits.parse::<u32>() {
-                Ok(port) if in_range && port <= u32::from(u16::MAX) => port as u16,
-                _ => return Err(invalid(url, BAD_PORT)),
-            }
+        // Digits only: `u16::from_str` would also take a leading '+'.
+        Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+            digits.parse::<u16>().map_err(|_| invalid(url, BAD_PORT))?
         }
+        Some(_) => return Err(invalid(url, BAD_PORT)),
     };
     if port == 0 {
         return Err(invalid(url, PORT_ZERO));
@@ -544,7 +542,7 @@ mod tests {
     #[test]
     fn url_errors_name_the_real_problem() {
         let long = format!("http://h/{}", "a".repeat(66 * 1024));
-        let cases: [(&str, &str); 20] = [
+        let cases: [(&str, &str); 22] = [
             (&long, "65536"),
             ("", "empty"),
             ("file://x", "\"file\""),
@@ -561,11 +559,14 @@ mod tests {
             ("localhost:8080/x", "host:port"),
             ("example.com/x", "no scheme"),
             ("http://h:99999/", "port"),
+            ("http://h:+80/", "port"),
+            ("http://h:8x/", "port"),
             ("http://h:0/", "port 0"),
             ("http://h/\r\nX: y", "control character"),
             ("http://h h/", "host"),
             ("http://b\u{fc}cher.example/", "IDNA"),
         ];
+        assert!(TOO_LONG.contains(&MAX_URL_LEN.to_string()), "{TOO_LONG}");
         for (url, needle) in cases {
             let message = Target::parse(url).expect_err(url).to_string();
             assert!(message.contains(needle), "{url:.60}: {message}");
