@@ -19,7 +19,6 @@ use crate::proto::conn::{Connection, ExchangeOptions, Timeouts};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
 use crate::proto::limits::Limits;
-use crate::proto::peer_error::PeerError;
 use crate::proto::policy::{self, AfterResponse, BodyState, FailedAttempt, ResponseFacts};
 use crate::proto::response::ResponseHead;
 use crate::target::{Scheme, Target};
@@ -399,6 +398,15 @@ impl Upload<'_> {
         for field in &self.fields {
             head.push(field.clone())?;
         }
+        // URL credentials become Basic authentication, as curl does; a caller's own
+        // Authorization wins. `Target::redirect` keeps them only for the same origin.
+        let authorized = self
+            .fields
+            .iter()
+            .any(|f| f.name().eq_ignore_ascii_case("authorization"));
+        if let (false, Some(basic)) = (authorized, target.basic_authorization()) {
+            head.push(HeaderField::new("Authorization", basic)?)?;
+        }
         if !with_body {
             head.set_framing(BodyFraming::None);
             return Ok(head);
@@ -581,7 +589,9 @@ impl Upload<'_> {
                 }
                 AfterResponse::BodyNotResendable => {
                     let shown = location.as_ref().map_or_else(String::new, |l| {
-                        crate::proto::peer_error::excerpt(l.as_bytes())
+                        crate::target::redact_userinfo(&crate::proto::peer_error::excerpt(
+                            l.as_bytes(),
+                        ))
                     });
                     return Err(Error::new(
                         Stage::Receive,
@@ -596,10 +606,11 @@ impl Upload<'_> {
                 AfterResponse::Follow(next) => next,
             };
             let location = location.expect("after_response follows only with a Location");
-            let next_url = resolve_location(&target, location.as_bytes())
-                .map_err(|e| e.with_progress(response.progress()))?;
-            let next_target = Target::parse(&next_url)
-                .map_err(|e| Error::from(e).with_progress(response.progress()))?;
+            let next_target = target.redirect(location.as_bytes()).map_err(|e| {
+                Error::new(Stage::Receive, Kind::BadRedirect(e))
+                    .with_peer(target.authority())
+                    .with_progress(response.progress())
+            })?;
             redirects += 1;
             self.trace = response.take_trace();
             let progress = response.progress();
@@ -800,42 +811,6 @@ fn run_to_head(
             Pumped::Blocked => Step::Blocked,
         })
     })
-}
-
-/// Resolves a `Location` value against the request's target (RFC 3986 section 5.2, for the
-/// forms servers send: absolute URLs, `//host/path`, `/path`, and relative paths).
-fn resolve_location(base: &Target, location: &[u8]) -> Result<String> {
-    let invalid = || {
-        Error::new(
-            Stage::Receive,
-            Kind::Peer(PeerError::BadHeader {
-                excerpt: crate::proto::peer_error::excerpt(location),
-            }),
-        )
-    };
-    let location = std::str::from_utf8(location).map_err(|_| invalid())?.trim();
-    let scheme = match base.scheme {
-        Scheme::Http => "http",
-        Scheme::Https => "https",
-    };
-    if location.is_empty() || location.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(invalid());
-    }
-    let lower = location.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Ok(location.to_owned());
-    }
-    if let Some(rest) = location.strip_prefix("//") {
-        return Ok(format!("{scheme}://{rest}"));
-    }
-    let authority = format!("{scheme}://{}", base.host_header);
-    if location.starts_with('/') {
-        return Ok(format!("{authority}{location}"));
-    }
-    let path = base.request_target.split(['?', '#']).next().unwrap_or("/");
-    let directory = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    let directory = if directory.is_empty() { "/" } else { directory };
-    Ok(format!("{authority}{directory}{location}"))
 }
 
 /// Uploads `body` with PUT and the default options: the shortest way to call chunkwire.

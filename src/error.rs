@@ -201,6 +201,8 @@ pub(crate) enum Kind {
     NoAddresses,
     /// More redirects than allowed.
     TooManyRedirects(u32),
+    /// The server's `Location` cannot be followed (another scheme, not a URL).
+    BadRedirect(RequestError),
 }
 
 struct Inner {
@@ -300,6 +302,12 @@ impl Error {
         }
     }
 
+    /// True when the server redirected to something that cannot be followed: another scheme
+    /// (`ftp:`, `file:`, `mailto:`), or a `Location` that is not a URL.
+    pub fn is_bad_redirect(&self) -> bool {
+        matches!(self.inner.kind, Kind::BadRedirect(_))
+    }
+
     /// True when the redirect limit was reached.
     pub fn is_too_many_redirects(&self) -> bool {
         matches!(self.inner.kind, Kind::TooManyRedirects(_))
@@ -364,6 +372,7 @@ impl fmt::Display for Error {
             )?,
             Kind::NoAddresses => f.write_str("the name resolved to no address")?,
             Kind::TooManyRedirects(max) => write!(f, "more than {max} redirects")?,
+            Kind::BadRedirect(e) => write!(f, "the server's redirect cannot be followed: {e}")?,
         }
         if inner.stage != Stage::Request {
             let p = inner.progress;
@@ -382,7 +391,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.inner.kind {
-            Kind::Request(e) => e.source(),
+            Kind::Request(e) | Kind::BadRedirect(e) => e.source(),
             Kind::Peer(e) => e.source(),
             Kind::Io(e) | Kind::ClosedBeforeResponse(Some(e)) => e.source(),
             _ => None,

@@ -81,7 +81,9 @@ pub use error::{Error, Progress, RequestError, Result, Stage, TimeoutKind};
 pub use proto::conn::Timeouts;
 pub use proto::limits::Limits;
 pub use proto::peer_error::PeerError;
-pub use target::{Scheme, Target};
+pub use target::{
+    Credentials, MAX_URL_LEN, Scheme, Target, redact_userinfo, resolve_reference, with_path_segment,
+};
 #[cfg(feature = "sink")]
 pub use transport::tls::{ServerStream, ServerTls};
 pub use transport::tls::{TlsConfig, TlsConfigBuilder, TlsSummary};
