@@ -422,6 +422,33 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_header_is_quoted_by_its_line_not_by_the_body() {
+        // The second field line is the bad one, and a body follows the head: the message
+        // must show the line, never bytes after the head.
+        let cases: &[(&[u8], &str)] = &[
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Bad\x01: v\r\n\r\nhello world",
+                "X-Bad\\x01: v",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Ctl: a\x01b\r\n\r\nhello world",
+                "X-Ctl: a\\x01b",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nno colon\r\n\r\nhello world",
+                "no colon",
+            ),
+        ];
+        for (input, line) in cases {
+            let err = parse(input).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, PeerError::BadHeader { .. }), "{err:?}");
+            assert!(message.contains(line), "{message} should quote {line}");
+            assert!(!message.contains("hello"), "{message} quotes the body");
+        }
+    }
+
+    #[test]
     fn close_is_wanted_by_connection_close_and_plain_http_1_0() {
         let wants_close = |input: &str| match parse(input.as_bytes()).unwrap() {
             HeadParse::Final { head, .. } => head.wants_close(),
