@@ -414,7 +414,10 @@ mod tests {
         // Each message names the actual fault, not a neighbouring one (a bare LF is not
         // "expected hex digits"), and quotes the line where there is one.
         let cases: &[(&[u8], &str)] = &[
-            (b"zz\r\n", "bad chunk-size line \"zz\\r\\n\": expected hex digits"),
+            (
+                b"zz\r\n",
+                "bad chunk-size line \"zz\\r\\n\": expected hex digits",
+            ),
             (
                 b"5\nhello\r\n",
                 "bare LF in chunk-size line; RFC 9112 requires CRLF",
@@ -436,11 +439,19 @@ mod tests {
                 b"0\r\nX: 1\n\r\n",
                 "bare LF in the trailer section; RFC 9112 requires CRLF",
             ),
-            (b"0\r\nno colon\r\n\r\n", "malformed trailer field \"no colon\\r\\n\""),
+            (
+                b"0\r\nno colon\r\n\r\n",
+                "malformed trailer field \"no colon\\r\\n\"",
+            ),
         ];
         for (input, message) in cases {
             let err = decode_in_steps(input, usize::MAX, &Limits::default()).unwrap_err();
-            assert_eq!(err.to_string(), *message, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                err.to_string(),
+                *message,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

@@ -18,5 +18,6 @@ pub mod exchange;
 pub mod framer;
 pub mod head;
 pub mod limits;
+pub mod message;
 pub mod peer_error;
 pub mod response;

@@ -16,6 +16,11 @@ pub enum PeerError {
         /// The start of what came instead.
         excerpt: String,
     },
+    /// The request line does not parse.
+    BadRequestLine {
+        /// The start of what came instead.
+        excerpt: String,
+    },
     /// The HTTP version is not 1.x.
     UnsupportedVersion,
     /// A header line does not parse, or its name or value is not allowed.
@@ -147,6 +152,10 @@ impl fmt::Display for PeerError {
                     "bad status line: expected \"HTTP/1.x NNN reason\", got \"{excerpt}\""
                 )
             }
+            PeerError::BadRequestLine { excerpt } => write!(
+                f,
+                "bad request line: expected \"METHOD target HTTP/1.x\", got \"{excerpt}\""
+            ),
             PeerError::UnsupportedVersion => f.write_str("HTTP version is not 1.0 or 1.1"),
             PeerError::BadHeader { excerpt } => write!(f, "malformed header field \"{excerpt}\""),
             PeerError::HeadTooLarge { limit } => {
@@ -182,7 +191,10 @@ impl fmt::Display for PeerError {
                 f.write_str("bare LF in chunk-size line; RFC 9112 requires CRLF")
             }
             PeerError::BadChunkExtension { extension } => {
-                write!(f, "bad chunk extension \"{extension}\": a control character")
+                write!(
+                    f,
+                    "bad chunk extension \"{extension}\": a control character"
+                )
             }
             PeerError::BareLfAfterChunkData => {
                 f.write_str("bare LF after chunk data; RFC 9112 requires CRLF")
