@@ -67,7 +67,7 @@ const READ_BUFFER: usize = 256 * 1024;
 /// A connection idle this long between requests is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections served at once unless [`Sink::max_connections`] says otherwise: each holds
-/// a thread and a [`READ_BUFFER`], so 256 of them are about 64 MiB of buffers.
+/// a thread and a 256 KiB read buffer, so 256 of them are about 64 MiB of buffers.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// After its last reply, the sink reads (and drops) what the client still sends for at
 /// most this long before closing, so the close is a FIN and not a reset that could destroy

@@ -18,6 +18,7 @@
 //! caller's fixed buffer never needs to hold more than a limit.
 
 use crate::proto::limits::Limits;
+use crate::proto::message;
 use crate::proto::peer_error::{PeerError, excerpt};
 use crate::trace::Part;
 
@@ -234,19 +235,14 @@ fn hex_value(digit: u8) -> u8 {
     }
 }
 
-/// Parses `field-name ":" OWS field-value OWS CRLF`; `line` ends with LF.
+/// Parses `field-name ":" OWS field-value OWS CRLF` with the message layer's field rule;
+/// `line` ends with LF.
 fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), PeerError> {
-    let bad = || PeerError::BadTrailer {
-        excerpt: excerpt(line),
-    };
-    let content = line.strip_suffix(b"\r\n").ok_or_else(bad)?;
-    let colon = content.iter().position(|&b| b == b':').ok_or_else(bad)?;
-    let (name, value) = (&content[..colon], content[colon + 1..].trim_ascii());
-    if http::HeaderName::from_bytes(name).is_err() || http::HeaderValue::from_bytes(value).is_err()
-    {
-        return Err(bad());
-    }
-    Ok((name, value))
+    line.strip_suffix(b"\r\n")
+        .and_then(message::split_field_line)
+        .ok_or_else(|| PeerError::BadTrailer {
+            excerpt: excerpt(line),
+        })
 }
 
 #[cfg(test)]

@@ -222,6 +222,15 @@ fn flush_run(out: &mut Vec<u8>, run: &[u8]) {
     }
 }
 
+/// Rule 1 for one field line without its CRLF (a trailer line, say): the name and the
+/// value without the whitespace around it, or `None` when the line is not a valid field.
+pub fn split_field_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+    let valid = HeaderName::from_bytes(name).is_ok() && HeaderValue::from_bytes(value).is_ok();
+    valid.then_some((name, value))
+}
+
 /// Rules 1 and 2: the parsed fields as a map, each value unfolded and checked.
 pub fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, PeerError> {
     let mut map = HeaderMap::with_capacity(fields.len());
@@ -697,6 +706,28 @@ mod tests {
                 }
                 other => panic!("{head:?}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn field_lines_are_name_colon_value() {
+        let cases: &[(&[u8], Option<(&[u8], &[u8])>)] = &[
+            (b"X-A: 1", Some((b"X-A", b"1"))),
+            (b"X-A:1 \t", Some((b"X-A", b"1"))),
+            (b"X-A:", Some((b"X-A", b""))),
+            (b"no colon", None),
+            (b"Bad Name: v", None),
+            (b": v", None),
+            (b"X: a\x00b", None),
+            (b"X: a\rb", None),
+        ];
+        for (line, split) in cases {
+            assert_eq!(
+                split_field_line(line),
+                *split,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
