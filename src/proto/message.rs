@@ -711,7 +711,8 @@ mod tests {
 
     #[test]
     fn field_lines_are_name_colon_value() {
-        let cases: &[(&[u8], Option<(&[u8], &[u8])>)] = &[
+        type Split<'a> = Option<(&'a [u8], &'a [u8])>;
+        let cases: &[(&[u8], Split)] = &[
             (b"X-A: 1", Some((b"X-A", b"1"))),
             (b"X-A:1 \t", Some((b"X-A", b"1"))),
             (b"X-A:", Some((b"X-A", b""))),
