@@ -3,7 +3,17 @@
 //! responses, and answers each request with a JSON report of what arrived: bytes, chunks,
 //! a CRC-32 of the body, and the trailer fields. For `chunkwire sink`, the demo and tests.
 //!
-//! One thread per connection, keep-alive honoured, one fixed read buffer per connection.
+//! Requests are parsed with the same message layer the client uses for responses
+//! ([`crate::proto::message`]): the same field, framing and persistence rules and the same
+//! [`Limits`]. A request the rules refuse is answered with a JSON `{"error": ...}` body, the
+//! status the message layer names (400, 431, or 501 for a transfer coding other than
+//! chunked) and `Connection: close`.
+//!
+//! One thread per connection, one fixed read buffer per connection, at most
+//! [`DEFAULT_MAX_CONNECTIONS`] at once (see [`Sink::max_connections`]). Keep-alive is
+//! honoured both ways: a request with `Connection: close`, or an HTTP/1.0 request without
+//! `Connection: keep-alive`, gets its reply with `Connection: close`, and then the sink
+//! closes the connection.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -12,8 +22,12 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::proto::dechunk::{ChunkEvent, Dechunker};
 use crate::proto::limits::Limits;
+use crate::proto::message::{self, BodyFraming, ReceivedRequest, RequestParse};
+use crate::proto::peer_error::PeerError;
 use crate::trace::{Direction, LineBlock, LineLabeller, Part, Trace};
 use crate::transport::tls::ServerTls;
 
@@ -50,9 +64,22 @@ impl SharedTrace {
 
 /// Read buffer of one sink connection. Large reads keep the sink from being the bottleneck.
 const READ_BUFFER: usize = 256 * 1024;
-const MAX_REQUEST_HEADERS: usize = 64;
 /// A connection idle this long between requests is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections served at once unless [`Sink::max_connections`] says otherwise: each holds
+/// a thread and a 256 KiB read buffer, so 256 of them are about 64 MiB of buffers.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// After its last reply, the sink reads (and drops) what the client still sends for at
+/// most this long before closing, so the close is a FIN and not a reset that could destroy
+/// the reply in the client's receive buffer (the "lingering close" of Apache and nginx).
+const LINGER: Duration = Duration::from_secs(2);
+/// The first pause after an accept fails for want of resources, doubled on each further
+/// failure up to [`ACCEPT_BACKOFF_MAX`], so running out of descriptors does not spin a core.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// The longest pause between accepts while resources are short.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Connections past the cap waiting for their 503; more than this are dropped unanswered.
+const REJECT_QUEUE: usize = 64;
 
 /// How the request body was delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +179,7 @@ pub struct Sink {
     listener: TcpListener,
     tls: Option<ServerTls>,
     trace: Option<SharedTrace>,
+    max_connections: usize,
 }
 
 /// A sink serving on a background thread. Reports of finished requests arrive on
@@ -188,7 +216,17 @@ impl Sink {
             listener: TcpListener::bind(addr)?,
             tls: None,
             trace: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         })
+    }
+
+    /// Serves at most `n` connections at once (at least 1; default
+    /// [`DEFAULT_MAX_CONNECTIONS`]). A connection past the cap is still accepted, so its
+    /// client is not left waiting in the backlog, but is answered `503 Service
+    /// Unavailable` with `Connection: close` and closed.
+    pub fn max_connections(mut self, n: usize) -> Sink {
+        self.max_connections = n.max(1);
+        self
     }
 
     /// Traces every byte received and sent, labelled, from the receiving side.
@@ -226,14 +264,35 @@ impl Sink {
 
     /// Serves forever on this thread, calling `on_report` after each request.
     pub fn serve(self, on_report: impl Fn(&Report) + Send + Clone + 'static) {
-        for stream in self.listener.incoming() {
-            let Ok(stream) = stream else { continue };
+        let active = Arc::new(AtomicUsize::new(0));
+        let rejects = spawn_rejecter(self.tls.clone());
+        let mut backoff = Duration::ZERO;
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    backoff = accept_backoff(&err, backoff);
+                    if !backoff.is_zero() {
+                        thread::sleep(backoff);
+                    }
+                    continue;
+                }
+            };
+            backoff = Duration::ZERO;
+            let Some(slot) = Slot::take(&active, self.max_connections) else {
+                // A full queue means the rejecter is behind: dropping is the cheap answer.
+                if let Some(rejects) = &rejects {
+                    let _ = rejects.try_send(stream);
+                }
+                continue;
+            };
             let on_report = on_report.clone();
             let tls = self.tls.clone();
             let trace = self.trace.clone();
             let _ = thread::Builder::new()
                 .name("chunkwire-sink-conn".into())
                 .spawn(move || {
+                    let _slot = slot;
                     if stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err()
                         || stream.set_nodelay(true).is_err()
                     {
@@ -242,9 +301,11 @@ impl Sink {
                     if let (Some(trace), Ok(peer)) = (&trace, stream.peer_addr()) {
                         trace.note(Direction::Received, &format!("connection from {peer}"));
                     }
+                    // A second handle on the socket, for the lingering close under TLS.
+                    let Ok(tcp) = stream.try_clone() else { return };
                     match tls {
                         None => {
-                            let _ = serve_connection(stream, &on_report, trace.as_ref());
+                            let _ = serve_connection(&stream, &on_report, trace.as_ref());
                         }
                         Some(tls) => {
                             let Ok(mut stream) = tls.accept(stream) else {
@@ -254,12 +315,145 @@ impl Sink {
                             stream.close();
                         }
                     }
+                    linger_close(&tcp);
                 });
         }
     }
 }
 
-/// Serves requests on one connection until the client closes it or a request is bad.
+/// One of the sink's connection slots, given back when its connection thread ends.
+#[derive(Debug)]
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(active)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The pause before the next accept after `err`, given the previous pause (zero if none).
+///
+/// Running out of descriptors, buffers or memory does not end by retrying at once: the
+/// listener stays readable and every accept fails again, a busy loop. Those errors pause,
+/// doubling. Anything else is about the one connection that failed (it was aborted, the
+/// call was interrupted, or, on Linux, a network error passed on by accept) and the next
+/// accept may well succeed, so it follows at once.
+fn accept_backoff(err: &io::Error, previous: Duration) -> Duration {
+    if !is_resource_exhaustion(err) {
+        return Duration::ZERO;
+    }
+    if previous.is_zero() {
+        ACCEPT_BACKOFF_MIN
+    } else {
+        (previous * 2).min(ACCEPT_BACKOFF_MAX)
+    }
+}
+
+/// EMFILE, ENFILE, ENOBUFS or ENOMEM (std has no stable ErrorKind for the first three).
+fn is_resource_exhaustion(err: &io::Error) -> bool {
+    // WSAEMFILE, WSAENOBUFS, and the two out-of-memory codes.
+    #[cfg(windows)]
+    let codes = [10024, 10055, 8, 14];
+    // ENOMEM, ENFILE, EMFILE, ENOBUFS: the same numbers on Linux, the BSDs and macOS,
+    // except ENOBUFS.
+    #[cfg(all(not(windows), any(target_os = "linux", target_os = "android")))]
+    let codes = [12, 23, 24, 105];
+    #[cfg(all(not(windows), not(any(target_os = "linux", target_os = "android"))))]
+    let codes = [12, 23, 24, 55];
+    err.kind() == io::ErrorKind::OutOfMemory
+        || err.raw_os_error().is_some_and(|code| codes.contains(&code))
+}
+
+/// Starts the thread that answers connections past the cap with 503, one at a time and
+/// with short timeouts, so however many arrive they cost one thread and a bounded queue.
+fn spawn_rejecter(tls: Option<ServerTls>) -> Option<mpsc::SyncSender<std::net::TcpStream>> {
+    let (sender, queue) = mpsc::sync_channel::<std::net::TcpStream>(REJECT_QUEUE);
+    let spawned = thread::Builder::new()
+        .name("chunkwire-sink-reject".into())
+        .spawn(move || {
+            for stream in queue {
+                let timeout = Some(Duration::from_secs(1));
+                if stream.set_read_timeout(timeout).is_err()
+                    || stream.set_write_timeout(timeout).is_err()
+                {
+                    continue;
+                }
+                let Ok(tcp) = stream.try_clone() else {
+                    continue;
+                };
+                let reply = error_reply(
+                    (503, "Service Unavailable"),
+                    "the sink is serving as many connections as it may; try again later",
+                );
+                match &tls {
+                    None => drop((&stream).write_all(reply.as_bytes())),
+                    Some(tls) => {
+                        if let Ok(mut stream) = tls.accept(stream) {
+                            let _ = stream.write_all(reply.as_bytes());
+                            stream.close();
+                        }
+                    }
+                }
+                linger_close(&tcp);
+            }
+        });
+    spawned.ok().map(|_| sender)
+}
+
+/// Closes our side, then reads and drops what the client still sends, for at most
+/// [`LINGER`], before the socket is closed. See [`LINGER`].
+fn linger_close(stream: &std::net::TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut scratch = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&*stream).read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Why a connection stops being served.
+#[derive(Debug)]
+enum Failure {
+    /// The request broke the message rules: answered with an error status.
+    Peer(PeerError),
+    /// The socket failed or closed early: nothing more can be said on it.
+    Io(io::Error),
+}
+
+impl From<io::Error> for Failure {
+    fn from(err: io::Error) -> Self {
+        Failure::Io(err)
+    }
+}
+
+impl From<PeerError> for Failure {
+    fn from(err: PeerError) -> Self {
+        Failure::Peer(err)
+    }
+}
+
+/// Serves requests on one connection until the client closes it, a request asks to
+/// close (message rule 11), or a request is bad.
 fn serve_connection(
     mut stream: impl Read + Write,
     on_report: &dyn Fn(&Report),
@@ -276,23 +470,31 @@ fn serve_connection(
         let request = match conn.read_head(&mut stream, &limits) {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()),
-            Err(e) => return reply_error(&mut stream, &e),
+            Err(failure) => return reply_failure(&mut stream, failure, trace),
         };
-        if request.expect_continue {
+        // RFC 9110 section 10.1.1: never a 100 to an HTTP/1.0 client.
+        if request.expects_continue() && request.version_minor >= 1 {
             let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
             if let Some(trace) = trace {
                 trace.lines(Direction::Sent, Part::InterimStatusLine, interim);
             }
             stream.write_all(interim)?;
         }
+        let close = request.wants_close();
+        // An HTTP/1.0 client keeps the connection only if the reply says so too.
+        let connection = match (close, request.version_minor) {
+            (true, _) => "Connection: close\r\n",
+            (false, 0) => "Connection: keep-alive\r\n",
+            (false, _) => "",
+        };
         let report = match conn.read_body(&mut stream, request, &limits) {
             Ok(report) => report,
-            Err(e) => return reply_error(&mut stream, &e),
+            Err(failure) => return reply_failure(&mut stream, failure, trace),
         };
         on_report(&report);
         let json = report.to_json();
         let reply = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}\n",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{connection}\r\n{json}\n",
             json.len() + 1
         );
         if let Some(trace) = trace {
@@ -306,29 +508,40 @@ fn serve_connection(
         }
         stream.write_all(reply.as_bytes())?;
         stream.flush()?;
+        if close {
+            return Ok(());
+        }
     }
 }
 
-fn reply_error(stream: &mut impl Write, err: &io::Error) -> io::Result<()> {
-    if err.kind() == io::ErrorKind::InvalidData {
-        let mut json = String::from("{\"error\":");
-        push_json_string(&mut json, &err.to_string());
-        json.push_str("}\n");
-        let reply = format!(
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
-            json.len()
-        );
-        stream.write_all(reply.as_bytes())?;
-    }
-    Err(io::Error::new(err.kind(), err.to_string()))
+/// A whole error reply: the status, `{"error": message}` and `Connection: close`.
+fn error_reply((code, reason): (u16, &str), message: &str) -> String {
+    let mut json = String::from("{\"error\":");
+    push_json_string(&mut json, message);
+    json.push_str("}\n");
+    format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    )
 }
 
-struct RequestHead {
-    method: String,
-    target: String,
-    framing: Framing,
-    content_length: u64,
-    expect_continue: bool,
+/// Answers a request the message rules refused; a socket failure gets no answer.
+fn reply_failure(
+    stream: &mut impl Write,
+    failure: Failure,
+    trace: Option<&SharedTrace>,
+) -> io::Result<()> {
+    let err = match failure {
+        Failure::Io(err) => return Err(err),
+        Failure::Peer(err) => err,
+    };
+    let reply = error_reply(message::request_error_status(&err), &err.to_string());
+    if let Some(trace) = trace {
+        trace.note(Direction::Sent, &format!("refused: {err}"));
+    }
+    stream.write_all(reply.as_bytes())?;
+    stream.flush()?;
+    Err(io::Error::new(io::ErrorKind::InvalidData, err))
 }
 
 struct SinkConnection {
@@ -338,12 +551,13 @@ struct SinkConnection {
     trace: Option<SharedTrace>,
 }
 
-fn bad(message: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message.into())
+fn closed_early(what: &str) -> Failure {
+    Failure::Io(io::Error::new(io::ErrorKind::UnexpectedEof, what))
 }
 
 impl SinkConnection {
     /// Reads more bytes, moving pending ones to the front first. Ok(0) at end of stream.
+    /// The limits keep every line well inside the buffer, so it is never full here.
     fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
@@ -351,7 +565,7 @@ impl SinkConnection {
             self.start = 0;
         }
         if self.end == self.buf.len() {
-            return Err(bad("line longer than the sink's buffer"));
+            return Err(io::Error::other("the sink's read buffer is full"));
         }
         loop {
             match stream.read(&mut self.buf[self.end..]) {
@@ -369,35 +583,23 @@ impl SinkConnection {
         &mut self,
         stream: &mut impl Read,
         limits: &Limits,
-    ) -> io::Result<Option<RequestHead>> {
+    ) -> Result<Option<ReceivedRequest>, Failure> {
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
-            let mut request = httparse::Request::new(&mut headers);
-            match request.parse(&self.buf[self.start..self.end]) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let head = interpret_head(&request)?;
-                    if let Some(trace) = &self.trace {
-                        let bytes = &self.buf[self.start..self.start + len];
-                        trace.lines(Direction::Received, Part::RequestLine, bytes);
-                    }
-                    self.start += len;
-                    return Ok(Some(head));
+            let pending = &self.buf[self.start..self.end];
+            if let RequestParse::Complete { consumed, request } =
+                message::parse_request_head(pending, limits)?
+            {
+                if let Some(trace) = &self.trace {
+                    trace.lines(Direction::Received, Part::RequestLine, &pending[..consumed]);
                 }
-                Ok(httparse::Status::Partial) => {
-                    if self.end - self.start > limits.max_head_bytes {
-                        return Err(bad("request head too large"));
-                    }
-                }
-                Err(e) => return Err(bad(format!("bad request head: {e}"))),
+                self.start += consumed;
+                return Ok(Some(request));
             }
             if self.fill(stream)? == 0 {
                 return if self.start == self.end {
                     Ok(None)
                 } else {
-                    Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "closed mid-head",
-                    ))
+                    Err(closed_early("closed mid-head"))
                 };
             }
         }
@@ -406,14 +608,20 @@ impl SinkConnection {
     fn read_body(
         &mut self,
         stream: &mut impl Read,
-        head: RequestHead,
+        head: ReceivedRequest,
         limits: &Limits,
-    ) -> io::Result<Report> {
+    ) -> Result<Report, Failure> {
         let started = Instant::now();
+        let framing = match head.framing {
+            BodyFraming::Chunked => Framing::Chunked,
+            BodyFraming::ContentLength(_) => Framing::ContentLength,
+            // The message layer never frames a request until close (rule 10).
+            BodyFraming::Empty | BodyFraming::CloseDelimited => Framing::None,
+        };
         let mut report = Report {
             method: head.method,
             target: head.target,
-            framing: head.framing,
+            framing,
             bytes: 0,
             chunks: 0,
             largest_chunk: 0,
@@ -423,15 +631,11 @@ impl SinkConnection {
         };
         let mut crc = crc32fast::Hasher::new();
         match head.framing {
-            Framing::None => {}
-            Framing::ContentLength => {
-                let mut owed = head.content_length;
+            BodyFraming::Empty | BodyFraming::CloseDelimited => {}
+            BodyFraming::ContentLength(mut owed) => {
                 while owed > 0 {
                     if self.start == self.end && self.fill(stream)? == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "closed mid-body",
-                        ));
+                        return Err(closed_early("closed mid-body"));
                     }
                     let take =
                         (self.end - self.start).min(usize::try_from(owed).unwrap_or(usize::MAX));
@@ -445,12 +649,10 @@ impl SinkConnection {
                     report.bytes += take as u64;
                 }
             }
-            Framing::Chunked => {
+            BodyFraming::Chunked => {
                 let mut dechunker = Dechunker::new(limits);
                 loop {
-                    let (consumed, event) = dechunker
-                        .decode(&self.buf[self.start..self.end])
-                        .map_err(|e| bad(e.to_string()))?;
+                    let (consumed, event) = dechunker.decode(&self.buf[self.start..self.end])?;
                     if let (Some(trace), Some(part)) = (&self.trace, event.part()) {
                         trace.bytes(
                             Direction::Received,
@@ -462,10 +664,7 @@ impl SinkConnection {
                         ChunkEvent::NeedMore => {
                             self.start += consumed;
                             if self.fill(stream)? == 0 {
-                                return Err(io::Error::new(
-                                    io::ErrorKind::UnexpectedEof,
-                                    "closed mid-body",
-                                ));
+                                return Err(closed_early("closed mid-body"));
                             }
                             continue;
                         }
@@ -495,47 +694,6 @@ impl SinkConnection {
         report.body_time = started.elapsed();
         Ok(report)
     }
-}
-
-fn interpret_head(request: &httparse::Request<'_, '_>) -> io::Result<RequestHead> {
-    let mut chunked = false;
-    let mut content_length: Option<u64> = None;
-    let mut expect_continue = false;
-    for header in request.headers.iter() {
-        let value =
-            std::str::from_utf8(header.value).map_err(|_| bad("non-UTF-8 framing header"))?;
-        if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = value.rsplit(',').next().unwrap_or("").trim();
-            if !last.eq_ignore_ascii_case("chunked") {
-                return Err(bad(format!("unsupported Transfer-Encoding {value:?}")));
-            }
-            chunked = true;
-        } else if header.name.eq_ignore_ascii_case("content-length") {
-            let len: u64 = value
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("bad Content-Length {value:?}")))?;
-            if content_length.is_some_and(|previous| previous != len) {
-                return Err(bad("conflicting Content-Length fields"));
-            }
-            content_length = Some(len);
-        } else if header.name.eq_ignore_ascii_case("expect") {
-            expect_continue = value.trim().eq_ignore_ascii_case("100-continue");
-        }
-    }
-    let framing = match (chunked, content_length) {
-        (true, Some(_)) => return Err(bad("both Transfer-Encoding and Content-Length")),
-        (true, None) => Framing::Chunked,
-        (false, Some(_)) => Framing::ContentLength,
-        (false, None) => Framing::None,
-    };
-    Ok(RequestHead {
-        method: request.method.unwrap_or_default().to_owned(),
-        target: request.path.unwrap_or_default().to_owned(),
-        framing,
-        content_length: content_length.unwrap_or(0),
-        expect_continue,
-    })
 }
 
 #[cfg(test)]
@@ -586,14 +744,60 @@ mod tests {
     #[test]
     fn bad_framing_gets_400() {
         for request in [
-            &b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n"[..],
-            b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            b"PUT / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            &b"PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n"[..],
+            b"PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
         ] {
             let (report, reply) = exchange(request);
             assert!(report.is_none());
             assert!(reply.starts_with("HTTP/1.1 400 Bad Request"), "{reply}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn accept_errors_back_off_only_when_resources_run_out() {
+        let os = io::Error::from_raw_os_error;
+        let ms = Duration::from_millis;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let enobufs = 105;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let enobufs = 55;
+        let cases: Vec<(io::Error, Duration, Duration)> = vec![
+            // error, previous pause, next pause
+            (os(24), Duration::ZERO, ms(50)), // EMFILE
+            (os(23), ms(50), ms(100)),        // ENFILE
+            (os(enobufs), ms(400), ms(800)),  // ENOBUFS
+            (os(12), ms(800), ms(1000)),      // ENOMEM, at the cap
+            (os(24), ms(1000), ms(1000)),
+            (io::ErrorKind::OutOfMemory.into(), Duration::ZERO, ms(50)),
+            (
+                io::ErrorKind::ConnectionAborted.into(),
+                ms(800),
+                Duration::ZERO,
+            ),
+            (io::ErrorKind::Interrupted.into(), ms(50), Duration::ZERO),
+            (os(71), Duration::ZERO, Duration::ZERO), // EPROTO, about one connection
+        ];
+        for (err, previous, next) in cases {
+            assert_eq!(
+                accept_backoff(&err, previous),
+                next,
+                "{err:?} after {previous:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn slots_are_capped_and_given_back() {
+        let active = Arc::new(AtomicUsize::new(0));
+        let first = Slot::take(&active, 2).unwrap();
+        let second = Slot::take(&active, 2).unwrap();
+        assert!(Slot::take(&active, 2).is_none());
+        drop(first);
+        let third = Slot::take(&active, 2).unwrap();
+        drop((second, third));
+        assert_eq!(active.load(Ordering::Acquire), 0);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use crate::proto::dechunk::{ChunkEvent, Dechunker};
 use crate::proto::limits::Limits;
+use crate::proto::message::BodyFraming;
 use crate::proto::peer_error::PeerError;
-use crate::proto::response::BodyFraming;
 use crate::trace::Part;
 
 /// One step of the body.

@@ -18,6 +18,7 @@
 //! caller's fixed buffer never needs to hold more than a limit.
 
 use crate::proto::limits::Limits;
+use crate::proto::message;
 use crate::proto::peer_error::{PeerError, excerpt};
 use crate::trace::Part;
 
@@ -134,6 +135,7 @@ impl Dechunker {
                     Ok((2, ChunkEvent::DataEnd))
                 }
                 [] | [b'\r'] => Ok((0, ChunkEvent::NeedMore)),
+                [b'\n', ..] => Err(PeerError::BareLfAfterChunkData),
                 _ => Err(PeerError::MissingChunkCrLf),
             },
             State::Trailers { bytes } => {
@@ -148,6 +150,9 @@ impl Dechunker {
                 if line == b"\r\n" {
                     self.state = State::Ended;
                     return Ok((2, ChunkEvent::End));
+                }
+                if !line.ends_with(b"\r\n") {
+                    return Err(PeerError::BareLfInTrailer);
                 }
                 if bytes + line.len() > self.max_trailer_bytes {
                     return Err(too_large);
@@ -191,11 +196,14 @@ fn parse_size_line(line: &[u8]) -> Result<(u64, &[u8]), PeerError> {
         }
         size = (size << 4) | u64::from(hex_value(digit));
     }
+    // RFC 9112 section 7.1 ends the line with CRLF. A bare LF gets its own message, so a
+    // peer's author sees the real fault instead of "expected hex digits".
     let Some(rest) = line[digits..].strip_suffix(b"\r\n") else {
-        return Err(if line[digits..].contains(&b';') {
-            PeerError::BareLfInExtension
-        } else {
-            bad()
+        let rest = &line[digits..];
+        return Err(match rest.iter().position(|&b| b == b';') {
+            Some(semicolon) if !rest[..semicolon].contains(&b'\r') => PeerError::BareLfInExtension,
+            _ if !rest.contains(&b'\r') => PeerError::BareLfInChunkSize,
+            _ => bad(),
         });
     };
     let extensions = rest.trim_ascii_start();
@@ -206,14 +214,14 @@ fn parse_size_line(line: &[u8]) -> Result<(u64, &[u8]), PeerError> {
     if extensions[0] != b';' {
         return Err(bad());
     }
+    // The line ends at its first LF, so the only line break left to find is a stray CR;
+    // it and other controls (HTAB is whitespace) are not allowed in an extension.
     if extensions
         .iter()
-        .any(|&b| b == b'\r' || b == b'\n' || (b < 0x20 && b != b'\t') || b == 0x7f)
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
     {
-        return Err(if extensions.contains(&b'\n') {
-            PeerError::BareLfInExtension
-        } else {
-            bad()
+        return Err(PeerError::BadChunkExtension {
+            extension: excerpt(extensions),
         });
     }
     Ok((size, extensions))
@@ -227,19 +235,14 @@ fn hex_value(digit: u8) -> u8 {
     }
 }
 
-/// Parses `field-name ":" OWS field-value OWS CRLF`; `line` ends with LF.
+/// Parses `field-name ":" OWS field-value OWS CRLF` with the message layer's field rule;
+/// `line` ends with LF.
 fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), PeerError> {
-    let bad = || PeerError::BadTrailer {
-        excerpt: excerpt(line),
-    };
-    let content = line.strip_suffix(b"\r\n").ok_or_else(bad)?;
-    let colon = content.iter().position(|&b| b == b':').ok_or_else(bad)?;
-    let (name, value) = (&content[..colon], content[colon + 1..].trim_ascii());
-    if http::HeaderName::from_bytes(name).is_err() || http::HeaderValue::from_bytes(value).is_err()
-    {
-        return Err(bad());
-    }
-    Ok((name, value))
+    line.strip_suffix(b"\r\n")
+        .and_then(message::split_field_line)
+        .ok_or_else(|| PeerError::BadTrailer {
+            excerpt: excerpt(line),
+        })
 }
 
 #[cfg(test)]
@@ -362,18 +365,22 @@ mod tests {
             (b"5x\r\nhello\r\n", |e| {
                 matches!(e, PeerError::BadChunkSize { .. })
             }),
-            (b"5\nhello\r\n", |e| {
-                matches!(e, PeerError::BadChunkSize { .. })
-            }),
+            (b"5\nhello\r\n", |e| *e == PeerError::BareLfInChunkSize),
+            (b"5 \nhello\r\n", |e| *e == PeerError::BareLfInChunkSize),
             (b"10000000000000000\r\n", |e| {
                 *e == PeerError::ChunkSizeOverflow
             }),
             (b"5;ext\nhello\r\n", |e| *e == PeerError::BareLfInExtension),
             (b"5;a\rb\r\nhello\r\n", |e| {
-                matches!(e, PeerError::BadChunkSize { .. })
+                matches!(e, PeerError::BadChunkExtension { .. })
+            }),
+            (b"5;a\x01\r\nhello\r\n", |e| {
+                matches!(e, PeerError::BadChunkExtension { .. })
             }),
             (b"5\r\nhelloXY", |e| *e == PeerError::MissingChunkCrLf),
-            (b"5\r\nhello\n", |e| *e == PeerError::MissingChunkCrLf),
+            (b"5\r\nhello\n", |e| *e == PeerError::BareLfAfterChunkData),
+            (b"0\r\nX: 1\n\r\n", |e| *e == PeerError::BareLfInTrailer),
+            (b"0\r\n\n", |e| *e == PeerError::BareLfInTrailer),
             (b"0\r\nno colon\r\n\r\n", |e| {
                 matches!(e, PeerError::BadTrailer { .. })
             }),
@@ -395,6 +402,52 @@ mod tests {
                     String::from_utf8_lossy(input)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn messages_say_what_is_wrong() {
+        // Each message names the actual fault, not a neighbouring one (a bare LF is not
+        // "expected hex digits"), and quotes the line where there is one.
+        let cases: &[(&[u8], &str)] = &[
+            (
+                b"zz\r\n",
+                "bad chunk-size line \"zz\\r\\n\": expected hex digits",
+            ),
+            (
+                b"5\nhello\r\n",
+                "bare LF in chunk-size line; RFC 9112 requires CRLF",
+            ),
+            (
+                b"5;ext\nhello\r\n",
+                "bare LF in a chunk extension; RFC 9112 requires CRLF",
+            ),
+            (
+                b"5;a\x01\r\nhello\r\n",
+                "bad chunk extension \";a\\x01\": a control character",
+            ),
+            (
+                b"5\r\nhello\n",
+                "bare LF after chunk data; RFC 9112 requires CRLF",
+            ),
+            (b"5\r\nhelloXY", "chunk data not followed by CRLF"),
+            (
+                b"0\r\nX: 1\n\r\n",
+                "bare LF in the trailer section; RFC 9112 requires CRLF",
+            ),
+            (
+                b"0\r\nno colon\r\n\r\n",
+                "malformed trailer field \"no colon\\r\\n\"",
+            ),
+        ];
+        for (input, message) in cases {
+            let err = decode_in_steps(input, usize::MAX, &Limits::default()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                *message,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

@@ -19,6 +19,7 @@ pub mod exchange;
 pub mod framer;
 pub mod head;
 pub mod limits;
+pub mod message;
 pub mod peer_error;
 pub mod policy;
 pub mod response;

@@ -16,6 +16,11 @@ pub enum PeerError {
         /// The start of what came instead.
         excerpt: String,
     },
+    /// The request line does not parse.
+    BadRequestLine {
+        /// The start of what came instead.
+        excerpt: String,
+    },
     /// The HTTP version is not 1.x.
     UnsupportedVersion,
     /// A header line does not parse, or its name or value is not allowed.
@@ -61,8 +66,19 @@ pub enum PeerError {
     },
     /// A bare LF inside a chunk extension.
     BareLfInExtension,
+    /// A chunk-size line ended by a bare LF instead of CRLF.
+    BareLfInChunkSize,
+    /// A chunk extension with a control character in it (a stray CR, say).
+    BadChunkExtension {
+        /// The extensions as received, from the first `;`.
+        extension: String,
+    },
+    /// Chunk data followed by a bare LF instead of CRLF.
+    BareLfAfterChunkData,
     /// Chunk data not followed by CRLF.
     MissingChunkCrLf,
+    /// A trailer line (or the empty line ending the body) ended by a bare LF.
+    BareLfInTrailer,
     /// A trailer line does not parse.
     BadTrailer {
         /// The start of the line.
@@ -77,6 +93,31 @@ pub enum PeerError {
     BodyTooLarge {
         /// The limit, in bytes.
         limit: u64,
+    },
+    /// A header field value continued on the next line (obs-fold, RFC 9112 section 5.2),
+    /// in a request: a server may refuse it, and the sink does.
+    ObsoleteLineFolding {
+        /// The start of the folded field line.
+        excerpt: String,
+    },
+    /// An HTTP/1.1 request without a Host field (RFC 9112 section 3.2).
+    MissingHost,
+    /// A request with more than one Host field line (RFC 9112 section 3.2).
+    DuplicateHost,
+    /// An HTTP/1.0 message with Transfer-Encoding: its framing is faulty (RFC 9112
+    /// section 6.1).
+    TransferEncodingInHttp10,
+    /// A request whose Transfer-Encoding does not end in chunked, so its body has no
+    /// length (RFC 9112 section 6.3, rule 4).
+    ChunkedNotLast {
+        /// The Transfer-Encoding value(s) as received.
+        value: String,
+    },
+    /// A request body in a transfer coding other than chunked, which this side does not
+    /// decode (answered with 501 Not Implemented).
+    UnsupportedTransferCoding {
+        /// The Transfer-Encoding value(s) as received.
+        value: String,
     },
     /// The connection closed before the end of the body.
     Truncated {
@@ -111,6 +152,10 @@ impl fmt::Display for PeerError {
                     "bad status line: expected \"HTTP/1.x NNN reason\", got \"{excerpt}\""
                 )
             }
+            PeerError::BadRequestLine { excerpt } => write!(
+                f,
+                "bad request line: expected \"METHOD target HTTP/1.x\", got \"{excerpt}\""
+            ),
             PeerError::UnsupportedVersion => f.write_str("HTTP version is not 1.0 or 1.1"),
             PeerError::BadHeader { excerpt } => write!(f, "malformed header field \"{excerpt}\""),
             PeerError::HeadTooLarge { limit } => {
@@ -133,14 +178,31 @@ impl fmt::Display for PeerError {
             ),
             PeerError::BadContentLength { value } => write!(f, "bad Content-Length \"{value}\""),
             PeerError::BadChunkSize { line } => {
-                write!(f, "bad chunk size line \"{line}\": expected hex digits")
+                write!(f, "bad chunk-size line \"{line}\": expected hex digits")
             }
             PeerError::ChunkSizeOverflow => f.write_str("chunk size does not fit in 64 bits"),
             PeerError::ChunkLineTooLong { limit } => {
                 write!(f, "chunk size line longer than the limit of {limit} bytes")
             }
-            PeerError::BareLfInExtension => f.write_str("bare LF in a chunk extension"),
+            PeerError::BareLfInExtension => {
+                f.write_str("bare LF in a chunk extension; RFC 9112 requires CRLF")
+            }
+            PeerError::BareLfInChunkSize => {
+                f.write_str("bare LF in chunk-size line; RFC 9112 requires CRLF")
+            }
+            PeerError::BadChunkExtension { extension } => {
+                write!(
+                    f,
+                    "bad chunk extension \"{extension}\": a control character"
+                )
+            }
+            PeerError::BareLfAfterChunkData => {
+                f.write_str("bare LF after chunk data; RFC 9112 requires CRLF")
+            }
             PeerError::MissingChunkCrLf => f.write_str("chunk data not followed by CRLF"),
+            PeerError::BareLfInTrailer => {
+                f.write_str("bare LF in the trailer section; RFC 9112 requires CRLF")
+            }
             PeerError::BadTrailer { excerpt } => write!(f, "malformed trailer field \"{excerpt}\""),
             PeerError::TrailerTooLarge { limit } => {
                 write!(f, "trailer section larger than the limit of {limit} bytes")
@@ -148,6 +210,23 @@ impl fmt::Display for PeerError {
             PeerError::BodyTooLarge { limit } => {
                 write!(f, "body larger than the limit of {limit} bytes")
             }
+            PeerError::ObsoleteLineFolding { excerpt } => write!(
+                f,
+                "header field continued on the next line (obsolete line folding) at \"{excerpt}\""
+            ),
+            PeerError::MissingHost => f.write_str("HTTP/1.1 request without a Host field"),
+            PeerError::DuplicateHost => f.write_str("request with more than one Host field"),
+            PeerError::TransferEncodingInHttp10 => {
+                f.write_str("HTTP/1.0 message with Transfer-Encoding: the framing is faulty")
+            }
+            PeerError::ChunkedNotLast { value } => write!(
+                f,
+                "Transfer-Encoding \"{value}\" does not end in chunked: the request body has no length"
+            ),
+            PeerError::UnsupportedTransferCoding { value } => write!(
+                f,
+                "Transfer-Encoding \"{value}\": only chunked is implemented"
+            ),
             PeerError::Truncated {
                 received,
                 expected: Some(expected),

@@ -1,34 +1,14 @@
 //! The response head parser, over httparse: interim responses, the final status and
 //! headers within limits, and the body framing that follows from them.
 //!
-//! RFC 9112 section 6.3 decides the body length; the rules are quoted where applied.
+//! The rules (field validation, obs-fold, limits, framing, persistence) are those of
+//! [`crate::proto::message`], which the sink applies to requests too.
 
 use crate::proto::limits::{Limits, MAX_HEADERS_CAP};
+use crate::proto::message::{self, Kind};
 use crate::proto::peer_error::{PeerError, excerpt};
 
-/// How the response body is delimited (RFC 9112 section 6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
-    /// No body: a response to HEAD, or 204, or 304.
-    Empty,
-    /// Exactly this many bytes.
-    ContentLength(u64),
-    /// Chunked transfer coding.
-    Chunked,
-    /// Until the server closes the connection.
-    CloseDelimited,
-}
-
-impl std::fmt::Display for BodyFraming {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BodyFraming::Empty => f.write_str("no body"),
-            BodyFraming::ContentLength(len) => write!(f, "Content-Length, {len} bytes"),
-            BodyFraming::Chunked => f.write_str("chunked"),
-            BodyFraming::CloseDelimited => f.write_str("until the server closes"),
-        }
-    }
-}
+pub use crate::proto::message::BodyFraming;
 
 /// A parsed final response head.
 #[derive(Debug, Clone)]
@@ -39,25 +19,15 @@ pub struct ResponseHead {
     pub version_minor: u8,
     /// The reason phrase (invalid UTF-8 replaced).
     pub reason: String,
-    /// The header fields.
+    /// The header fields, each obs-fold replaced by one space.
     pub headers: http::HeaderMap,
 }
 
 impl ResponseHead {
     /// True when the server will close the connection after this response:
-    /// `Connection: close`, or HTTP/1.0 without `Connection: keep-alive`.
+    /// `Connection: close`, or HTTP/1.0 without `Connection: keep-alive` (message rule 11).
     pub fn wants_close(&self) -> bool {
-        let has_token = |token: &str| {
-            self.headers
-                .get_all(http::header::CONNECTION)
-                .iter()
-                .any(|v| {
-                    v.to_str()
-                        .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-                        .unwrap_or(false)
-                })
-        };
-        has_token("close") || (self.version_minor == 0 && !has_token("keep-alive"))
+        message::wants_close(self.version_minor, &self.headers)
     }
 }
 
@@ -84,7 +54,7 @@ pub enum HeadParse {
     },
 }
 
-/// Parses a response head at the start of `input`.
+/// Parses a response head at the start of `input`, with the rules of [`message`].
 pub fn parse_response_head(
     input: &[u8],
     request_was_head: bool,
@@ -93,19 +63,22 @@ pub fn parse_response_head(
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
     let headers = &mut storage[..limits.header_count()];
     let mut response = httparse::Response::new(headers);
-    let consumed = match response.parse(input) {
-        Ok(httparse::Status::Complete(consumed)) if consumed <= limits.max_head_bytes => consumed,
-        Ok(_) if input.len() >= limits.max_head_bytes => {
-            return Err(PeerError::HeadTooLarge {
-                limit: limits.max_head_bytes,
-            });
-        }
-        Ok(_) => return Ok(HeadParse::Partial),
-        Err(err) => return Err(parse_error(err, input, limits)),
+    // Message rule 2: a user agent must accept obs-fold in a response; httparse then keeps
+    // the fold's CRLF inside the value, and `message::header_map` replaces it by a space.
+    let parsed = httparse::ParserConfig::default()
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .parse_response(&mut response, input);
+    // The kind's status is not known before parsing; it only matters for rule 5.
+    let kind = Kind::Response {
+        status: 0,
+        request_was_head,
+    };
+    let Some(consumed) = message::head_length(parsed, input, kind, limits)? else {
+        return Ok(HeadParse::Partial);
     };
     let code = response.code.unwrap_or_default();
     let status = http::StatusCode::from_u16(code).map_err(|_| PeerError::BadStatusLine {
-        excerpt: excerpt(input),
+        excerpt: excerpt(input.split(|&b| b == b'\n').next().unwrap_or(input)),
     })?;
     if status.is_informational() {
         if code == 101 {
@@ -116,126 +89,21 @@ pub fn parse_response_head(
             status: code,
         });
     }
-    let mut header_map = http::HeaderMap::with_capacity(response.headers.len());
-    for header in response.headers.iter() {
-        let bad = || PeerError::BadHeader {
-            excerpt: excerpt(header.name.as_bytes()),
-        };
-        let name = http::HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| bad())?;
-        let value = http::HeaderValue::from_bytes(header.value).map_err(|_| bad())?;
-        header_map.append(name, value);
-    }
     let head = ResponseHead {
         status,
         version_minor: response.version.unwrap_or(1),
         reason: response.reason.unwrap_or_default().to_owned(),
-        headers: header_map,
+        headers: message::header_map(response.headers)?,
     };
-    let framing = body_framing(&head, request_was_head)?;
+    let kind = Kind::Response {
+        status: code,
+        request_was_head,
+    };
+    let framing = message::framing(kind, head.version_minor, &head.headers)?;
     Ok(HeadParse::Final {
         consumed,
         head,
         framing,
-    })
-}
-
-fn parse_error(err: httparse::Error, input: &[u8], limits: &Limits) -> PeerError {
-    match err {
-        httparse::Error::TooManyHeaders => PeerError::TooManyHeaders {
-            limit: limits.header_count(),
-        },
-        httparse::Error::Version if input.starts_with(b"HTTP/") => PeerError::UnsupportedVersion,
-        httparse::Error::Version | httparse::Error::Status | httparse::Error::Token => {
-            PeerError::BadStatusLine {
-                excerpt: excerpt(input),
-            }
-        }
-        _ => PeerError::BadHeader {
-            excerpt: excerpt(first_bad_line(input)),
-        },
-    }
-}
-
-/// The first header line that is not a plain `name: value`, or the whole input.
-fn first_bad_line(input: &[u8]) -> &[u8] {
-    input
-        .split(|&b| b == b'\n')
-        .skip(1)
-        .find(|line| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            !line.is_empty() && !line.contains(&b':')
-        })
-        .unwrap_or(input)
-}
-
-/// RFC 9112 section 6.3: the length of a response body.
-fn body_framing(head: &ResponseHead, request_was_head: bool) -> Result<BodyFraming, PeerError> {
-    let status = head.status.as_u16();
-    // Rule 1: responses to HEAD, and 1xx, 204 and 304 responses, end with the head.
-    if request_was_head || status == 204 || status == 304 {
-        return Ok(BodyFraming::Empty);
-    }
-    let transfer_encoding = head.headers.get_all(http::header::TRANSFER_ENCODING);
-    let content_length = head.headers.get_all(http::header::CONTENT_LENGTH);
-    let has_te = transfer_encoding.iter().next().is_some();
-    let has_cl = content_length.iter().next().is_some();
-    if has_te {
-        // Rule 3: both present may be smuggling; we refuse rather than guess.
-        if has_cl {
-            return Err(PeerError::ConflictingFraming);
-        }
-        // Rule 4: chunked as the final coding delimits the body; any other final coding
-        // means the body runs until the connection closes.
-        let last_coding = transfer_encoding
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .rfind(|coding| !coding.is_empty());
-        return Ok(match last_coding {
-            Some(coding) if coding.eq_ignore_ascii_case(b"chunked") => BodyFraming::Chunked,
-            _ => BodyFraming::CloseDelimited,
-        });
-    }
-    if has_cl {
-        // Rule 5: every value, across fields and lists, must be the same valid number.
-        let mut length: Option<u64> = None;
-        for value in content_length.iter() {
-            for item in value.as_bytes().split(|&b| b == b',') {
-                let parsed = parse_decimal(item.trim_ascii()).ok_or_else(|| bad_length(head))?;
-                if length.is_some_and(|seen| seen != parsed) {
-                    return Err(bad_length(head));
-                }
-                length = Some(parsed);
-            }
-        }
-        return Ok(BodyFraming::ContentLength(length.unwrap_or(0)));
-    }
-    // Rule 8: otherwise the body is everything until the connection closes.
-    Ok(BodyFraming::CloseDelimited)
-}
-
-fn bad_length(head: &ResponseHead) -> PeerError {
-    let values: Vec<String> = head
-        .headers
-        .get_all(http::header::CONTENT_LENGTH)
-        .iter()
-        .map(|v| excerpt(v.as_bytes()))
-        .collect();
-    PeerError::BadContentLength {
-        value: values.join(", "),
-    }
-}
-
-/// Digits only: no sign, no spaces, no overflow.
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |acc, &d| {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
 }
 
@@ -418,6 +286,81 @@ mod tests {
         assert!(matches!(
             parse(b"HTTP/1.1 200 OK\r\nX: a\x01b\r\n\r\n"),
             Err(PeerError::BadHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn a_bad_header_is_quoted_by_its_line_not_by_the_body() {
+        // The second field line is the bad one, and a body follows the head: the message
+        // must show the line, never bytes after the head.
+        let cases: &[(&[u8], &str)] = &[
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Bad\x01: v\r\n\r\nhello world",
+                "X-Bad\\x01: v",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Ctl: a\x01b\r\n\r\nhello world",
+                "X-Ctl: a\\x01b",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nno colon\r\n\r\nhello world",
+                "no colon",
+            ),
+        ];
+        for (input, line) in cases {
+            let err = parse(input).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, PeerError::BadHeader { .. }), "{err:?}");
+            assert!(message.contains(line), "{message} should quote {line}");
+            assert!(!message.contains("hello"), "{message} quotes the body");
+        }
+    }
+
+    #[test]
+    fn folded_field_lines_are_unfolded_to_one_space() {
+        let input = b"HTTP/1.1 200 OK\r\nX-A: one\r\n two\r\nContent-Length: 0\r\n\r\n";
+        for end in 0..input.len() {
+            assert!(
+                matches!(parse(&input[..end]), Ok(HeadParse::Partial)),
+                "{end}"
+            );
+        }
+        match parse(input).unwrap() {
+            HeadParse::Final {
+                consumed,
+                head,
+                framing,
+            } => {
+                assert_eq!(consumed, input.len());
+                assert_eq!(head.headers["x-a"], "one two");
+                assert_eq!(framing, BodyFraming::ContentLength(0));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A fold in a framing field: a value on the next line still parses; a fold that
+        // splits the number makes it "5 5", refused as a bad Content-Length.
+        let folded_start = b"HTTP/1.1 200 OK\r\nContent-Length:\r\n 5\r\n\r\n";
+        assert!(matches!(
+            parse(folded_start),
+            Ok(HeadParse::Final {
+                framing: BodyFraming::ContentLength(5),
+                ..
+            })
+        ));
+        let split = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n 5\r\n\r\n";
+        assert_eq!(
+            parse(split).unwrap_err(),
+            PeerError::BadContentLength {
+                value: "5 5".into()
+            }
+        );
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip,\r\n\tchunked\r\n\r\n";
+        assert!(matches!(
+            parse(chunked),
+            Ok(HeadParse::Final {
+                framing: BodyFraming::Chunked,
+                ..
+            })
         ));
     }
 
