@@ -96,3 +96,35 @@ fn a_server_that_closes_without_answering_exits_52_and_gets_the_body_once() {
     assert!(stderr.contains("without a complete response"), "{stderr}");
     assert!(!server.join().unwrap(), "the POST was sent a second time");
 }
+
+#[test]
+fn standard_input_in_non_blocking_mode_is_waited_for() {
+    // A parent that set O_NONBLOCK on the pipe it hands down (node, some shells) made reads
+    // fail with EAGAIN; the upload must wait for the data instead.
+    use std::os::unix::net::UnixStream;
+    let sink = chunkwire::sink::Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    theirs.set_nonblocking(true).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .args(["upload", "-s", &sink.url("/nb"), "-"])
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for piece in [&b"first "[..], b"second ", b"third"] {
+        thread::sleep(Duration::from_millis(150));
+        ours.write_all(piece).unwrap();
+    }
+    drop(ours);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report = sink.next_report(Duration::from_secs(5)).expect("a report");
+    assert_eq!(report.bytes, 18, "{stderr}");
+}
