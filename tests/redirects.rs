@@ -286,3 +286,63 @@ fn a_fresh_connection_that_closes_without_answering_is_never_sent_again() {
         }
     }
 }
+
+#[test]
+fn a_location_is_resolved_by_rfc_3986_and_other_schemes_are_refused() {
+    // Dot segments are removed: the request goes to /up/x, not /a/../../up/./x.
+    let hop =
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: /a/../../up/./x\r\nContent-Length: 0\r\n\r\n";
+    let (base, seen, handle) = server(vec![hop.into(), CREATED.into()]);
+    let response = Client::new()
+        .upload(&format!("{base}/start"))
+        .max_redirects(3)
+        .send_seekable(Cursor::new(b"x".to_vec()))
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    handle.join().unwrap();
+    let _ = seen.recv().unwrap();
+    let second = seen.recv().unwrap();
+    assert!(
+        second.head.starts_with("PUT /up/x HTTP/1.1\r\n"),
+        "{}",
+        second.head
+    );
+
+    // Another scheme is not a path on the same server: it is a clear error, and nothing
+    // (no body, no Authorization) goes anywhere again.
+    for location in [
+        "ftp://files.example/drop",
+        "file:///etc/passwd",
+        "mailto:a@b.example",
+    ] {
+        let hop = format!(
+            "HTTP/1.1 308 Permanent Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+        );
+        let (base, _seen, handle) = server(vec![hop]);
+        let err = Client::new()
+            .upload(&format!("{base}/start"))
+            .header("Authorization", "Bearer s3cret")
+            .max_redirects(3)
+            .send_seekable(Cursor::new(b"x".to_vec()))
+            .unwrap_err();
+        assert!(err.is_bad_redirect(), "{location}: {err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        handle.join().unwrap();
+    }
+}
+
+#[test]
+fn a_password_in_a_location_is_never_printed() {
+    let hop = "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://user:hunter2@127.0.0.1:9/x\r\nContent-Length: 0\r\n\r\n";
+    let (base, _seen, handle) = server(vec![hop.into()]);
+    let err = Client::new()
+        .upload(&format!("{base}/start"))
+        .max_redirects(3)
+        .send(std::io::repeat(b'p').take(10))
+        .unwrap_err();
+    assert!(err.is_redirect_body_not_resendable(), "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("user:***@"), "{shown}");
+    handle.join().unwrap();
+}
