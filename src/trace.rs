@@ -376,10 +376,8 @@ impl<W: Write + Send> TraceWriter<W> {
         let field = &mut self.fields[index];
         field.shown = shown;
         field.masking = None;
-        field.after_credentials = matches!(
-            masking,
-            Masking::Credentials { .. } | Masking::Continuation
-        );
+        field.after_credentials =
+            matches!(masking, Masking::Credentials { .. } | Masking::Continuation);
     }
 
     /// Prints the pieces held for `direction` as they came, unmasked.
@@ -390,7 +388,13 @@ impl<W: Write + Send> TraceWriter<W> {
         let (part, start) = (self.fields[index].part, self.fields[index].start);
         let mut from = 0;
         for &(end, seconds) in &pieces {
-            self.event(direction, part, start + from as u64, seconds, &held[from..end]);
+            self.event(
+                direction,
+                part,
+                start + from as u64,
+                seconds,
+                &held[from..end],
+            );
             from = end;
         }
         let field = &mut self.fields[index];
@@ -522,10 +526,11 @@ impl Masking {
             None if complete => Masking::Plain,
             None => {
                 let name = trim_end_blanks(held);
-                let could_be = |masked: &&(&str, Masking)| {
-                    masked.0.len() >= name.len() && is_named(name, &masked.0[..name.len()])
+                // Held while the name so far begins one of the masked names.
+                let could_be = |(masked, _): &(&str, Masking)| {
+                    masked.len() >= name.len() && is_named(name, &masked[..name.len()])
                 };
-                if MASKED_FIELDS.iter().any(|masked| could_be(&masked)) {
+                if MASKED_FIELDS.iter().any(could_be) {
                     Masking::Undecided
                 } else {
                     Masking::Plain
@@ -595,7 +600,11 @@ fn mask_userinfo(text: &str) -> Cow<'_, str> {
             .position(|b| b"/?#\"<>`".contains(b) || b.is_ascii_whitespace())
             .map_or(text.len(), |end| authority + end);
         let is_scheme_byte = |b: &&u8| b.is_ascii_alphanumeric() || b"+-.".contains(b);
-        let scheme = bytes[..separator].iter().rev().take_while(is_scheme_byte).count();
+        let scheme = bytes[..separator]
+            .iter()
+            .rev()
+            .take_while(is_scheme_byte)
+            .count();
         // Every byte counted is ASCII, so both ends are character boundaries.
         let url = &text[separator - scheme..end];
         let redacted = redact_userinfo(url);

@@ -135,13 +135,28 @@ fn credential_fields_show_name_and_scheme_only_at_every_split_in_every_format() 
 fn the_masked_line_keeps_its_real_offset_and_length() {
     let line = b"Authorization: Basic dXNlcjpzM2NyZXQ=\r\n";
     let offset = REQUEST_LINE.len() + HOST.len();
-    let hex = traced_head(TraceFormat::Hex, Direction::Sent, Part::RequestLine, line, &[9]);
+    let hex = traced_head(
+        TraceFormat::Hex,
+        Direction::Sent,
+        Part::RequestLine,
+        line,
+        &[9],
+    );
     assert!(
         hex.contains(&format!(" {offset:>10} header ({} bytes, ", line.len())),
         "{hex}"
     );
-    assert!(hex.contains("masked"), "the hex dump says it is masked: {hex}");
-    let json = traced_head(TraceFormat::Json, Direction::Sent, Part::RequestLine, line, &[30]);
+    assert!(
+        hex.contains("masked"),
+        "the hex dump says it is masked: {hex}"
+    );
+    let json = traced_head(
+        TraceFormat::Json,
+        Direction::Sent,
+        Part::RequestLine,
+        line,
+        &[30],
+    );
     assert!(
         json.contains(&format!(
             "\"offset\":{offset},\"part\":\"header\",\"len\":{},\"masked\":\"Authorization: Basic <redacted, 16 bytes>\\r\\n\"}}",
@@ -323,4 +338,48 @@ fn an_upload_with_url_credentials_traces_no_secret() -> Result<(), Box<dyn std::
         );
     }
     Ok(())
+}
+
+#[test]
+fn a_line_cut_short_folded_or_given_with_others_is_still_masked() {
+    for format in FORMATS {
+        // Cut short by the next part (a head that ends early), and by the end of the trace.
+        let mut trace = TraceWriter::new(Vec::new(), format);
+        trace.bytes(
+            Direction::Sent,
+            Part::Header,
+            b"Authorization: Basic dXNlcjpz",
+        );
+        trace.bytes(Direction::Sent, Part::EndOfHead, b"\r\n");
+        trace.bytes(Direction::Sent, Part::Trailer, b"Cookie: a=s3cret");
+        let text = String::from_utf8(trace.into_inner()).unwrap();
+        assert!(leaks(&text, "dXNlcjpz").is_empty(), "{format:?}: {text}");
+        assert!(leaks(&text, "a=s3cret").is_empty(), "{format:?}: {text}");
+        assert!(
+            text.contains("Authorization: Basic <redacted, 8 bytes>"),
+            "{text}"
+        );
+        assert!(text.contains("Cookie: <redacted, 8 bytes>"), "{text}");
+
+        // A continuation line (obs-fold) of a credential field, and several lines in one
+        // call from a caller other than the core.
+        let mut trace = TraceWriter::new(Vec::new(), format);
+        trace.bytes(
+            Direction::Received,
+            Part::Header,
+            b"Proxy-Authorization: Basic dXNl\r\n cjpzM2NyZXQ=\r\nX-A: 1\r\nLocation: http://u:pa55word@h/\r\n",
+        );
+        trace.bytes(Direction::Received, Part::EndOfHead, b"\r\n");
+        let text = String::from_utf8(trace.into_inner()).unwrap();
+        for secret in ["dXNl", "cjpzM2NyZXQ=", "pa55word"] {
+            assert!(leaks(&text, secret).is_empty(), "{format:?}: {text}");
+        }
+        assert!(text.contains(" <redacted, 12 bytes>"), "{text}");
+        assert!(text.contains("http://u:***@h/"), "{text}");
+        let end = match format {
+            TraceFormat::Json => "\"offset\":88,\"part\":\"end of head\"".to_owned(),
+            _ => format!(" {:>10} end of head", 88),
+        };
+        assert!(text.contains(&end), "{format:?}: {text}");
+    }
 }
