@@ -4,7 +4,7 @@
 //! 56 receive).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -412,16 +412,8 @@ fn upload_one(
     append_trace: bool,
     output: &mut Output,
 ) -> Result<(), Failure> {
-    // A regular file can be rewound (for a redirect or a retry); standard input cannot.
-    let (file, known_len) = if is_stdin(file_name) {
-        (None, stdin_file_size())
-    } else {
-        let name = file_name.display().to_string();
-        let file = File::open(file_name).map_err(|e| unreadable(&name, e))?;
-        let meta = file.metadata().map_err(|e| unreadable(&name, e))?;
-        let len = meta.is_file().then_some(meta.len());
-        (Some((file, len.is_some())), len)
-    };
+    let source = Source::open(file_name)?;
+    let known_len = source.known_len();
     let mut request = client.upload(url).method(&args.method);
     let mut expect_continue = args.expect_continue;
     for line in &args.headers {
@@ -476,10 +468,10 @@ fn upload_one(
     if args.location {
         request = request.max_redirects(args.max_redirs);
     }
-    let sent = match file {
-        Some((file, true)) => request.send_seekable(file),
-        Some((file, false)) => request.send(file),
-        None => request.send(io::stdin().lock()),
+    let sent = match source {
+        Source::Regular(file) => request.send_seekable(file),
+        Source::Other(file) => request.send(file),
+        Source::Stdin => request.send(io::stdin().lock()),
     };
     if let Some(meter) = &meter {
         meter.borrow_mut().finish();
@@ -561,10 +553,108 @@ fn is_stdin(file: &Path) -> bool {
     file.as_os_str() == "-"
 }
 
-/// The size of standard input when it is a regular file (`< file`), not a pipe.
-fn stdin_file_size() -> Option<u64> {
-    let meta = stdin_file()?.metadata().ok()?;
-    meta.is_file().then_some(meta.len())
+/// One upload's body.
+enum Source {
+    /// A regular file, or standard input redirected from one (`- < file`): its size is
+    /// known and it can be rewound (for a redirect or a retry) to where it started.
+    Regular(KnownSize),
+    /// A FIFO, a device or the like: read to its end, once.
+    Other(File),
+    /// Standard input that is not a regular file (a pipe, a terminal): read once.
+    Stdin,
+}
+
+impl Source {
+    fn open(file_name: &Path) -> Result<Source, Failure> {
+        if is_stdin(file_name) {
+            let name = "standard input";
+            let Some(mut file) = stdin_file() else {
+                return Ok(Source::Stdin);
+            };
+            let Ok(meta) = file.metadata() else {
+                return Ok(Source::Stdin);
+            };
+            if !meta.is_file() {
+                return Ok(Source::Stdin);
+            }
+            // `(head -c 10 >/dev/null; chunkwire upload URL -) < file`: the body is what
+            // is left from the shared offset on, not the whole file. The duplicated
+            // descriptor shares that offset, and rewinding goes back to it.
+            let start = file.stream_position().map_err(|e| unreadable(name, e))?;
+            return Ok(Source::Regular(KnownSize::new(
+                file,
+                name,
+                meta.len(),
+                start,
+            )));
+        }
+        let name = file_name.display().to_string();
+        let file = File::open(file_name).map_err(|e| unreadable(&name, e))?;
+        let meta = file.metadata().map_err(|e| unreadable(&name, e))?;
+        Ok(if meta.is_file() {
+            Source::Regular(KnownSize::new(file, &name, meta.len(), 0))
+        } else {
+            Source::Other(file)
+        })
+    }
+
+    /// The bytes the body will have, when that is known.
+    fn known_len(&self) -> Option<u64> {
+        match self {
+            Source::Regular(file) => Some(file.size.saturating_sub(file.pos)),
+            Source::Other(_) | Source::Stdin => None,
+        }
+    }
+}
+
+/// A regular file whose size was taken when its upload began. Ending before that size
+/// is an error (`UnexpectedEof`), so that a file that shrinks while it is sent fails the
+/// upload at its read-source stage, before the last chunk, as a Content-Length upload
+/// does, rather than arriving as a complete, shorter body. Growing is not checked: a
+/// chunked upload sends what is there when it reaches the end.
+struct KnownSize {
+    file: File,
+    name: String,
+    /// The file's size when it was opened.
+    size: u64,
+    /// The file offset; a seek (a rewind for a redirect or retry) sets it anew.
+    pos: u64,
+}
+
+impl KnownSize {
+    fn new(file: File, name: &str, size: u64, pos: u64) -> Self {
+        KnownSize {
+            file,
+            name: name.to_owned(),
+            size,
+            pos,
+        }
+    }
+}
+
+impl Read for KnownSize {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(out)?;
+        if n == 0 && !out.is_empty() && self.pos < self.size {
+            let now = self.file.metadata().map_or(self.pos, |m| m.len());
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} shrank from {} to {now} bytes while it was being sent",
+                    self.name, self.size
+                ),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for KnownSize {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
 }
 
 /// Standard input's file descriptor, duplicated (it shares the file offset).
@@ -706,4 +796,41 @@ fn demo(args: &DemoArgs) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_size_fails_at_an_early_end_and_counts_afresh_after_a_seek() {
+        let path =
+            std::env::temp_dir().join(format!("chunkwire-known-size-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        let mut body = KnownSize::new(File::open(&path).unwrap(), "f", 10, 0);
+        let mut buf = [0u8; 4];
+        assert_eq!(body.read(&mut buf).unwrap(), 4);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(6)
+            .unwrap();
+        assert_eq!(body.read(&mut buf).unwrap(), 2);
+        let err = body.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            err.to_string(),
+            "f shrank from 10 to 6 bytes while it was being sent"
+        );
+        // Rewound and whole again: read to the end without an error.
+        std::fs::write(&path, b"0123456789").unwrap();
+        body.rewind().unwrap();
+        let mut all = Vec::new();
+        body.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"0123456789");
+        // An empty buffer is not an end.
+        assert_eq!(body.read(&mut []).unwrap(), 0);
+        std::fs::remove_file(&path).unwrap();
+    }
 }

@@ -417,3 +417,119 @@ fn a_source_that_cannot_be_read_is_exit_26_before_connecting() {
         listener.assert_untouched("no read permission");
     }
 }
+
+// --- 5. Standard input at an offset --------------------------------------------------
+
+#[test]
+fn content_length_of_standard_input_counts_from_its_offset() {
+    let dir = TempDir::new("stdin-offset");
+    let data = pattern(1000);
+    let path = dir.file("body", &data);
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    for content_length in [true, false] {
+        // `(head -c 10 >/dev/null; chunkwire upload ...) < file`
+        let mut stdin = File::open(&path).unwrap();
+        stdin.seek(SeekFrom::Start(10)).unwrap();
+        let mut args = vec!["upload"];
+        if content_length {
+            args.push("--content-length");
+        }
+        let url = sink.url("/offset");
+        args.extend([url.as_str(), "-"]);
+        let output = chunkwire(&args).stdin(stdin).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let report = sink.next_report(REPORT_WAIT).unwrap();
+        let expected = if content_length {
+            Framing::ContentLength
+        } else {
+            Framing::Chunked
+        };
+        assert_eq!(report.framing, expected);
+        assert_eq!(report.bytes, 990);
+        assert_eq!(report.crc32, crc32fast::hash(&data[10..]));
+    }
+}
+
+#[test]
+fn standard_input_from_a_file_is_sent_again_after_a_307() {
+    let dir = TempDir::new("stdin-redirect");
+    let data = pattern(2000);
+    let path = dir.file("body", &data);
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let reply = format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: {}\r\nContent-Length: 0\r\n\r\n",
+        sink.url("/moved")
+    );
+    let (url, server) = answer_once(reply.into_bytes());
+    let mut stdin = File::open(&path).unwrap();
+    stdin.seek(SeekFrom::Start(10)).unwrap();
+    let output = chunkwire(&["upload", "-L", &url, "-"])
+        .stdin(stdin)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    server.join().unwrap();
+    let report = sink.next_report(REPORT_WAIT).unwrap();
+    assert_eq!(report.target, "/moved");
+    assert_eq!(report.bytes, 1990);
+    assert_eq!(report.crc32, crc32fast::hash(&data[10..]));
+}
+
+// --- 7. A file that shrinks while it is sent -----------------------------------------
+
+#[test]
+fn a_file_that_shrinks_during_a_chunked_upload_fails_without_a_last_chunk() {
+    let dir = TempDir::new("shrinks");
+    let data = pattern(256 * 1024);
+    let path = dir.file("body", &data);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/up", listener.local_addr().unwrap());
+    let shrink = path.clone();
+    let server = thread::spawn(move || {
+        let mut stream = accept_within(&listener, Duration::from_secs(5)).unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while find(&seen, b"\r\n\r\n").is_none() {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return seen,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        // The head is here; the rate limit keeps most of the body still unread.
+        File::options()
+            .write(true)
+            .open(&shrink)
+            .unwrap()
+            .set_len(2048)
+            .unwrap();
+        seen.extend(read_until_quiet(&mut stream, Duration::from_secs(3)));
+        seen
+    });
+    let output = chunkwire(&[
+        "upload",
+        "--chunk-size",
+        "1k",
+        "--limit-rate",
+        "64k",
+        &url,
+        &path,
+    ])
+    .output()
+    .unwrap();
+    let seen = server.join().unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(55), "{message}");
+    assert!(
+        message.contains("shrank from 262144 to 2048 bytes while it was being sent"),
+        "{message}"
+    );
+    assert!(
+        message.contains("body"),
+        "the message names the file: {message}"
+    );
+    assert!(
+        find(&seen, b"\r\n0\r\n\r\n").is_none(),
+        "a last chunk was sent"
+    );
+    assert!(seen.len() < data.len(), "{} bytes arrived", seen.len());
+}
