@@ -430,6 +430,18 @@ fn upload_one(
             }
             continue;
         }
+        // `-H 'Transfer-Encoding: chunked'` is curl's way to ask for a chunked upload:
+        // it is what chunkwire sends anyway (the library takes it as a no-op), and it
+        // cannot be had together with a Content-Length.
+        if args.content_length
+            && name.trim().eq_ignore_ascii_case("transfer-encoding")
+            && value.trim().eq_ignore_ascii_case("chunked")
+        {
+            return Err(Failure::usage(
+                "-H 'Transfer-Encoding: chunked' and --content-length conflict: \
+                 the body is framed one way or the other",
+            ));
+        }
         request = request.header(name, value);
     }
     if expect_continue {

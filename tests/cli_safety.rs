@@ -475,6 +475,73 @@ fn standard_input_from_a_file_is_sent_again_after_a_307() {
     assert_eq!(report.crc32, crc32fast::hash(&data[10..]));
 }
 
+// --- 6. -H 'Transfer-Encoding: chunked' ----------------------------------------------
+
+#[test]
+fn transfer_encoding_chunked_as_a_header_is_what_is_sent_anyway() {
+    let dir = TempDir::new("te-header");
+    let source = dir.file("body", b"payload");
+    // curl's idiom for a chunked upload (`curl -T f -H 'Transfer-Encoding: chunked'`).
+    for header in ["Transfer-Encoding: chunked", "transfer-encoding:  Chunked "] {
+        let (url, server) = answer_once(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec());
+        let output = chunkwire(&["upload", "-H", header, &url, &source])
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{header}: {}",
+            stderr(&output)
+        );
+        let request = String::from_utf8(server.join().unwrap()).unwrap();
+        let lower = request.to_ascii_lowercase();
+        assert_eq!(lower.matches("transfer-encoding").count(), 1, "{request}");
+        assert!(
+            request.contains("Transfer-Encoding: chunked\r\n"),
+            "{request}"
+        );
+        assert!(request.ends_with("7\r\npayload\r\n0\r\n\r\n"), "{request}");
+    }
+
+    // With --content-length the two ask for different framings.
+    let (listener, url) = Untouched::new();
+    let output = chunkwire(&[
+        "upload",
+        "-m",
+        "2",
+        "--content-length",
+        "-H",
+        "Transfer-Encoding: chunked",
+        &url,
+        &source,
+    ])
+    .output()
+    .unwrap();
+    assert_refused(&output, 2, "conflict", "with --content-length");
+    listener.assert_untouched("with --content-length");
+
+    // Any other transfer coding is still chunkwire's to decide.
+    let (listener, url) = Untouched::new();
+    let output = chunkwire(&[
+        "upload",
+        "-m",
+        "2",
+        "-H",
+        "Transfer-Encoding: gzip",
+        &url,
+        &source,
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("Transfer-Encoding"),
+        "{}",
+        stderr(&output)
+    );
+    listener.assert_untouched("gzip");
+}
+
 // --- 7. A file that shrinks while it is sent -----------------------------------------
 
 #[test]
