@@ -4,7 +4,7 @@
 //! redirects, 52 no response, 55 send, 56 receive, 65 a redirect the body could not follow).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use chunkwire::trace::{Direction, Part, Trace, TraceFormat, TraceWriter};
 use chunkwire::{Client, Error, ServerTls, Stage, TlsConfig, UploadProgress};
 use std::cell::RefCell;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 #[path = "cli/args.rs"]
@@ -189,12 +189,15 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
             "standard input (-) can be uploaded only once",
         ));
     }
-    let mut output: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(
-            File::create(path)
-                .map_err(|e| Failure::usage(format!("cannot create {}: {e}", path.display())))?,
-        ),
-        None => Box::new(io::stdout().lock()),
+    // Everything that can be found wrong with the files is found before connecting.
+    let sources = check_sources(&args.files)?;
+    check_destinations(&args, &sources)?;
+    let mut output = match &args.output {
+        Some(path) => Output::File {
+            path: path.clone(),
+            file: None,
+        },
+        None => Output::Stdout(io::stdout().lock()),
     };
     for (index, file) in args.files.iter().enumerate() {
         let url = if args.files.len() > 1 && args.url.ends_with('/') {
@@ -207,8 +210,202 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
             args.url.clone()
         };
         upload_one(&client, &args, &url, file, index > 0, &mut output)?;
+        output.finish().map_err(|e| Failure {
+            message: format!("cannot write the response body: {e}"),
+            code: 23,
+        })?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where response bodies go. A `-o` file is created (or truncated) only when the first
+/// body byte is written, as curl does, so an upload that fails before its response keeps
+/// the file as it was; an upload that succeeds with an empty body leaves an empty file,
+/// also as curl does (curl 7.88: `curl -o x URL` against `Content-Length: 0` makes `x`).
+/// Every write error, the final flush's included, reaches the caller: curl's exit 23.
+enum Output {
+    Stdout(io::StdoutLock<'static>),
+    File { path: PathBuf, file: Option<File> },
+}
+
+impl Output {
+    /// Ends one upload's body: creates the `-o` file if no byte made it yet, and flushes.
+    fn finish(&mut self) -> io::Result<()> {
+        match self {
+            Output::Stdout(out) => out.flush().map_err(|e| named("standard output", e)),
+            Output::File { path, file } => {
+                if file.is_none() {
+                    *file = Some(create_output(path)?);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn create_output(path: &Path) -> io::Result<File> {
+    File::create(path).map_err(|e| named(&format!("cannot create {}", path.display()), e))
+}
+
+/// `e`, with `what` in front of its message.
+fn named(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+impl Write for Output {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::Stdout(out) => out.write(bytes).map_err(|e| named("standard output", e)),
+            Output::File { path, file } => {
+                if bytes.is_empty() {
+                    return Ok(0);
+                }
+                let file = match file {
+                    Some(file) => file,
+                    None => file.insert(create_output(path)?),
+                };
+                file.write(bytes)
+                    .map_err(|e| named(&path.display().to_string(), e))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::Stdout(out) => out.flush().map_err(|e| named("standard output", e)),
+            Output::File { file: None, .. } => Ok(()),
+            Output::File {
+                path,
+                file: Some(file),
+            } => file
+                .flush()
+                .map_err(|e| named(&path.display().to_string(), e)),
+        }
+    }
+}
+
+/// A regular file to be uploaded, by device and inode, so that any spelling of its path
+/// (and a hard link) is recognised.
+struct SourceId {
+    dev: u64,
+    ino: u64,
+    name: String,
+}
+
+impl SourceId {
+    fn of(meta: &std::fs::Metadata, name: String) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        SourceId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            name,
+        }
+    }
+
+    fn is(&self, meta: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        (self.dev, self.ino) == (meta.dev(), meta.ino())
+    }
+}
+
+/// Curl's exit code for a source it cannot open or read (`(26) Failed to open/read local
+/// data from file/application`).
+const READ_ERROR: u8 = 26;
+
+fn unreadable(name: &str, why: impl std::fmt::Display) -> Failure {
+    Failure {
+        message: format!("cannot read {name}: {why}; nothing was sent"),
+        code: READ_ERROR,
+    }
+}
+
+/// Checks, before connecting, that every source can be read, and returns the regular
+/// files among them. A missing file, a directory or one without read permission is
+/// refused here (exit 26, as curl), not after the head went out. A regular file is
+/// opened to prove it can be; a FIFO or a device only looked at, since opening one can
+/// block or consume what its writer sent: it is opened once, when its turn comes.
+fn check_sources(files: &[PathBuf]) -> Result<Vec<SourceId>, Failure> {
+    let mut regular = Vec::new();
+    for file in files {
+        if is_stdin(file) {
+            let name = "standard input";
+            let Some(meta) = stdin_file().and_then(|f| f.metadata().ok()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                return Err(unreadable(name, "it is a directory"));
+            }
+            if meta.is_file() {
+                regular.push(SourceId::of(&meta, name.to_owned()));
+            }
+            continue;
+        }
+        let name = file.display().to_string();
+        let meta = std::fs::metadata(file).map_err(|e| unreadable(&name, e))?;
+        if meta.is_dir() {
+            return Err(unreadable(&name, "it is a directory"));
+        }
+        if meta.is_file() {
+            File::open(file).map_err(|e| unreadable(&name, e))?;
+            regular.push(SourceId::of(&meta, name));
+        }
+    }
+    Ok(regular)
+}
+
+/// Refuses, before anything is created or sent, a `-o` or trace file that is one of the
+/// sources (the upload would send the file while it is being overwritten: curl does not
+/// check this, and `curl -T f -o f` replaces `f` with the response), and a trace that is
+/// the `-o` file (each would overwrite the other).
+fn check_destinations(args: &UploadArgs, sources: &[SourceId]) -> Result<(), Failure> {
+    let trace = match &args.trace.destination {
+        Some((path, form)) if path != "-" => Some((Path::new(path), form.option())),
+        _ => None,
+    };
+    let output = args.output.as_deref().map(|path| (path, "-o"));
+    for (path, option) in output.into_iter().chain(trace) {
+        // A path that does not exist yet cannot be a source.
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        if let Some(source) = sources.iter().find(|s| s.is(&meta)) {
+            return Err(Failure::usage(format!(
+                "{option} {} is the same file as {}, which is to be uploaded",
+                path.display(),
+                source.name
+            )));
+        }
+    }
+    if let (Some((out, _)), Some((trace, option))) = (output, trace)
+        && same_file(out, trace)
+    {
+        return Err(Failure::usage(format!(
+            "-o {} and {option} {} are the same file",
+            out.display(),
+            trace.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether two paths name one file: by device and inode when both exist; when neither
+/// does, by the canonical directory and the name the file would be created with.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        (Err(_), Err(_)) => {
+            let place = |p: &Path| {
+                let dir = match p.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                Some((dir.canonicalize().ok()?, p.file_name()?.to_owned()))
+            };
+            place(a).is_some_and(|a| Some(a) == place(b))
+        }
+        _ => false,
+    }
 }
 
 /// Uploads one file (or standard input) with the options of `args`; writes the response
@@ -219,20 +416,10 @@ fn upload_one(
     url: &str,
     file_name: &Path,
     append_trace: bool,
-    output: &mut dyn Write,
+    output: &mut Output,
 ) -> Result<(), Failure> {
-    // A regular file can be rewound (for a redirect or a retry); standard input cannot.
-    let (file, known_len) = if is_stdin(file_name) {
-        (None, stdin_file_size())
-    } else {
-        let file = File::open(file_name)
-            .map_err(|e| Failure::usage(format!("cannot open {}: {e}", file_name.display())))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Failure::usage(format!("cannot stat {}: {e}", file_name.display())))?;
-        let len = meta.is_file().then_some(meta.len());
-        (Some((file, len.is_some())), len)
-    };
+    let source = Source::open(file_name)?;
+    let known_len = source.known_len();
     let mut request = client.upload(url).method(&args.method);
     let mut expect_continue = args.expect_continue;
     for line in &args.headers {
@@ -248,6 +435,18 @@ fn upload_one(
                 v => return Err(Failure::usage(format!("Expect: {v:?} is not supported"))),
             }
             continue;
+        }
+        // `-H 'Transfer-Encoding: chunked'` is curl's way to ask for a chunked upload:
+        // it is what chunkwire sends anyway (the library takes it as a no-op), and it
+        // cannot be had together with a Content-Length.
+        if args.content_length
+            && name.trim().eq_ignore_ascii_case("transfer-encoding")
+            && value.trim().eq_ignore_ascii_case("chunked")
+        {
+            return Err(Failure::usage(
+                "-H 'Transfer-Encoding: chunked' and --content-length conflict: \
+                 the body is framed one way or the other",
+            ));
         }
         request = request.header(name, value);
     }
@@ -287,10 +486,10 @@ fn upload_one(
     if args.location {
         request = request.max_redirects(args.max_redirs);
     }
-    let sent = match file {
-        Some((file, true)) => request.send_seekable(file),
-        Some((file, false)) => request.send(file),
-        None => request.send(io::stdin().lock()),
+    let sent = match source {
+        Source::Regular(file) => request.send_seekable(file),
+        Source::Other(file) => request.send(file),
+        Source::Stdin => request.send(io::stdin().lock()),
     };
     if let Some(meter) = &meter {
         meter.borrow_mut().finish();
@@ -372,12 +571,114 @@ fn is_stdin(file: &Path) -> bool {
     file.as_os_str() == "-"
 }
 
-/// The size of standard input when it is a regular file (`< file`), not a pipe.
-fn stdin_file_size() -> Option<u64> {
+/// One upload's body.
+enum Source {
+    /// A regular file, or standard input redirected from one (`- < file`): its size is
+    /// known and it can be rewound (for a redirect or a retry) to where it started.
+    Regular(KnownSize),
+    /// A FIFO, a device or the like: read to its end, once.
+    Other(File),
+    /// Standard input that is not a regular file (a pipe, a terminal): read once.
+    Stdin,
+}
+
+impl Source {
+    fn open(file_name: &Path) -> Result<Source, Failure> {
+        if is_stdin(file_name) {
+            let name = "standard input";
+            let Some(mut file) = stdin_file() else {
+                return Ok(Source::Stdin);
+            };
+            let Ok(meta) = file.metadata() else {
+                return Ok(Source::Stdin);
+            };
+            if !meta.is_file() {
+                return Ok(Source::Stdin);
+            }
+            // `(head -c 10 >/dev/null; chunkwire upload URL -) < file`: the body is what
+            // is left from the shared offset on, not the whole file. The duplicated
+            // descriptor shares that offset, and rewinding goes back to it.
+            let start = file.stream_position().map_err(|e| unreadable(name, e))?;
+            return Ok(Source::Regular(KnownSize::new(
+                file,
+                name,
+                meta.len(),
+                start,
+            )));
+        }
+        let name = file_name.display().to_string();
+        let file = File::open(file_name).map_err(|e| unreadable(&name, e))?;
+        let meta = file.metadata().map_err(|e| unreadable(&name, e))?;
+        Ok(if meta.is_file() {
+            Source::Regular(KnownSize::new(file, &name, meta.len(), 0))
+        } else {
+            Source::Other(file)
+        })
+    }
+
+    /// The bytes the body will have, when that is known.
+    fn known_len(&self) -> Option<u64> {
+        match self {
+            Source::Regular(file) => Some(file.size.saturating_sub(file.pos)),
+            Source::Other(_) | Source::Stdin => None,
+        }
+    }
+}
+
+/// A regular file whose size was taken when its upload began. Ending before that size
+/// is an error (`UnexpectedEof`), so that a file that shrinks while it is sent fails the
+/// upload at its read-source stage, before the last chunk, as a Content-Length upload
+/// does, rather than arriving as a complete, shorter body. Growing is not checked: a
+/// chunked upload sends what is there when it reaches the end.
+struct KnownSize {
+    file: File,
+    name: String,
+    /// The file's size when it was opened.
+    size: u64,
+    /// The file offset; a seek (a rewind for a redirect or retry) sets it anew.
+    pos: u64,
+}
+
+impl KnownSize {
+    fn new(file: File, name: &str, size: u64, pos: u64) -> Self {
+        KnownSize {
+            file,
+            name: name.to_owned(),
+            size,
+            pos,
+        }
+    }
+}
+
+impl Read for KnownSize {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(out)?;
+        if n == 0 && !out.is_empty() && self.pos < self.size {
+            let now = self.file.metadata().map_or(self.pos, |m| m.len());
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} shrank from {} to {now} bytes while it was being sent",
+                    self.name, self.size
+                ),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for KnownSize {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
+/// Standard input's file descriptor, duplicated (it shares the file offset).
+fn stdin_file() -> Option<File> {
     use std::os::fd::AsFd;
-    let fd = io::stdin().as_fd().try_clone_to_owned().ok()?;
-    let meta = File::from(fd).metadata().ok()?;
-    meta.is_file().then_some(meta.len())
+    Some(File::from(io::stdin().as_fd().try_clone_to_owned().ok()?))
 }
 
 /// A deterministic stream of `len` pseudo-random bytes that keeps the CRC-32 of what it gave.
@@ -513,4 +814,41 @@ fn demo(args: &DemoArgs) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_size_fails_at_an_early_end_and_counts_afresh_after_a_seek() {
+        let path =
+            std::env::temp_dir().join(format!("chunkwire-known-size-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        let mut body = KnownSize::new(File::open(&path).unwrap(), "f", 10, 0);
+        let mut buf = [0u8; 4];
+        assert_eq!(body.read(&mut buf).unwrap(), 4);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(6)
+            .unwrap();
+        assert_eq!(body.read(&mut buf).unwrap(), 2);
+        let err = body.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            err.to_string(),
+            "f shrank from 10 to 6 bytes while it was being sent"
+        );
+        // Rewound and whole again: read to the end without an error.
+        std::fs::write(&path, b"0123456789").unwrap();
+        body.rewind().unwrap();
+        let mut all = Vec::new();
+        body.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"0123456789");
+        // An empty buffer is not an end.
+        assert_eq!(body.read(&mut []).unwrap(), 0);
+        std::fs::remove_file(&path).unwrap();
+    }
 }

@@ -80,7 +80,7 @@ pub enum TraceForm {
 }
 
 impl TraceForm {
-    fn option(self) -> &'static str {
+    pub fn option(self) -> &'static str {
         match self {
             TraceForm::Ascii => "--trace-ascii",
             TraceForm::Hex => "--trace",

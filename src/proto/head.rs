@@ -176,8 +176,17 @@ impl RequestHead {
     }
 
     /// Adds a field. `Host` and `User-Agent` replace the defaults; `Content-Length` and
-    /// `Transfer-Encoding` are refused, since the framing sets them.
+    /// `Transfer-Encoding` are refused, since the framing sets them, except
+    /// `Transfer-Encoding: chunked` while the framing is chunked: that is what will be sent
+    /// anyway (curl's idiom for a chunked upload, `-H 'Transfer-Encoding: chunked'`), so
+    /// it is accepted and adds nothing.
     pub fn push(&mut self, field: HeaderField) -> Result<(), RequestError> {
+        if field.is("transfer-encoding")
+            && field.value.eq_ignore_ascii_case(b"chunked")
+            && self.framing == BodyFraming::Chunked
+        {
+            return Ok(());
+        }
         if RESERVED_FIELDS.iter().any(|reserved| field.is(reserved)) {
             return Err(RequestError::ReservedHeader(field.name));
         }
@@ -391,6 +400,37 @@ mod tests {
             HeaderField::parse_line("Accept:  */* ").unwrap().value(),
             b"*/*"
         );
+    }
+
+    #[test]
+    fn transfer_encoding_chunked_is_accepted_only_as_what_is_sent() {
+        let chunked = written(&head("http://h/"));
+        for value in ["chunked", "Chunked", " CHUNKED "] {
+            let mut h = head("http://h/");
+            h.push(HeaderField::new("Transfer-Encoding", value).unwrap())
+                .unwrap();
+            h.push(HeaderField::new("transfer-encoding", value).unwrap())
+                .unwrap();
+            assert_eq!(written(&h), chunked, "{value:?} adds nothing");
+        }
+        for value in ["gzip", "gzip, chunked", "chunked, gzip", "identity", ""] {
+            let mut h = head("http://h/");
+            assert_eq!(
+                h.push(HeaderField::new("Transfer-Encoding", value).unwrap()),
+                Err(RequestError::ReservedHeader("Transfer-Encoding".into())),
+                "{value:?}"
+            );
+        }
+        // Framed by length (or without a body), chunked would contradict the head.
+        for framing in [BodyFraming::Length(3), BodyFraming::None] {
+            let mut h = head("http://h/");
+            h.set_framing(framing);
+            assert_eq!(
+                h.push(HeaderField::new("Transfer-Encoding", "chunked").unwrap()),
+                Err(RequestError::ReservedHeader("Transfer-Encoding".into())),
+                "{framing:?}"
+            );
+        }
     }
 
     #[test]
