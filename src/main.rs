@@ -205,7 +205,8 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "stdin".to_owned());
-            format!("{}{name}", args.url)
+            // One encoded path segment: `#`, `?` and `%` in a name must not change the URL.
+            chunkwire::with_path_segment(&args.url, &name)
         } else {
             args.url.clone()
         };
@@ -505,12 +506,14 @@ fn upload_one(
             response.reason()
         );
         for (name, value) in response.headers() {
-            let _ = writeln!(
-                err,
-                "< {}: {}",
-                name,
-                String::from_utf8_lossy(value.as_bytes())
-            );
+            let value = String::from_utf8_lossy(value.as_bytes());
+            // A Location may carry credentials: never print a password.
+            let shown = if value.contains("://") {
+                chunkwire::redact_userinfo(&value)
+            } else {
+                value.into_owned()
+            };
+            let _ = writeln!(err, "< {name}: {shown}");
         }
         if !response.upload_complete() {
             let _ = writeln!(

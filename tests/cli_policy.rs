@@ -128,3 +128,61 @@ fn standard_input_in_non_blocking_mode_is_waited_for() {
     let report = sink.next_report(Duration::from_secs(5)).expect("a report");
     assert_eq!(report.bytes, 18, "{stderr}");
 }
+
+#[test]
+fn file_names_become_one_encoded_path_segment_each() {
+    let sink = chunkwire::sink::Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("chunkwire-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = ["rep#1.bin", "q?x=1.bin", "pct%41.bin", "été.bin"];
+    let paths: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            std::fs::write(&path, name.as_bytes()).unwrap();
+            path.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let url = sink.url("/dir/");
+    let mut args = vec!["upload", "-s", "-o", "/dev/null", url.as_str()];
+    args.extend(paths.iter().map(String::as_str));
+    let output = Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let targets: Vec<String> = (0..names.len())
+        .map(|_| sink.next_report(Duration::from_secs(5)).unwrap().target)
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "/dir/rep%231.bin",
+            "/dir/q%3Fx%3D1.bin",
+            "/dir/pct%2541.bin",
+            "/dir/%C3%A9t%C3%A9.bin"
+        ]
+    );
+}
+
+#[test]
+fn verbose_output_never_prints_a_password_from_a_location() {
+    let (url, server) = one_shot(
+        "HTTP/1.1 302 Found\r\nLocation: http://user:hunter2@example.invalid/x\r\nContent-Length: 0\r\n\r\n",
+    );
+    let output = upload_stdin(&["-v", "-s", &url, "-"], b"x");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("user:***@example.invalid"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    server.join().unwrap();
+}
