@@ -15,8 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod link_order;
-
 const GIB: f64 = (1u64 << 30) as f64;
 const MIB: u64 = 1 << 20;
 /// The raw client's default write size, chunkwire's default chunk size.
@@ -28,7 +26,6 @@ fn main() {
         Some("reqwest-client") => reqwest_client(&args[1..]),
         Some("raw-client") => raw_client(&args[1..]),
         Some("raw-sink") => raw_sink(&args[1..]),
-        Some("link-order") => options(&args[1..]).and_then(|o| link_order::generate(&o)),
         _ => compare(&args),
     };
     if let Err(e) = result {
@@ -123,20 +120,6 @@ fn compare(args: &[String]) -> Result<()> {
             " (not pinned: taskset or a second core is missing)"
         }
     );
-    match link_order::coverage(&options.chunkwire) {
-        Ok((found, listed)) => {
-            let _ = writeln!(
-                report,
-                "chunkwire's code layout: {found} of the {listed} functions in src/cli/link-order.txt found in the binary{}.\n",
-                if found * 10 < listed * 9 {
-                    " (stale: run `chunkwire-compare link-order` and rebuild)"
-                } else {
-                    ""
-                }
-            );
-        }
-        Err(e) => eprintln!("cannot check the link order list: {e}"),
-    }
     let mut chart_rows = Vec::new();
     for &size in &options.sizes_mib {
         let file = options.work.join(format!("upload-{size}MiB.bin"));
