@@ -422,6 +422,18 @@ impl Upload<'_> {
             head.push(HeaderField::new("Trailer", announced.join(", "))?)?;
         }
         if let Some(len) = self.content_length {
+            // `Transfer-Encoding: chunked` given as a header is a no-op for a chunked body;
+            // with a stated length it contradicts the framing, so say so.
+            if self
+                .fields
+                .iter()
+                .any(|f| f.name().eq_ignore_ascii_case("transfer-encoding"))
+            {
+                return Err(RequestError::InvalidOption {
+                    option: "Transfer-Encoding header",
+                    reason: "chunked conflicts with the stated Content-Length".into(),
+                });
+            }
             if !announced.is_empty() {
                 return Err(RequestError::InvalidOption {
                     option: "trailers",

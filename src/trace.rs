@@ -181,10 +181,10 @@ impl<W: Write + Send> TraceWriter<W> {
     }
 
     fn flush_line(&mut self) {
-        if self.failed.is_none() {
-            if let Err(e) = self.out.write_all(self.line.as_bytes()) {
-                self.failed = Some(e);
-            }
+        if self.failed.is_none()
+            && let Err(e) = self.out.write_all(self.line.as_bytes())
+        {
+            self.failed = Some(e);
         }
         self.line.clear();
     }

@@ -91,3 +91,16 @@ fn after_a_lying_source_the_next_upload_uses_a_new_connection() {
         (Framing::ContentLength, 4, "/y")
     );
 }
+
+#[test]
+fn a_transfer_encoding_header_with_a_stated_length_is_refused_before_connecting() {
+    // Port 9 on loopback: nothing listens, and nothing must be tried.
+    let err = chunkwire::Client::new()
+        .upload("http://127.0.0.1:9/x")
+        .header("Transfer-Encoding", "chunked")
+        .content_length(3)
+        .send(&b"abc"[..])
+        .unwrap_err();
+    assert!(err.is_request(), "{err}");
+    assert!(err.to_string().contains("conflicts"), "{err}");
+}

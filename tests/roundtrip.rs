@@ -21,7 +21,7 @@ struct AwkwardSource<'a> {
 impl Read for AwkwardSource<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         self.calls += 1;
-        if self.interrupt_every > 0 && self.calls % self.interrupt_every == 0 {
+        if self.interrupt_every > 0 && self.calls.is_multiple_of(self.interrupt_every) {
             return Err(io::ErrorKind::Interrupted.into());
         }
         let n = out.len().min(self.max_read).min(self.data.len());
