@@ -88,8 +88,15 @@ fn main() -> ExitCode {
     };
     let result = match command {
         Command::Print(text) => {
-            print!("{text}");
-            Ok(ExitCode::SUCCESS)
+            // `print!` panics on a closed standard output; `--help > /dev/full` is exit 23.
+            let mut out = io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => Err(Failure {
+                    message: format!("cannot write to standard output: {e}"),
+                    code: 23,
+                }),
+            }
         }
         Command::Upload(args) => upload(*args),
         Command::Sink(args) => sink(&args),

@@ -186,3 +186,20 @@ fn verbose_output_never_prints_a_password_from_a_location() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
     server.join().unwrap();
 }
+
+#[test]
+fn help_to_a_full_standard_output_is_exit_23_not_a_panic() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .arg("--help")
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(23), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
