@@ -627,24 +627,21 @@ fn mask_userinfo(text: &str) -> Cow<'_, str> {
 
 /// Bytes as text with CR, LF, tabs, quotes and non-printables escaped.
 fn push_escaped(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        match b {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            b'\t' => out.push_str("\\t"),
-            b'\\' => out.push_str("\\\\"),
-            b'"' => out.push_str("\\\""),
-            0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\x{b:02x}");
-            }
-        }
-    }
+    push_escaped_with(out, bytes, |out, b| {
+        let _ = write!(out, "\\x{b:02x}");
+    });
 }
 
 /// Bytes as the inside of a JSON string (RFC 8259 section 7), a byte past ASCII as the
 /// code point of the same number.
 fn push_json_escaped(out: &mut String, bytes: &[u8]) {
+    push_escaped_with(out, bytes, |out, b| {
+        let _ = write!(out, "\\u{:04x}", u16::from(b));
+    });
+}
+
+/// The escapes both text forms share; `other` writes a byte that is not printable ASCII.
+fn push_escaped_with(out: &mut String, bytes: &[u8], other: impl Fn(&mut String, u8)) {
     for &b in bytes {
         match b {
             b'\r' => out.push_str("\\r"),
@@ -653,9 +650,7 @@ fn push_json_escaped(out: &mut String, bytes: &[u8]) {
             b'\\' => out.push_str("\\\\"),
             b'"' => out.push_str("\\\""),
             0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\u{:04x}", u16::from(b));
-            }
+            _ => other(out, b),
         }
     }
 }

@@ -70,3 +70,18 @@ pub fn serve_once(
     });
     (url, handle)
 }
+
+/// A listener that never accepts, with its queue filled: the kernel now drops new SYNs, so
+/// a connect to it hangs. Keep the returned streams alive while it is used.
+pub fn unanswered_listener() -> (TcpListener, Vec<TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2000 {
+        match TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100)) {
+            Ok(stream) => held.push(stream),
+            Err(_) => return (listener, held),
+        }
+    }
+    panic!("the accept queue never filled");
+}
