@@ -396,12 +396,13 @@ fn check_destinations(args: &UploadArgs, sources: &[SourceId]) -> Result<(), Fai
     Ok(())
 }
 
-/// Whether two paths name one file: by device and inode when both exist; when neither
-/// does, by the canonical directory and the name the file would be created with.
+/// Whether two paths name one regular file, which writing both would garble: by device
+/// and inode when both exist; when neither does, by the canonical directory and the name
+/// the file would be created with. A device such as `/dev/null` is shared harmlessly.
 fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        (Ok(a), Ok(b)) => a.is_file() && (a.dev(), a.ino()) == (b.dev(), b.ino()),
         (Err(_), Err(_)) => {
             let place = |p: &Path| {
                 let dir = match p.parent() {

@@ -325,6 +325,28 @@ fn a_trace_that_is_a_source_or_the_output_is_refused() {
     assert!(!Path::new(&missing).exists());
 }
 
+#[test]
+fn output_and_trace_may_both_be_a_device() {
+    // Only regular files overwrite each other: `-o /dev/null --trace-ascii /dev/null` is
+    // how a benchmark discards both, and curl accepts it.
+    let dir = TempDir::new("device-outputs");
+    let source = dir.file("body", b"payload");
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let output = chunkwire(&[
+        "upload",
+        "-o",
+        "/dev/null",
+        "--trace-ascii",
+        "/dev/null",
+        &sink.url("/dev/"),
+        &source,
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(sink.next_report(REPORT_WAIT).unwrap().bytes, 7);
+}
+
 // --- 3. Write errors on the output ---------------------------------------------------
 
 #[test]
