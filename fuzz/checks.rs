@@ -1172,8 +1172,18 @@ impl UploadRun {
         }
         let (kind, _) = offer(&self.exchange, &mut self.buf);
         if self.exchange.has_response() {
-            assert_eq!(kind, 2, "the send side goes on after the final response");
-            assert!(self.exchange.request_sent() || self.exchange.stopped_by_response());
+            // Only an early 2xx lets the body go on (exchange rule 4), until it is complete.
+            match self.exchange.answered_early() {
+                None => {
+                    assert_eq!(kind, 2, "the send side goes on after a final refusal");
+                    assert!(self.exchange.request_sent() || self.exchange.stopped_by_response());
+                }
+                Some(status) => {
+                    assert!((200..300).contains(&status), "went on after {status}");
+                    assert!(!self.exchange.stopped_by_response());
+                    assert!(!self.exchange.awaits_continue(), "a 2xx is a go-ahead");
+                }
+            }
         }
         if self.exchange.stopped_by_response() {
             assert!(self.exchange.has_response() && !complete);

@@ -29,12 +29,24 @@ pub const fn hex_digits(len: usize) -> usize {
 pub const CRLF: &[u8; 2] = b"\r\n";
 
 /// The single buffer of an upload. See the module docs for the layout.
-#[derive(Debug)]
 pub struct FixedBuf {
     bytes: Box<[u8]>,
     headroom: usize,
     payload_capacity: usize,
     send_region: usize,
+}
+
+/// Sizes only: the bytes are the user's data, and a debug print of a response must not
+/// dump a whole chunk of it.
+impl std::fmt::Debug for FixedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FixedBuf")
+            .field("len", &self.bytes.len())
+            .field("headroom", &self.headroom)
+            .field("payload_capacity", &self.payload_capacity)
+            .field("send_region", &self.send_region)
+            .finish()
+    }
 }
 
 impl FixedBuf {

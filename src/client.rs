@@ -482,8 +482,11 @@ impl Upload<'_> {
 
     /// Streams `body` and returns the response once its head has arrived. Blocks.
     ///
-    /// A server that answers before the body is complete (413, 401, ...) stops the upload;
-    /// its response is returned and [`Response::upload_complete`] is false.
+    /// A server that answers 300 or above before the body is complete (413, 401, ...)
+    /// stops the upload; its response is returned and [`Response::upload_complete`] is
+    /// false. An early 2xx does not: the body goes on to its end and the response comes
+    /// once it has, or the upload fails ([`Error::early_answer`]) if the server stops
+    /// taking it.
     ///
     /// ```
     /// # let sink = chunkwire::sink::Sink::bind("127.0.0.1:0")?.spawn()?;

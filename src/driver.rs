@@ -249,6 +249,9 @@ pub(crate) struct Driven {
     buf: FixedBuf,
     /// The exchange waiting for the connection to open.
     pending: Option<(Exchange, ExchangeOptions, Instant)>,
+    /// A final response that came before the body was complete, held back while the body
+    /// goes on to its end (exchange rule 4): the caller sees it only once the body is sent.
+    early_head: Option<ResponseHead>,
     peer: String,
     readable: bool,
     writable: bool,
@@ -282,6 +285,7 @@ impl Driven {
             machine,
             buf,
             pending: Some((exchange, options, upload_started)),
+            early_head: None,
             peer,
             readable: false,
             writable: false,
@@ -316,6 +320,7 @@ impl Driven {
             machine,
             buf,
             pending: None,
+            early_head: None,
             peer,
             readable: true,
             writable: true,
@@ -606,19 +611,41 @@ impl Driven {
     }
 
     fn pump_exchange(&mut self, source: &mut dyn Read, now: Instant) -> Result<Pumped, Error> {
-        if let Some(head) = self.pump_recv(now)? {
-            return Ok(Pumped::Head(head));
+        // While an early answer is held, its body stays unread (in the socket, not in the
+        // buffer) until the request is sent.
+        if self.early_head.is_none()
+            && let Some(head) = self.pump_recv(now)?
+        {
+            let early = self.machine.exchange().and_then(Exchange::answered_early);
+            if early.is_none() || self.request_sent() {
+                return Ok(Pumped::Head(head));
+            }
+            self.trace_note(Direction::Received, || {
+                format!(
+                    "answered {} before the body was complete: the body goes on to its end",
+                    head.status.as_u16()
+                )
+            });
+            self.early_head = Some(head);
         }
         let busy = match self.pump_send(source, now)? {
             Ok(busy) => busy,
             Err(send_error) => return self.salvage_response(send_error, now),
         };
+        if self.early_head.is_some() && self.request_sent() {
+            return Ok(Pumped::Head(self.early_head.take().expect("checked")));
+        }
         // Bytes may still wait to be read (the read cap): look again without sleeping.
-        if busy || (self.readable && !self.machine.peer_closed()) {
+        let may_read = self.early_head.is_none() && self.readable && !self.machine.peer_closed();
+        if busy || may_read {
             Ok(Pumped::Busy)
         } else {
             Ok(Pumped::Blocked)
         }
+    }
+
+    fn request_sent(&self) -> bool {
+        self.machine.exchange().is_some_and(Exchange::request_sent)
     }
 
     /// Sends until the transport blocks, the machine says wait, or it is time to look
@@ -781,11 +808,27 @@ impl Driven {
 
     /// The transport failed while sending. A server that refuses a body often answers and
     /// closes at once; its answer may already be waiting, and is the better result.
+    /// An early answer that let the body go on (a 2xx) is no answer to a body that then
+    /// failed to go out: that is an error of its own.
     fn salvage_response(&mut self, send_error: io::Error, now: Instant) -> Result<Pumped, Error> {
-        self.readable = true;
-        match self.pump_recv(now) {
-            Ok(Some(head)) => Ok(Pumped::Head(head)),
-            _ => {
+        let salvaged = match self.early_head.take() {
+            Some(head) => Some(head),
+            None => {
+                self.readable = true;
+                self.pump_recv(now).ok().flatten()
+            }
+        };
+        let answered_early = self.machine.exchange().and_then(Exchange::answered_early);
+        match (salvaged, answered_early) {
+            (Some(head), None) => Ok(Pumped::Head(head)),
+            (Some(_), Some(status)) => {
+                let kind = Kind::AnsweredEarlyThenLost {
+                    status,
+                    cause: send_error,
+                };
+                Err(self.fail(self.machine.fail(kind)))
+            }
+            (None, _) => {
                 let err = Error::io(Stage::Send, send_error).with_progress(self.machine.progress());
                 Err(self.fail(err))
             }

@@ -197,6 +197,14 @@ pub(crate) enum Kind {
         /// Where it pointed, without credentials.
         location: String,
     },
+    /// The server answered (2xx) before the body was complete, so the body went on, and
+    /// then the server stopped taking it: the body did not arrive whole.
+    AnsweredEarlyThenLost {
+        /// The early answer's status.
+        status: u16,
+        /// How sending failed after it.
+        cause: io::Error,
+    },
     /// Name resolution gave no address.
     NoAddresses,
     /// More redirects than allowed.
@@ -297,7 +305,18 @@ impl Error {
     /// The I/O error underneath, if there is one.
     pub fn io_error(&self) -> Option<&io::Error> {
         match &self.inner.kind {
-            Kind::Io(e) | Kind::ClosedBeforeResponse(Some(e)) => Some(e),
+            Kind::Io(e)
+            | Kind::ClosedBeforeResponse(Some(e))
+            | Kind::AnsweredEarlyThenLost { cause: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The status of a success (2xx) the server sent before the body was complete, when it
+    /// then stopped taking the body: the upload did not arrive whole, whatever it said.
+    pub fn early_answer(&self) -> Option<u16> {
+        match self.inner.kind {
+            Kind::AnsweredEarlyThenLost { status, .. } => Some(status),
             _ => None,
         }
     }
@@ -370,6 +389,11 @@ impl fmt::Display for Error {
                 "the server redirected ({status}) to {location}, but the body cannot be sent \
                  again: it is a stream that cannot be rewound, and it did not reach the new location"
             )?,
+            Kind::AnsweredEarlyThenLost { status, cause } => write!(
+                f,
+                "the server answered {status} before the body was complete, then stopped \
+                 taking the body ({cause}): it did not arrive whole"
+            )?,
             Kind::NoAddresses => f.write_str("the name resolved to no address")?,
             Kind::TooManyRedirects(max) => write!(f, "more than {max} redirects")?,
             Kind::BadRedirect(e) => write!(f, "the server's redirect cannot be followed: {e}")?,
@@ -393,7 +417,9 @@ impl std::error::Error for Error {
         match &self.inner.kind {
             Kind::Request(e) | Kind::BadRedirect(e) => e.source(),
             Kind::Peer(e) => e.source(),
-            Kind::Io(e) | Kind::ClosedBeforeResponse(Some(e)) => e.source(),
+            Kind::Io(e)
+            | Kind::ClosedBeforeResponse(Some(e))
+            | Kind::AnsweredEarlyThenLost { cause: e, .. } => e.source(),
             _ => None,
         }
     }

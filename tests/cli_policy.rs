@@ -203,3 +203,36 @@ fn help_to_a_full_standard_output_is_exit_23_not_a_panic() {
     assert_eq!(output.status.code(), Some(23), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn an_early_200_then_a_close_is_exit_55_not_success() {
+    // The reproduction: a server answers 200 right after the head and stops reading. The
+    // body never arrived, so a script must not see success (curl: 55, "send failure").
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/up", listener.local_addr().unwrap());
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = [0u8; 4096];
+        let _ = stream.read(&mut head).unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+            .unwrap();
+        thread::sleep(Duration::from_millis(100));
+        // Dropped with unread bytes: the kernel resets the connection.
+    });
+    let file = std::env::temp_dir().join(format!("chunkwire-early-{}", std::process::id()));
+    std::fs::write(&file, vec![5u8; 50 << 20]).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .args(["upload", "-s", &url, file.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(55), "{stderr}");
+    assert!(
+        stderr.contains("answered 200 before the body was complete"),
+        "{stderr}"
+    );
+    server.join().unwrap();
+}

@@ -71,6 +71,64 @@ fn early_413_then_close_is_returned_not_a_broken_pipe() {
     server.join().unwrap();
 }
 
+/// Reads a chunked body up to its last chunk; returns every byte after the head, framing
+/// included.
+fn read_chunked_to_end(stream: &mut TcpStream, mut seen: Vec<u8>) -> Vec<u8> {
+    let mut buf = [0u8; 65536];
+    while !seen.ends_with(b"\r\n0\r\n\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the client closed before its last chunk");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    seen
+}
+
+#[test]
+fn an_early_200_does_not_stop_the_upload() {
+    // curl keeps sending after an early 2xx and stops only for 300 and above: a server that
+    // says "fine" early (an upload endpoint that answers once it has the head) still gets
+    // the whole body, and the caller only hears of success once it went out.
+    const BODY: usize = 3 << 20;
+    let (url, server) = serve_once(|mut stream| {
+        let after_head = read_head(&mut stream);
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        read_chunked_to_end(&mut stream, after_head).len()
+    });
+    let body = vec![b'q'; BODY];
+    let mut response = client().upload(&url).send(&body[..]).unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.upload_complete());
+    assert_eq!(response.progress().body_bytes_sent, BODY as u64);
+    assert_eq!(response.text().unwrap(), "ok");
+    assert!(server.join().unwrap() > BODY);
+}
+
+#[test]
+fn an_early_200_then_close_is_an_error_not_success() {
+    let (url, server) = serve_once(|mut stream| {
+        read_head(&mut stream);
+        stream
+            .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut some = vec![0u8; 100_000];
+        stream.read_exact(&mut some).unwrap();
+        // Closing with unread bytes makes the kernel send a reset.
+    });
+    let body = vec![b'q'; 50 << 20];
+    let err = client().upload(&url).send(&body[..]).unwrap_err();
+    assert_eq!(err.stage(), Stage::Send, "{err}");
+    assert_eq!(err.early_answer(), Some(201), "{err}");
+    assert!(
+        err.to_string()
+            .contains("answered 201 before the body was complete"),
+        "{err}"
+    );
+    assert!(err.progress().body_bytes_sent < body.len() as u64, "{err}");
+    server.join().unwrap();
+}
+
 #[test]
 fn server_closing_mid_upload_is_a_send_error() {
     let (url, server) = serve_once(|mut stream| {

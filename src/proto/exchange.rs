@@ -12,7 +12,9 @@
 //!    read, one more 1-byte fill must return 0 before the last bytes go out, so a source
 //!    longer than stated is an error before the server sees a complete body.
 //! 4. Response bytes are parsed whenever they arrive. Interim (1xx) responses are skipped.
-//!    A final response head before the body is complete stops the send side for good.
+//!    A final response head before the body is complete stops the send side for good,
+//!    unless [`policy::keeps_sending_after_early_answer`] says the body goes on (a 2xx):
+//!    then the body is sent to its end, and [`Exchange::answered_early`] says what came.
 //! 5. After the final head, the remaining bytes are body, decoded on demand.
 //! 6. With `Expect: 100-continue`, the body waits after the head until `100 Continue`
 //!    arrives or the driver says the wait is over; a final response instead means the
@@ -27,6 +29,7 @@ use crate::proto::framer::{frame_chunk, write_last_chunk};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
 use crate::proto::limits::Limits;
 use crate::proto::peer_error::PeerError;
+use crate::proto::policy;
 use crate::proto::response::{
     BodyFraming as ResponseFraming, HeadParse, ResponseHead, parse_response_head,
 };
@@ -114,6 +117,9 @@ pub struct Exchange {
     framing_of_response: Option<ResponseFraming>,
     /// The final response asked to close the connection (or is HTTP/1.0 without keep-alive).
     response_wants_close: bool,
+    /// The status of a final response that came before the body was complete, while the
+    /// body goes on (rule 4).
+    answered_early: Option<u16>,
     sent_lines: LineLabeller,
 }
 
@@ -156,6 +162,7 @@ impl Exchange {
             interim_responses: 0,
             framing_of_response: None,
             response_wants_close: false,
+            answered_early: None,
             sent_lines: LineLabeller::default(),
         })
     }
@@ -170,9 +177,16 @@ impl Exchange {
         self.send == SendState::Finished
     }
 
-    /// True when a final response arrived before the request body was complete.
+    /// True when a final response arrived before the request body was complete, and the
+    /// body stopped there.
     pub fn stopped_by_response(&self) -> bool {
         self.send == SendState::StoppedByResponse
+    }
+
+    /// The status of a final response that arrived before the request body was complete
+    /// while the body goes on to its end (rule 4); `None` if none did.
+    pub fn answered_early(&self) -> Option<u16> {
+        self.answered_early
     }
 
     /// Adds trailer fields made once the body is read (a checksum, say). They go out with
@@ -315,6 +329,8 @@ impl Exchange {
             self.sent_lines = LineLabeller::default();
             self.send = match then {
                 AfterWrite::Fill => SendState::Fill,
+                // A final answer that lets the body go on came while the head was written.
+                AfterWrite::AwaitContinue if self.answered_early.is_some() => SendState::Fill,
                 AfterWrite::AwaitContinue => SendState::AwaitContinue,
                 AfterWrite::Finished => SendState::Finished,
             };
@@ -454,7 +470,15 @@ impl Exchange {
                     self.framing_of_response = Some(framing);
                     self.response_wants_close = head.wants_close();
                     if self.send != SendState::Finished {
-                        self.send = SendState::StoppedByResponse;
+                        let status = head.status.as_u16();
+                        if policy::keeps_sending_after_early_answer(status) {
+                            self.answered_early = Some(status);
+                            if self.send == SendState::AwaitContinue {
+                                self.send = SendState::Fill;
+                            }
+                        } else {
+                            self.send = SendState::StoppedByResponse;
+                        }
                     }
                     return Ok(Some(head));
                 }
@@ -656,6 +680,44 @@ mod tests {
         };
         assert_eq!(&buf.recv_region()[range], b"no!");
         assert_eq!(ex.decode_body(&buf).unwrap(), BodyStep::End);
+    }
+
+    #[test]
+    fn an_early_2xx_lets_the_body_go_on_to_its_end() {
+        for expect in [false, true] {
+            let target = Target::parse("http://h/u").unwrap();
+            let mut head = RequestHead::new("PUT", &target).unwrap();
+            head.set_framing(BodyFraming::Chunked);
+            head.set_expect_continue(expect);
+            let mut buf = FixedBuf::new(4, 256, head.encoded_len());
+            let mut ex = Exchange::new(&head, vec![], Limits::default(), &mut buf).unwrap();
+            // The answer comes while the head is still being written.
+            let SendWant::Write(bytes) = ex.poll_send(&mut buf) else {
+                panic!()
+            };
+            let half = bytes.len() / 2;
+            ex.on_sent(half);
+            let answer = receive(
+                &mut ex,
+                &mut buf,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            );
+            assert_eq!(answer.unwrap().unwrap().status, 200);
+            assert_eq!(ex.answered_early(), Some(200));
+            assert!(!ex.stopped_by_response(), "expect {expect}");
+            let wire = run_send(&mut ex, &mut buf, &mut &b"abcdef"[..], 1000).unwrap();
+            assert!(
+                wire.ends_with(b"4\r\nabcd\r\n2\r\nef\r\n0\r\n\r\n"),
+                "expect {expect}"
+            );
+            assert!(
+                ex.request_sent() && !ex.awaits_continue(),
+                "expect {expect}"
+            );
+            assert_eq!(ex.progress().body_bytes_sent, 6);
+            assert_eq!(ex.decode_body(&buf).unwrap(), BodyStep::End);
+            assert!(ex.reusable());
+        }
     }
 
     #[test]

@@ -21,6 +21,11 @@
 //!    can be sent again (RFC 9110 section 10.1.1).
 //! 6. A connection is kept only when its response was read to the end, the exchange says
 //!    both sides may keep it, and the peer has not closed it.
+//! 7. A final response that comes before the body is complete stops the body when it is
+//!    300 or above: the server refused, redirected or failed, and more bytes would only be
+//!    thrown away (curl does the same). A 2xx does not: the server accepted the request and
+//!    may still read the body, so it goes on to its end, and the response counts only once
+//!    it has; if the server stops reading, the upload failed.
 
 /// Methods whose effect does not depend on how many times they are sent (RFC 9110 9.2.2).
 pub fn is_idempotent(method: &str) -> bool {
@@ -183,9 +188,38 @@ pub fn may_keep(body_read_to_end: bool, exchange_reusable: bool, peer_closed: bo
     body_read_to_end && exchange_reusable && !peer_closed
 }
 
+/// Rule 7: whether the body goes on after a final response with `status` came early.
+pub fn keeps_sending_after_early_answer(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_body_goes_on_only_after_an_early_2xx() {
+        for (status, goes_on) in [
+            (200, true),
+            (201, true),
+            (204, true),
+            (299, true),
+            (300, false),
+            (303, false),
+            (307, false),
+            (401, false),
+            (413, false),
+            (417, false),
+            (500, false),
+            (503, false),
+        ] {
+            assert_eq!(
+                keeps_sending_after_early_answer(status),
+                goes_on,
+                "{status}"
+            );
+        }
+    }
 
     #[test]
     fn redirect_methods_and_bodies() {

@@ -59,14 +59,14 @@ pub fn read_head(stream: &mut TcpStream) -> Vec<u8> {
 }
 
 /// One-connection server running `serve` on a thread; returns the URL.
-pub fn serve_once(
-    serve: impl FnOnce(TcpStream) + Send + 'static,
-) -> (String, thread::JoinHandle<()>) {
+pub fn serve_once<T: Send + 'static>(
+    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (String, thread::JoinHandle<T>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/up", listener.local_addr().unwrap());
     let handle = thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        serve(stream);
+        serve(stream)
     });
     (url, handle)
 }
