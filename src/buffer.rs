@@ -12,7 +12,11 @@
 //! the request head; after it, the last chunk. The receive region holds response bytes
 //! while the upload is still going, so an early response can be read at any time.
 //!
-//! The buffer never grows: its size is fixed when the upload starts.
+//! The send region never grows: its size is fixed when the upload starts. The receive
+//! region starts small (a response head is rarely over a few hundred bytes) and may grow,
+//! up to a limit fixed with it, only when a response head, chunk-size line or trailer
+//! section does not fit: that is one allocation for a rare large response, never one per
+//! chunk, and it keeps the cost of each of many concurrent uploads near its chunk size.
 
 /// Bytes of a chunk-size line's hex digits for a chunk of `len` bytes.
 pub const fn hex_digits(len: usize) -> usize {
@@ -34,6 +38,8 @@ pub struct FixedBuf {
     headroom: usize,
     payload_capacity: usize,
     send_region: usize,
+    /// The receive region may grow to this many bytes; see the module docs.
+    recv_limit: usize,
 }
 
 /// Sizes only: the bytes are the user's data, and a debug print of a response must not
@@ -45,6 +51,7 @@ impl std::fmt::Debug for FixedBuf {
             .field("headroom", &self.headroom)
             .field("payload_capacity", &self.payload_capacity)
             .field("send_region", &self.send_region)
+            .field("recv_limit", &self.recv_limit)
             .finish()
     }
 }
@@ -66,7 +73,29 @@ impl FixedBuf {
             headroom,
             payload_capacity,
             send_region,
+            recv_limit: recv_capacity,
         }
+    }
+
+    /// Lets the receive region grow up to `recv_limit` bytes when it is full (see
+    /// [`FixedBuf::grow_recv`]); a limit below its size now changes nothing.
+    pub fn growable_to(mut self, recv_limit: usize) -> Self {
+        self.recv_limit = recv_limit.max(self.recv_region().len());
+        self
+    }
+
+    /// Doubles the receive region, up to its limit, keeping every byte in place. False when
+    /// it is at its limit already.
+    pub fn grow_recv(&mut self) -> bool {
+        let now = self.recv_region().len();
+        if now >= self.recv_limit {
+            return false;
+        }
+        let grown = now.saturating_mul(2).min(self.recv_limit);
+        let mut bytes = vec![0; self.send_region + grown].into_boxed_slice();
+        bytes[..self.bytes.len()].copy_from_slice(&self.bytes);
+        self.bytes = bytes;
+        true
     }
 
     /// The largest chunk payload.
@@ -108,6 +137,25 @@ impl FixedBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_receive_region_grows_to_its_limit_and_keeps_its_bytes() {
+        let mut buf = FixedBuf::new(16, 4, 0).growable_to(10);
+        let send_len = buf.send_region().len();
+        buf.send_region_mut()[0] = 7;
+        buf.recv_region_mut().copy_from_slice(b"abcd");
+        assert!(buf.grow_recv());
+        assert_eq!(buf.recv_region().len(), 8);
+        assert_eq!(&buf.recv_region()[..4], b"abcd");
+        assert!(buf.grow_recv());
+        assert_eq!(buf.recv_region().len(), 10);
+        assert!(!buf.grow_recv());
+        assert_eq!(
+            (buf.send_region().len(), buf.send_region()[0]),
+            (send_len, 7)
+        );
+        assert!(!FixedBuf::new(16, 4, 0).grow_recv(), "no limit set: fixed");
+    }
 
     #[test]
     fn hex_digits_at_the_edges() {

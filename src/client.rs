@@ -40,6 +40,9 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 const TOKEN: Token = Token(0);
 
+/// The receive region a buffer starts with: room for the response heads seen in practice.
+const INITIAL_RECV: usize = 4096;
+
 /// Options shared by every upload of a [`Client`].
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -53,7 +56,7 @@ pub struct Client {
 }
 
 /// Where a connection goes: connections are reused only for the same one.
-type Origin = (Scheme, String, u16);
+pub(crate) type Origin = (Scheme, String, u16);
 
 /// A connection kept open between uploads (keep-alive), with the loop it is registered on.
 #[derive(Debug)]
@@ -63,7 +66,7 @@ struct IdleConnection {
     event_loop: EventLoop,
 }
 
-fn origin_of(target: &Target) -> Origin {
+pub(crate) fn origin_of(target: &Target) -> Origin {
     (target.scheme, target.host.to_ascii_lowercase(), target.port)
 }
 
@@ -169,6 +172,10 @@ impl Client {
         self.chunk_size
     }
 
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
     /// Starts an upload to `url` (method PUT unless changed).
     pub fn upload(&self, url: &str) -> Upload<'_> {
         Upload {
@@ -239,25 +246,36 @@ pub struct Upload<'c> {
     error: Option<RequestError>,
 }
 
-/// The body as `send` or `send_seekable` got it: only a seekable one can be sent again.
-enum Body<'b> {
-    Stream(&'b mut dyn Read),
+/// The body as the caller gave it: only a seekable one can be sent again.
+pub(crate) enum Body<'b> {
+    Stream(Box<dyn Read + 'b>),
     Seekable {
-        reader: &'b mut dyn ReadSeek,
+        reader: Box<dyn ReadSeek + 'b>,
         start: u64,
     },
 }
 
 /// `Read + Seek` as one object type.
-trait ReadSeek: Read + Seek {}
+pub(crate) trait ReadSeek: Read + Seek {}
 
 impl<T: Read + Seek> ReadSeek for T {}
 
-impl Body<'_> {
-    fn reader(&mut self) -> &mut dyn Read {
+impl<'b> Body<'b> {
+    /// A body that can be rewound to where it is now.
+    pub(crate) fn seekable(mut reader: impl Read + Seek + 'b) -> Result<Body<'b>> {
+        let start = reader
+            .stream_position()
+            .map_err(|e| Error::io(Stage::ReadSource, e))?;
+        Ok(Body::Seekable {
+            reader: Box::new(reader),
+            start,
+        })
+    }
+
+    pub(crate) fn reader(&mut self) -> &mut dyn Read {
         match self {
-            Body::Stream(reader) => *reader,
-            Body::Seekable { reader, .. } => *reader,
+            Body::Stream(reader) => reader,
+            Body::Seekable { reader, .. } => reader,
         }
     }
 
@@ -271,6 +289,173 @@ impl Body<'_> {
 
     fn can_rewind(&self) -> bool {
         matches!(self, Body::Seekable { .. })
+    }
+
+    fn rewind_for_resend(&mut self) -> Result<()> {
+        self.rewind()
+            .map(drop)
+            .map_err(|e| Error::io(Stage::ReadSource, e))
+    }
+}
+
+/// Where an upload stands across its attempts (redirects, retries, the 417 fallback): what
+/// the next attempt sends, and what the policy makes of each outcome. The blocking client
+/// and [`crate::Uploads`] both run uploads through it, so they decide alike.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) started: Instant,
+    pub(crate) target: Target,
+    pub(crate) method: String,
+    pub(crate) with_body: bool,
+    redirects: u32,
+    retried: bool,
+}
+
+/// What follows a final response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It is the answer: read its body.
+    Deliver,
+    /// Another attempt follows (a redirect, a retry without `Expect`); the plan and body
+    /// are ready for it.
+    Again,
+}
+
+/// The parts of one attempt, ready for a connection.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) exchange: Exchange,
+    pub(crate) options: ExchangeOptions,
+    pub(crate) destination: Destination,
+    pub(crate) buf: FixedBuf,
+    pub(crate) origin: Origin,
+}
+
+impl Plan {
+    pub(crate) fn new(upload: &Upload<'_>, started: Instant) -> Result<Plan> {
+        Ok(Plan {
+            started,
+            target: Target::parse(&upload.url)?,
+            method: upload.method.clone(),
+            with_body: true,
+            redirects: 0,
+            retried: false,
+        })
+    }
+
+    /// The policy on a failed attempt: `Ok` when the upload is sent again (the body is
+    /// rewound for it), else the error that ends it.
+    pub(crate) fn after_failure(
+        &mut self,
+        upload: &mut Upload<'_>,
+        body: &mut Body<'_>,
+        failure: AttemptFailure,
+    ) -> Result<()> {
+        let err = failure.error;
+        let progress = err.progress();
+        let attempt = FailedAttempt {
+            method: &self.method,
+            connection_reused: failure.connection_reused,
+            response_bytes: progress.wire_bytes_received,
+            request_complete: failure.request_complete,
+            connection_lost: err.is_closed_before_response()
+                || err.io_error().is_some_and(is_connection_lost),
+            body: self.with_body.then(|| body_state(body, progress)),
+            already_retried: self.retried,
+        };
+        if !policy::may_retry(&attempt) {
+            return Err(err);
+        }
+        self.retried = true;
+        if self.with_body {
+            body.rewind_for_resend()?;
+        }
+        if let Some(trace) = upload.trace.as_deref_mut() {
+            trace.note(
+                Direction::Sent,
+                &format!(
+                    "the kept connection failed before any response ({err}); sending again on a new one"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The policy on a final response head: deliver it, or prepare the next attempt.
+    pub(crate) fn after_head(
+        &mut self,
+        upload: &mut Upload<'_>,
+        body: &mut Body<'_>,
+        head: &ResponseHead,
+        progress: Progress,
+    ) -> Result<Verdict> {
+        let status = head.status.as_u16();
+        let location = head.headers.get(http::header::LOCATION);
+        let facts = ResponseFacts {
+            status,
+            method: &self.method,
+            had_body: self.with_body,
+            body: body_state(body, progress),
+            expected_continue: upload.expect_continue.is_some(),
+            has_location: location.is_some(),
+            max_redirects: upload.max_redirects,
+            redirects: self.redirects,
+        };
+        let next = match policy::after_response(&facts) {
+            AfterResponse::Deliver => return Ok(Verdict::Deliver),
+            AfterResponse::RetryWithoutExpect => {
+                upload.expect_continue = None;
+                body.rewind_for_resend()?;
+                return Ok(Verdict::Again);
+            }
+            AfterResponse::TooManyRedirects => {
+                let max = upload.max_redirects.unwrap_or(0);
+                return Err(Error::new(Stage::Receive, Kind::TooManyRedirects(max))
+                    .with_peer(self.target.authority())
+                    .with_progress(progress));
+            }
+            AfterResponse::BodyNotResendable => {
+                let shown = location.map_or_else(String::new, |l| {
+                    crate::target::redact_userinfo(&crate::proto::peer_error::excerpt(l.as_bytes()))
+                });
+                return Err(Error::new(
+                    Stage::Receive,
+                    Kind::RedirectBodyNotResendable {
+                        status,
+                        location: shown,
+                    },
+                )
+                .with_peer(self.target.authority())
+                .with_progress(progress));
+            }
+            AfterResponse::Follow(next) => next,
+        };
+        let location = location.expect("after_response follows only with a Location");
+        let next_target = self.target.redirect(location.as_bytes()).map_err(|e| {
+            Error::new(Stage::Receive, Kind::BadRedirect(e))
+                .with_peer(self.target.authority())
+                .with_progress(progress)
+        })?;
+        self.redirects += 1;
+        if next.keeps_body && progress.body_bytes_read > 0 {
+            body.rewind_for_resend()?;
+        }
+        self.with_body = next.keeps_body;
+        self.method = next.method;
+        if origin_of(&next_target) != origin_of(&self.target) {
+            upload.fields.retain(|f| policy::crosses_origins(f.name()));
+        }
+        self.target = next_target;
+        self.retried = false;
+        Ok(Verdict::Again)
+    }
+}
+
+/// The body's state for the policy: whether it can be rewound, and how much was read.
+fn body_state(body: &Body<'_>, progress: Progress) -> BodyState {
+    BodyState {
+        rewindable: body.can_rewind(),
+        bytes_read: progress.body_bytes_read,
     }
 }
 
@@ -506,171 +691,59 @@ impl Upload<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send(self, mut body: impl Read) -> Result<Response> {
-        self.run(Body::Stream(&mut body))
+        self.run(Body::Stream(Box::new(&mut body)))
     }
 
     /// Like [`Upload::send`], for a body that can be rewound to where it starts now (a
     /// file, a cursor): it can then be sent again after a 307/308 redirect, or once more
     /// when the connection fails before any response byte.
     pub fn send_seekable(self, mut body: impl Read + Seek) -> Result<Response> {
-        let start = body
-            .stream_position()
-            .map_err(|e| Error::io(Stage::ReadSource, e))?;
-        self.run(Body::Seekable {
-            reader: &mut body,
-            start,
-        })
-    }
-
-    /// The body's state for the policy: whether it can be rewound, and how much was read.
-    fn body_state(body: &Body<'_>, progress: Progress) -> BodyState {
-        BodyState {
-            rewindable: body.can_rewind(),
-            bytes_read: progress.body_bytes_read,
-        }
+        let body = Body::seekable(&mut body)?;
+        self.run(body)
     }
 
     fn run(mut self, mut body: Body<'_>) -> Result<Response> {
-        let started = Instant::now();
-        let mut target = Target::parse(&self.url)?;
-        let mut method = self.method.clone();
-        let mut with_body = true;
-        let mut redirects = 0;
-        let mut retried = false;
+        let mut plan = Plan::new(&self, Instant::now())?;
         loop {
-            let mut no_body = io::empty();
-            let reader = if with_body {
-                body.reader()
-            } else {
-                &mut no_body
-            };
-            let mut response = match self.attempt(&target, &method, with_body, reader, started) {
+            let response = match self.attempt(&plan, &mut body) {
                 Ok(response) => response,
                 Err(failure) => {
-                    let err = failure.error;
-                    let progress = err.progress();
-                    let attempt = FailedAttempt {
-                        method: &method,
-                        connection_reused: failure.connection_reused,
-                        response_bytes: progress.wire_bytes_received,
-                        request_complete: failure.request_complete,
-                        connection_lost: err.is_closed_before_response()
-                            || err.io_error().is_some_and(is_connection_lost),
-                        body: with_body.then(|| Self::body_state(&body, progress)),
-                        already_retried: retried,
-                    };
-                    if !policy::may_retry(&attempt) {
-                        return Err(err);
-                    }
-                    retried = true;
-                    if with_body {
-                        body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
-                    }
-                    if let Some(trace) = self.trace.as_deref_mut() {
-                        trace.note(
-                            Direction::Sent,
-                            &format!("the kept connection failed before any response ({err}); sending again on a new one"),
-                        );
-                    }
+                    plan.after_failure(&mut self, &mut body, failure)?;
                     continue;
                 }
             };
-            let status = response.status().as_u16();
-            let location = response.headers().get(http::header::LOCATION).cloned();
-            let facts = ResponseFacts {
-                status,
-                method: &method,
-                had_body: with_body,
-                body: Self::body_state(&body, response.progress()),
-                expected_continue: self.expect_continue.is_some(),
-                has_location: location.is_some(),
-                max_redirects: self.max_redirects,
-                redirects,
-            };
-            let next = match policy::after_response(&facts) {
-                AfterResponse::Deliver => return Ok(response),
-                AfterResponse::RetryWithoutExpect => {
-                    self.expect_continue = None;
+            let mut response = response;
+            match plan.after_head(&mut self, &mut body, &response.head, response.progress())? {
+                Verdict::Deliver => return Ok(response),
+                Verdict::Again => {
+                    // The trace goes on with the next attempt; this connection closes.
                     self.trace = response.take_trace();
-                    drop(response);
-                    body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
-                    continue;
                 }
-                AfterResponse::TooManyRedirects => {
-                    let max = self.max_redirects.unwrap_or(0);
-                    return Err(Error::new(Stage::Receive, Kind::TooManyRedirects(max))
-                        .with_peer(target.authority())
-                        .with_progress(response.progress()));
-                }
-                AfterResponse::BodyNotResendable => {
-                    let shown = location.as_ref().map_or_else(String::new, |l| {
-                        crate::target::redact_userinfo(&crate::proto::peer_error::excerpt(
-                            l.as_bytes(),
-                        ))
-                    });
-                    return Err(Error::new(
-                        Stage::Receive,
-                        Kind::RedirectBodyNotResendable {
-                            status,
-                            location: shown,
-                        },
-                    )
-                    .with_peer(target.authority())
-                    .with_progress(response.progress()));
-                }
-                AfterResponse::Follow(next) => next,
-            };
-            let location = location.expect("after_response follows only with a Location");
-            let next_target = target.redirect(location.as_bytes()).map_err(|e| {
-                Error::new(Stage::Receive, Kind::BadRedirect(e))
-                    .with_peer(target.authority())
-                    .with_progress(response.progress())
-            })?;
-            redirects += 1;
-            self.trace = response.take_trace();
-            let progress = response.progress();
-            drop(response);
-            if next.keeps_body && progress.body_bytes_read > 0 {
-                body.rewind().map_err(|e| Error::io(Stage::ReadSource, e))?;
             }
-            with_body = next.keeps_body;
-            method = next.method;
-            if origin_of(&next_target) != origin_of(&target) {
-                self.fields.retain(|f| policy::crosses_origins(f.name()));
-            }
-            target = next_target;
-            retried = false;
         }
     }
 
-    /// One request, on the kept connection to this origin if there is one, else a new one.
-    fn attempt(
-        &mut self,
-        target: &Target,
-        method: &str,
-        with_body: bool,
-        body: &mut dyn Read,
-        started: Instant,
-    ) -> std::result::Result<Response, AttemptFailure> {
-        let fresh = |error: Error| AttemptFailure {
-            error,
-            connection_reused: false,
-            request_complete: false,
-        };
-        let head = self
-            .head(target, method, with_body)
-            .map_err(|e| fresh(e.into()))?;
+    /// The head, exchange, buffer and destination of the next attempt of `plan`. A
+    /// `spare` buffer is used when it fits (chunk size and head), so a set of uploads
+    /// reuses its buffers.
+    pub(crate) fn prepare(
+        &self,
+        plan: &Plan,
+        spare: Option<FixedBuf>,
+    ) -> std::result::Result<Prepared, Error> {
+        let head = self.head(&plan.target, &plan.method, plan.with_body)?;
         let client = self.client;
         let limits = client.limits;
-        // The receive region holds a whole response head, and any chunk-size or trailer
-        // line of the response body.
-        let recv_capacity = limits
-            .max_head_bytes
-            .max(limits.max_chunk_line_bytes)
-            .max(limits.max_trailer_bytes)
-            + 1;
-        let mut buf = FixedBuf::new(client.chunk_size, recv_capacity, head.encoded_len());
-        let trailers = if with_body {
+        let mut buf = match spare {
+            Some(buf)
+                if buf.payload_capacity() == client.chunk_size
+                    && buf.send_region().len() >= head.encoded_len() =>
+            {
+                buf
+            }
+            _ => new_buffer(client, head.encoded_len()),
+        };
+        let trailers = if plan.with_body {
             self.trailers.clone()
         } else {
             Vec::new()
@@ -681,39 +754,27 @@ impl Upload<'_> {
             expect_timeout: self.expect_continue,
             rate_limit: self.rate_limit,
         };
+        let target = &plan.target;
         let destination = Destination {
             host: target.host.clone(),
             port: target.port,
             authority: target.authority(),
             tls: match target.scheme {
                 Scheme::Http => None,
-                Scheme::Https => Some(client.tls.clone().unwrap_or_default()),
+                Scheme::Https => Some(client.tls.clone().unwrap_or_else(default_tls)),
             },
         };
-        let now = Instant::now();
-        let (mut driven, mut event_loop, connection_reused) = match self.take_idle(target) {
-            Some(idle) => {
-                let driven =
-                    Driven::reuse(idle.link, destination, exchange, options, started, buf, now);
-                (driven, idle.event_loop, true)
-            }
-            None => {
-                let event_loop = EventLoop::new().map_err(fresh)?;
-                let machine = Connection::new(client.timeouts, started, now);
-                let driven = Driven::connect(
-                    &event_loop,
-                    TOKEN,
-                    destination,
-                    machine,
-                    exchange,
-                    options,
-                    started,
-                    buf,
-                )
-                .map_err(fresh)?;
-                (driven, event_loop, false)
-            }
-        };
+        Ok(Prepared {
+            exchange,
+            options,
+            destination,
+            buf,
+            origin: origin_of(target),
+        })
+    }
+
+    /// Gives `driven` this upload's progress callback, body hooks and trace.
+    pub(crate) fn equip(&mut self, driven: &mut Driven, plan: &Plan, connection_reused: bool) {
         if let Some(callback) = &self.progress {
             let callback = Rc::clone(callback);
             driven.set_progress(
@@ -721,7 +782,7 @@ impl Upload<'_> {
                 self.content_length.or(self.size_hint),
             );
         }
-        if with_body {
+        if plan.with_body {
             driven.set_body_hooks(self.body_hooks());
         }
         if let Some(trace) = self.trace.take() {
@@ -733,37 +794,87 @@ impl Upload<'_> {
                 });
             }
         }
-        match run_to_head(&mut driven, &mut event_loop, body) {
+    }
+
+    /// After a failed attempt: the trace back for the next one, and what the retry policy
+    /// needs to know.
+    pub(crate) fn fail_attempt(
+        &mut self,
+        driven: &mut Driven,
+        error: Error,
+        connection_reused: bool,
+    ) -> AttemptFailure {
+        self.trace = driven.take_trace();
+        let request_complete = driven
+            .machine()
+            .exchange()
+            .is_some_and(Exchange::request_sent);
+        driven.close();
+        AttemptFailure {
+            error,
+            connection_reused,
+            request_complete,
+        }
+    }
+
+    /// The trace back from an attempt that ended, for the next one.
+    pub(crate) fn take_trace_back(&mut self, driven: &mut Driven) {
+        self.trace = driven.take_trace();
+    }
+
+    /// One request, on the kept connection to this origin if there is one, else a new one.
+    fn attempt(
+        &mut self,
+        plan: &Plan,
+        body: &mut Body<'_>,
+    ) -> std::result::Result<Response, AttemptFailure> {
+        let fresh = |error: Error| AttemptFailure {
+            error,
+            connection_reused: false,
+            request_complete: false,
+        };
+        let prepared = self.prepare(plan, None).map_err(fresh)?;
+        let origin = prepared.origin.clone();
+        let now = Instant::now();
+        let (mut driven, mut event_loop, connection_reused) = match self.take_idle(&origin) {
+            Some(idle) => {
+                let driven = Driven::reuse(idle.link, prepared, plan.started, now);
+                (driven, idle.event_loop, true)
+            }
+            None => {
+                let event_loop = EventLoop::new().map_err(fresh)?;
+                let machine = Connection::new(self.client.timeouts, plan.started, now);
+                let driven =
+                    Driven::connect(event_loop.waker(), TOKEN, prepared, machine, plan.started)
+                        .map_err(fresh)?;
+                (driven, event_loop, false)
+            }
+        };
+        self.equip(&mut driven, plan, connection_reused);
+        let mut no_body = io::empty();
+        let source = if plan.with_body {
+            body.reader()
+        } else {
+            &mut no_body
+        };
+        match run_to_head(&mut driven, &mut event_loop, source) {
             Ok(head) => Ok(Response {
                 head,
                 driven: Some(driven),
                 event_loop: Some(event_loop),
                 pending: 0..0,
                 body_done: false,
-                pool: Some((Arc::clone(&self.client.idle), origin_of(target))),
+                pool: Some((Arc::clone(&self.client.idle), origin)),
                 connection_reused,
             }),
-            Err(error) => {
-                // Keep the trace for a retry.
-                self.trace = driven.take_trace();
-                let request_complete = driven
-                    .machine()
-                    .exchange()
-                    .is_some_and(Exchange::request_sent);
-                driven.close();
-                Err(AttemptFailure {
-                    error,
-                    connection_reused,
-                    request_complete,
-                })
-            }
+            Err(error) => Err(self.fail_attempt(&mut driven, error, connection_reused)),
         }
     }
 
-    /// The idle connection to this target's origin, if there is one still open.
-    fn take_idle(&self, target: &Target) -> Option<IdleConnection> {
+    /// The idle connection to this origin, if there is one still open.
+    fn take_idle(&self, origin: &Origin) -> Option<IdleConnection> {
         let mut idle = self.client.idle.lock().ok()?;
-        if idle.as_ref().is_some_and(|i| i.origin == origin_of(target)) {
+        if idle.as_ref().is_some_and(|i| i.origin == *origin) {
             let connection = idle.take()?;
             // A server may have closed it while it sat idle: a closed socket reads as the
             // end, a live one would block. Anything else (stray bytes) is not reusable.
@@ -776,11 +887,32 @@ impl Upload<'_> {
     }
 }
 
+/// Mozilla's roots, made once: building the root store for each of many uploads would cost
+/// more than their handshakes.
+fn default_tls() -> TlsConfig {
+    static DEFAULT: std::sync::OnceLock<TlsConfig> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(TlsConfig::default).clone()
+}
+
 /// An attempt that failed, with what the retry policy needs to know about it.
-struct AttemptFailure {
-    error: Error,
-    connection_reused: bool,
-    request_complete: bool,
+#[derive(Debug)]
+pub(crate) struct AttemptFailure {
+    pub(crate) error: Error,
+    pub(crate) connection_reused: bool,
+    pub(crate) request_complete: bool,
+}
+
+/// The one buffer of an attempt: a chunk, its framing and the head in the send region; a
+/// small receive region that grows to the limits only for a large response head, chunk
+/// line or trailer section.
+pub(crate) fn new_buffer(client: &Client, head_len: usize) -> FixedBuf {
+    let limits = client.limits;
+    let recv_limit = limits
+        .max_head_bytes
+        .max(limits.max_chunk_line_bytes)
+        .max(limits.max_trailer_bytes)
+        + 1;
+    FixedBuf::new(client.chunk_size, INITIAL_RECV.min(recv_limit), head_len).growable_to(recv_limit)
 }
 
 /// What one step of the blocking loop came to.
@@ -983,7 +1115,7 @@ impl Drop for Response {
         let Some(driven) = self.driven.take() else {
             return;
         };
-        let idle = driven.finish(self.body_done);
+        let (idle, _buffer) = driven.finish(self.body_done);
         if let (Some(link), Some((pool, origin)), Some(event_loop)) =
             (idle, self.pool.take(), self.event_loop.take())
         {

@@ -21,6 +21,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::buffer::FixedBuf;
+use crate::client::Prepared;
 use crate::error::{Error, Kind, RequestError, Stage};
 use crate::proto::conn::{Connection, ExchangeOptions, Notice, Transmit};
 use crate::proto::exchange::{BodyStep, Exchange};
@@ -84,6 +85,11 @@ impl EventLoop {
             }
         }
         Ok(())
+    }
+
+    /// Wakes this loop from another thread (the resolver's).
+    pub(crate) fn waker(&self) -> &Arc<Waker> {
+        &self.waker
     }
 
     /// The registry that sockets of this loop are registered with.
@@ -216,6 +222,11 @@ pub(crate) struct IdleLink {
 }
 
 impl IdleLink {
+    /// The token its socket is registered under.
+    pub(crate) fn token(&self) -> Token {
+        self.token
+    }
+
     /// For a connection that sat idle: true if it is still open and nothing came on it.
     pub(crate) fn is_idle_and_open(&self) -> bool {
         self.transport.is_idle_and_open()
@@ -262,21 +273,24 @@ pub(crate) struct Driven {
 }
 
 impl Driven {
-    /// A new connection to `destination` for `exchange`: resolving starts at once.
-    #[allow(clippy::too_many_arguments)]
+    /// A new connection for the `prepared` attempt, under `token`: resolving starts at
+    /// once, and the resolver wakes the loop through `waker` when it answers.
     pub(crate) fn connect(
-        event_loop: &EventLoop,
+        waker: &Arc<Waker>,
         token: Token,
-        destination: Destination,
+        prepared: Prepared,
         machine: Connection,
-        exchange: Exchange,
-        options: ExchangeOptions,
         upload_started: Instant,
-        buf: FixedBuf,
     ) -> Result<Driven, Error> {
-        let answer =
-            tcp::resolve_in_background(&destination.host, destination.port, &event_loop.waker)
-                .map_err(|e| e.with_peer(destination.host.clone()))?;
+        let Prepared {
+            exchange,
+            options,
+            destination,
+            buf,
+            ..
+        } = prepared;
+        let answer = tcp::resolve_in_background(&destination.host, destination.port, waker)
+            .map_err(|e| e.with_peer(destination.host.clone()))?;
         let peer = destination.authority.clone();
         Ok(Driven {
             token,
@@ -296,14 +310,11 @@ impl Driven {
         })
     }
 
-    /// The exchange on a connection kept from an earlier upload.
+    /// The `prepared` attempt on a connection kept from an earlier upload.
     pub(crate) fn reuse(
         idle: IdleLink,
-        destination: Destination,
-        exchange: Exchange,
-        options: ExchangeOptions,
+        prepared: Prepared,
         upload_started: Instant,
-        buf: FixedBuf,
         now: Instant,
     ) -> Driven {
         let IdleLink {
@@ -312,6 +323,13 @@ impl Driven {
             peer,
             token,
         } = idle;
+        let Prepared {
+            exchange,
+            options,
+            destination,
+            buf,
+            ..
+        } = prepared;
         machine.start_exchange(exchange, options, upload_started, now);
         Driven {
             token,
@@ -749,8 +767,7 @@ impl Driven {
         let mut reads = 0;
         while self.readable && !self.machine.peer_closed() && reads < READS_BETWEEN_CHECKS {
             reads += 1;
-            let space = self.machine.recv_space(&mut self.buf);
-            if space.is_empty() {
+            if self.machine.recv_space(&mut self.buf).is_empty() && !self.buf.grow_recv() {
                 // Only when the body decoder holds a full region of metadata, which the
                 // limits rule out; refuse rather than spin.
                 let err = io::Error::other("receive buffer full without progress");
@@ -759,6 +776,7 @@ impl Driven {
                     .fail(Kind::Io(err))
                     .with_peer(self.peer.clone()));
             }
+            let space = self.machine.recv_space(&mut self.buf);
             match transport.read(space) {
                 Ok(0) => {
                     let has_response = self.machine.exchange().is_some_and(Exchange::has_response);
@@ -873,7 +891,8 @@ impl Driven {
 
     /// Ends the exchange once the response was read (`body_done`): the connection comes
     /// back for the next upload if both sides may keep it, else it is closed.
-    pub(crate) fn finish(mut self, body_done: bool) -> Option<IdleLink> {
+    /// The buffer comes back too, for the next upload.
+    pub(crate) fn finish(mut self, body_done: bool) -> (Option<IdleLink>, FixedBuf) {
         let open = matches!(self.link, Link::Open(_)) && !self.closed;
         if open && self.machine.finish_exchange(body_done) {
             let Link::Open(transport) =
@@ -881,15 +900,27 @@ impl Driven {
             else {
                 unreachable!()
             };
-            return Some(IdleLink {
+            let idle = IdleLink {
                 transport,
                 machine: self.machine,
                 peer: std::mem::take(&mut self.peer),
                 token: self.token,
-            });
+            };
+            return (Some(idle), self.buf);
         }
         self.close();
-        None
+        (None, self.buf)
+    }
+
+    /// The token this connection's socket is registered under.
+    pub(crate) fn token(&self) -> Token {
+        self.token
+    }
+
+    /// Readiness the caller's loop saw for this connection's token.
+    pub(crate) fn on_readiness(&mut self, readable: bool, writable: bool) {
+        self.readable |= readable;
+        self.writable |= writable;
     }
 
     /// Ends the session: TLS close_notify, then the socket closes when dropped.

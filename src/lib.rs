@@ -64,6 +64,7 @@ pub mod checksum;
 mod client;
 mod driver;
 mod error;
+mod multi;
 pub mod proto;
 #[cfg(feature = "sink")]
 pub mod sink;
@@ -78,6 +79,11 @@ pub use client::{
 };
 pub use driver::UploadProgress;
 pub use error::{Error, Progress, RequestError, Result, Stage, TimeoutKind};
+/// The event loop crate, as chunkwire uses it: [`Client::uploads_in`] takes its `Registry`.
+pub use mio;
+pub use multi::{
+    Completed, DEFAULT_KEPT_RESPONSE, DEFAULT_MAX_ACTIVE, Finished, UploadId, Uploads,
+};
 pub use proto::conn::Timeouts;
 pub use proto::limits::Limits;
 pub use proto::peer_error::PeerError;

@@ -1,0 +1,1003 @@
+//! Many uploads on one thread: [`Uploads`] runs a set of uploads on one mio `Poll`, its own
+//! or the caller's, and hands back each result as it finishes.
+//!
+//! Each upload goes through the same [`Plan`] as a blocking [`Upload::send`] (redirects,
+//! the one retry, the 417 fallback) and each connection through the same machine and
+//! driver; this module only schedules them:
+//!
+//! 1. Uploads wait in a queue until a slot is free: at most `max_active` run at once, and
+//!    at most `max_per_host` to one host and port (0: no such limit). A redirect to
+//!    another host keeps the slot of the host it started with.
+//! 2. An upload that starts takes one buffer from a pool of spare ones (or makes one) and
+//!    gives it back when it ends, so the set never holds more buffers than `max_active`.
+//! 3. A connection whose response was read to its end waits in a pool of idle ones and is
+//!    reused by the next upload to the same origin; the pool holds at most `max_active`.
+//! 4. Work is done in rounds: every upload that can move is pumped once per round, for a
+//!    bounded amount of work (16 frames, 16 reads), in the order they became ready, so no
+//!    upload starves while another has bytes to send.
+//! 5. Every upload has its own deadlines, kept by its machine; the set keeps one heap of
+//!    the earliest instant each upload must be woken at, re-armed only when it gets
+//!    earlier, so a wake-up costs O(log n) whatever the number of uploads.
+//! 6. One upload's failure (a stalled server, a reset, a bad response, a timeout) ends
+//!    that upload alone.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::{self, Read, Seek};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::{Events, Poll, Registry, Token, Waker};
+
+use crate::buffer::FixedBuf;
+use crate::client::{Body, Client, Origin, Plan, Upload, Verdict};
+use crate::driver::{Driven, IdleLink, Pumped};
+use crate::error::{Error, Progress, RequestError, Result, Stage};
+use crate::proto::conn::{Connection, Phase};
+use crate::proto::exchange::{BodyStep, Exchange};
+use crate::proto::response::ResponseHead;
+use crate::transport::tls::TlsSummary;
+
+/// Uploads run at once unless [`Uploads::max_active`] says otherwise (curl's
+/// `--parallel-max` default).
+pub const DEFAULT_MAX_ACTIVE: usize = 50;
+
+/// Response body bytes kept per upload unless [`Uploads::keep_response_body`] says
+/// otherwise.
+pub const DEFAULT_KEPT_RESPONSE: usize = 64 * 1024;
+
+/// Pumps of one upload's response body per round (rule 4).
+const BODY_STEPS_PER_ROUND: usize = 16;
+
+/// Names one upload of a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadId {
+    slot: u32,
+    generation: u32,
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "upload {}.{}", self.slot, self.generation)
+    }
+}
+
+/// An upload of the set that ended, and how.
+#[derive(Debug)]
+pub struct Finished {
+    /// The upload, as [`Uploads::add`] named it.
+    pub id: UploadId,
+    /// The server's answer, or what ended the upload.
+    pub result: Result<Completed>,
+}
+
+/// The answer to an upload of a set, its body read to the end.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Completed {
+    /// The status code.
+    pub status: http::StatusCode,
+    /// The reason phrase as the server sent it.
+    pub reason: String,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+    /// The start of the response body, up to [`Uploads::keep_response_body`] bytes.
+    pub body: Vec<u8>,
+    /// The whole response body's length; more than `body.len()` when it was cut.
+    pub body_len: u64,
+    /// False when the server answered (300 or above) before the whole body was sent.
+    pub upload_complete: bool,
+    /// How far the upload and its response got.
+    pub progress: Progress,
+    /// True when the upload went over a connection kept from an earlier one.
+    pub connection_reused: bool,
+    /// `host:port at address` of the server.
+    pub peer: String,
+    /// The TLS version, cipher suite and ALPN protocol, for https.
+    pub tls: Option<TlsSummary>,
+}
+
+/// One upload of the set.
+struct Task<'a> {
+    id: UploadId,
+    upload: Upload<'a>,
+    body: Body<'a>,
+    plan: Plan,
+    run: Run,
+    /// The instant of this task's entry in the timer heap, if it has one (rule 5).
+    armed: Option<Instant>,
+    /// True while it waits in the round's queue.
+    scheduled: bool,
+    /// The host and port whose slot it holds while it runs (rule 1).
+    host: Option<HostKey>,
+    /// The buffer of its last attempt, for the next one.
+    spare: Option<FixedBuf>,
+    /// Where its current attempt goes, for the idle pool.
+    origin: Option<Origin>,
+}
+
+/// Where a task is.
+enum Run {
+    Queued,
+    ToHead {
+        driven: Driven,
+        reused: bool,
+    },
+    Body {
+        driven: Driven,
+        reused: bool,
+        head: ResponseHead,
+        kept: Vec<u8>,
+        body_len: u64,
+    },
+    /// Being pumped (taken out of its slot meanwhile), or over.
+    Moving,
+}
+
+type HostKey = (String, u16);
+
+/// Who a connection token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Free,
+    Task(u32),
+    Idle,
+}
+
+/// What a round of work on a task came to.
+enum Moved {
+    /// It can do more now: pump it again next round.
+    Busy,
+    /// It waits for an event or its timer.
+    Blocked,
+}
+
+/// A set of uploads run on one thread. See the module docs for how they are scheduled.
+///
+/// ```
+/// # let sink = chunkwire::sink::Sink::bind("127.0.0.1:0")?.spawn()?;
+/// let client = chunkwire::Client::new();
+/// let mut uploads = client.uploads()?.max_active(2);
+/// let feeds = [&b"camera one"[..], &b"camera two"[..], &b"camera three"[..]];
+/// let mut ids = Vec::new();
+/// for (i, feed) in feeds.into_iter().enumerate() {
+///     ids.push(uploads.add(client.upload(&sink.url(&format!("/feed/{i}"))), feed));
+/// }
+/// let mut done = 0;
+/// for finished in uploads.by_ref() {
+///     let completed = finished.result?;
+///     assert_eq!(completed.status, 200);
+///     assert!(ids.contains(&finished.id));
+///     done += 1;
+/// }
+/// assert_eq!(done, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Uploads<'a> {
+    client: &'a Client,
+    /// The set's own poller; `None` when it runs in the caller's loop.
+    own: Option<(Poll, Events)>,
+    registry: Registry,
+    waker: Arc<Waker>,
+    /// The waker's token; connection tokens follow it, up to the end of the range.
+    first_token: usize,
+    token_count: usize,
+    slots: Vec<(u32, Option<Task<'a>>)>,
+    free_slots: Vec<u32>,
+    queue: VecDeque<UploadId>,
+    owners: Vec<Owner>,
+    free_owners: Vec<usize>,
+    idle: Vec<(Origin, IdleLink)>,
+    spare_buffers: Vec<FixedBuf>,
+    round: VecDeque<u32>,
+    timers: BinaryHeap<Reverse<(Instant, UploadId)>>,
+    finished: VecDeque<Finished>,
+    max_active: usize,
+    max_per_host: usize,
+    keep_response: usize,
+    active: usize,
+    per_host: HashMap<HostKey, usize>,
+    unfinished: usize,
+}
+
+impl std::fmt::Debug for Uploads<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploads")
+            .field("unfinished", &self.unfinished)
+            .field("active", &self.active)
+            .field("queued", &self.queue.len())
+            .field("idle_connections", &self.idle.len())
+            .field("max_active", &self.max_active)
+            .field("max_per_host", &self.max_per_host)
+            .field("own_loop", &self.own.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// An empty set of uploads that runs on its own `Poll`, on the calling thread, when
+    /// asked for results ([`Uploads::next_finished`], or iterating).
+    pub fn uploads(&self) -> Result<Uploads<'_>> {
+        let poll = Poll::new().map_err(|e| Error::io(Stage::Connect, e))?;
+        let registry = poll
+            .registry()
+            .try_clone()
+            .map_err(|e| Error::io(Stage::Connect, e))?;
+        let events = Events::with_capacity(1024);
+        Uploads::new(self, Some((poll, events)), registry, 0..usize::MAX - 1)
+    }
+
+    /// An empty set of uploads that runs in the caller's own event loop: its sockets are
+    /// registered with `registry` under tokens from `tokens` (the first one wakes the loop
+    /// when a name resolves; at least two are needed). The caller passes each event to
+    /// [`Uploads::handle_event`], then calls [`Uploads::handle_timeout`], and sleeps no
+    /// longer than [`Uploads::next_timeout`].
+    pub fn uploads_in(&self, registry: &Registry, tokens: Range<usize>) -> Result<Uploads<'_>> {
+        if tokens.len() < 2 {
+            return Err(RequestError::InvalidOption {
+                option: "token range",
+                reason: format!("{tokens:?} holds fewer than 2 tokens"),
+            }
+            .into());
+        }
+        let registry = registry
+            .try_clone()
+            .map_err(|e| Error::io(Stage::Connect, e))?;
+        Uploads::new(self, None, registry, tokens)
+    }
+}
+
+impl<'a> Uploads<'a> {
+    fn new(
+        client: &'a Client,
+        own: Option<(Poll, Events)>,
+        registry: Registry,
+        tokens: Range<usize>,
+    ) -> Result<Uploads<'a>> {
+        let waker =
+            Waker::new(&registry, Token(tokens.start)).map_err(|e| Error::io(Stage::Connect, e))?;
+        Ok(Uploads {
+            client,
+            own,
+            registry,
+            waker: Arc::new(waker),
+            first_token: tokens.start,
+            token_count: tokens.len(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            queue: VecDeque::new(),
+            owners: Vec::new(),
+            free_owners: Vec::new(),
+            idle: Vec::new(),
+            spare_buffers: Vec::new(),
+            round: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            finished: VecDeque::new(),
+            max_active: DEFAULT_MAX_ACTIVE,
+            max_per_host: 0,
+            keep_response: DEFAULT_KEPT_RESPONSE,
+            active: 0,
+            per_host: HashMap::new(),
+            unfinished: 0,
+        })
+    }
+
+    /// At most `n` uploads run at once (at least 1); the others wait in the queue.
+    pub fn max_active(mut self, n: usize) -> Self {
+        self.max_active = n.max(1);
+        self
+    }
+
+    /// At most `n` uploads run at once to one host and port; 0 (the default) sets no such
+    /// limit.
+    pub fn max_per_host(mut self, n: usize) -> Self {
+        self.max_per_host = n;
+        self
+    }
+
+    /// Keeps the first `bytes` of each response body in [`Completed::body`]; the rest is
+    /// read and counted, not kept.
+    pub fn keep_response_body(mut self, bytes: usize) -> Self {
+        self.keep_response = bytes;
+        self
+    }
+
+    /// Adds an upload of `body`, a stream: it waits in the queue until a slot is free. Its
+    /// result comes from [`Uploads::next_finished`] (an invalid URL or option too).
+    pub fn add(&mut self, upload: Upload<'a>, body: impl Read + 'a) -> UploadId {
+        self.add_body(upload, Body::Stream(Box::new(body)))
+    }
+
+    /// Like [`Uploads::add`], for a body that can be rewound to where it is now, so it can
+    /// be sent again after a 307/308 or once more on a failed kept connection.
+    pub fn add_seekable(&mut self, upload: Upload<'a>, body: impl Read + Seek + 'a) -> UploadId {
+        match Body::seekable(body) {
+            Ok(body) => self.add_body(upload, body),
+            Err(e) => {
+                let id = self.take_slot();
+                self.unfinished += 1;
+                self.finished.push_back(Finished { id, result: Err(e) });
+                self.release_slot(id);
+                id
+            }
+        }
+    }
+
+    fn add_body(&mut self, upload: Upload<'a>, body: Body<'a>) -> UploadId {
+        let id = self.take_slot();
+        self.unfinished += 1;
+        match Plan::new(&upload, Instant::now()) {
+            Ok(plan) => {
+                self.slots[id.slot as usize].1 = Some(Task {
+                    id,
+                    upload,
+                    body,
+                    plan,
+                    run: Run::Queued,
+                    armed: None,
+                    scheduled: false,
+                    host: None,
+                    spare: None,
+                    origin: None,
+                });
+                self.queue.push_back(id);
+            }
+            Err(e) => {
+                self.finished.push_back(Finished { id, result: Err(e) });
+                self.release_slot(id);
+            }
+        }
+        id
+    }
+
+    fn take_slot(&mut self) -> UploadId {
+        match self.free_slots.pop() {
+            Some(slot) => UploadId {
+                slot,
+                generation: self.slots[slot as usize].0,
+            },
+            None => {
+                let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 uploads");
+                self.slots.push((0, None));
+                UploadId {
+                    slot,
+                    generation: 0,
+                }
+            }
+        }
+    }
+
+    fn release_slot(&mut self, id: UploadId) {
+        let entry = &mut self.slots[id.slot as usize];
+        entry.1 = None;
+        entry.0 = entry.0.wrapping_add(1);
+        self.free_slots.push(id.slot);
+    }
+
+    fn task(&self, id: UploadId) -> Option<&Task<'a>> {
+        match self.slots.get(id.slot as usize) {
+            Some((generation, Some(task))) if *generation == id.generation => Some(task),
+            _ => None,
+        }
+    }
+
+    /// Uploads added and not yet finished (queued or running), results not yet taken
+    /// excluded.
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|(_, t)| t.is_some()).count()
+    }
+
+    /// True when no upload is queued or running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Uploads running now (not queued).
+    pub fn active(&self) -> usize {
+        self.active
+    }
+
+    /// How far an upload got; `None` once it finished, or for an unknown id.
+    pub fn progress(&self, id: UploadId) -> Option<Progress> {
+        let task = self.task(id)?;
+        Some(match &task.run {
+            Run::ToHead { driven, .. } | Run::Body { driven, .. } => driven.machine().progress(),
+            Run::Queued | Run::Moving => Progress::default(),
+        })
+    }
+
+    /// Stops an upload, queued or running, without disturbing the others; its connection
+    /// is closed and no result is given for it. False if it had finished already.
+    pub fn cancel(&mut self, id: UploadId) -> bool {
+        let Some(mut task) = self.take_task(id) else {
+            return false;
+        };
+        self.queue.retain(|queued| *queued != id);
+        match std::mem::replace(&mut task.run, Run::Moving) {
+            Run::ToHead { driven, .. } | Run::Body { driven, .. } => self.retire(driven),
+            Run::Queued | Run::Moving => {}
+        }
+        self.end(task);
+        self.unfinished -= 1;
+        true
+    }
+
+    fn take_task(&mut self, id: UploadId) -> Option<Task<'a>> {
+        match self.slots.get_mut(id.slot as usize) {
+            Some((generation, task)) if *generation == id.generation => task.take(),
+            _ => None,
+        }
+    }
+
+    /// The next upload to finish, running the set on this thread until one does; `None`
+    /// when none is left. In the caller's loop ([`Client::uploads_in`]) it never waits:
+    /// it gives a result that is ready, or `None`.
+    pub fn next_finished(&mut self) -> Option<Finished> {
+        loop {
+            if let Some(finished) = self.poll_finished() {
+                return Some(finished);
+            }
+            if self.unfinished == 0 || self.own.is_none() {
+                return None;
+            }
+            self.turn();
+        }
+    }
+
+    /// A result that is ready, without running anything.
+    pub fn poll_finished(&mut self) -> Option<Finished> {
+        let finished = self.finished.pop_front()?;
+        self.unfinished -= 1;
+        Some(finished)
+    }
+
+    /// Runs every upload to its end; the results wait for [`Uploads::poll_finished`].
+    pub fn run(&mut self) {
+        while self.unfinished > self.finished.len() && self.own.is_some() {
+            self.turn();
+        }
+    }
+
+    /// One turn of the set's own loop: a round of work, then a wait for events.
+    fn turn(&mut self) {
+        self.handle_timeout(Instant::now());
+        if !self.finished.is_empty() {
+            return;
+        }
+        let timeout = self.next_timeout(Instant::now());
+        let Some((mut poll, mut events)) = self.own.take() else {
+            return;
+        };
+        let polled = poll.poll(&mut events, timeout);
+        for event in events.iter() {
+            self.handle_event(event);
+        }
+        self.own = Some((poll, events));
+        if let Err(e) = polled
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            self.fail_all(e);
+        }
+    }
+
+    /// The poller failed: nothing can move any more, so every upload ends with that.
+    fn fail_all(&mut self, e: io::Error) {
+        let message = e.to_string();
+        let ids: Vec<UploadId> = self
+            .slots
+            .iter()
+            .filter_map(|(_, task)| task.as_ref().map(|t| t.id))
+            .collect();
+        for id in ids {
+            if let Some(mut task) = self.take_task(id) {
+                let progress = self.progress_of(&task);
+                match std::mem::replace(&mut task.run, Run::Moving) {
+                    Run::ToHead { driven, .. } | Run::Body { driven, .. } => self.retire(driven),
+                    Run::Queued | Run::Moving => {}
+                }
+                let err = Error::io(Stage::Connect, io::Error::new(e.kind(), message.clone()))
+                    .with_progress(progress);
+                self.conclude(task, Err(err));
+            }
+        }
+        self.queue.clear();
+    }
+
+    fn progress_of(&self, task: &Task<'_>) -> Progress {
+        match &task.run {
+            Run::ToHead { driven, .. } | Run::Body { driven, .. } => driven.machine().progress(),
+            Run::Queued | Run::Moving => Progress::default(),
+        }
+    }
+
+    /// Takes one event of the caller's loop; false if its token is not one of this set's.
+    pub fn handle_event(&mut self, event: &Event) -> bool {
+        let token = event.token().0;
+        if token < self.first_token || token - self.first_token >= self.token_count {
+            return false;
+        }
+        if token == self.first_token {
+            self.wake_resolving();
+            return true;
+        }
+        let index = token - self.first_token - 1;
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        match self.owners.get(index).copied() {
+            Some(Owner::Task(slot)) => {
+                if let Some((_, Some(task))) = self.slots.get_mut(slot as usize) {
+                    match &mut task.run {
+                        Run::ToHead { driven, .. } | Run::Body { driven, .. } => {
+                            driven.on_readiness(readable, writable)
+                        }
+                        Run::Queued | Run::Moving => {}
+                    }
+                    let id = task.id;
+                    self.schedule(id);
+                }
+            }
+            Some(Owner::Idle) => {
+                // A kept connection spoke or closed while idle: it cannot be reused.
+                if let Some(at) = self.idle.iter().position(|(_, l)| l.token().0 == token)
+                    && !self.idle[at].1.is_idle_and_open()
+                {
+                    let (_, link) = self.idle.remove(at);
+                    self.free_owner(link.token());
+                    link.close();
+                }
+            }
+            Some(Owner::Free) | None => {}
+        }
+        true
+    }
+
+    /// The resolver answered someone: every upload still resolving looks.
+    fn wake_resolving(&mut self) {
+        let waiting: Vec<UploadId> = self
+            .slots
+            .iter()
+            .filter_map(|(_, task)| match task {
+                Some(Task {
+                    id,
+                    run: Run::ToHead { driven, .. },
+                    ..
+                }) if driven.machine().phase() == Phase::Resolving => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in waiting {
+            self.schedule(id);
+        }
+    }
+
+    fn schedule(&mut self, id: UploadId) {
+        if let Some((generation, Some(task))) = self.slots.get_mut(id.slot as usize)
+            && *generation == id.generation
+            && !task.scheduled
+        {
+            task.scheduled = true;
+            self.round.push_back(id.slot);
+        }
+    }
+
+    /// How long the caller's loop may sleep before [`Uploads::handle_timeout`] is due:
+    /// zero when work is waiting, `None` when only an event can bring any.
+    pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.round.is_empty() || (self.can_start() && !self.queue.is_empty()) {
+            return Some(Duration::ZERO);
+        }
+        self.timers
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(now))
+    }
+
+    fn can_start(&self) -> bool {
+        self.active < self.max_active
+    }
+
+    /// Does the work due at `now`: fires due timers, starts queued uploads that have a
+    /// slot, and gives one round of work to every upload that can move (rule 4).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some((generation, Some(task))) = self.slots.get_mut(id.slot as usize)
+                && *generation == id.generation
+                && task.armed == Some(at)
+            {
+                task.armed = None;
+                self.schedule(id);
+            }
+        }
+        self.start_queued(now);
+        for _ in 0..self.round.len() {
+            let Some(slot) = self.round.pop_front() else {
+                break;
+            };
+            let Some((generation, Some(task))) = self.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            task.scheduled = false;
+            let id = UploadId {
+                slot,
+                generation: *generation,
+            };
+            let Some(task) = self.take_task(id) else {
+                continue;
+            };
+            // The source's read may take any time: each upload is judged at its own now.
+            let now = Instant::now();
+            self.work_on(task, now);
+        }
+        // Slots freed this round go to the queue at once.
+        self.start_queued(Instant::now());
+    }
+
+    fn put_back(&mut self, task: Task<'a>, moved: Moved) {
+        let id = task.id;
+        let deadline = match &task.run {
+            Run::ToHead { driven, .. } | Run::Body { driven, .. } => {
+                driven.machine().poll_timeout()
+            }
+            Run::Queued | Run::Moving => None,
+        };
+        self.slots[id.slot as usize].1 = Some(task);
+        let task = self.slots[id.slot as usize].1.as_mut().expect("just put");
+        if let Some(at) = deadline
+            && task.armed.is_none_or(|armed| at < armed)
+        {
+            task.armed = Some(at);
+            self.timers.push(Reverse((at, id)));
+            if self.timers.len() > 64 + 2 * self.slots.len() {
+                self.prune_timers();
+            }
+        }
+        match moved {
+            Moved::Busy => self.schedule(id),
+            Moved::Blocked => {}
+        }
+    }
+
+    /// Drops the heap entries no task is armed with any more (ended tasks, deadlines that
+    /// moved), so the heap stays as small as the set.
+    fn prune_timers(&mut self) {
+        let slots = &self.slots;
+        self.timers.retain(|Reverse((at, id))| {
+            matches!(slots.get(id.slot as usize), Some((generation, Some(task)))
+                if *generation == id.generation && task.armed == Some(*at))
+        });
+    }
+
+    fn start_queued(&mut self, now: Instant) {
+        let mut at = 0;
+        while self.can_start() && at < self.queue.len() {
+            let id = self.queue[at];
+            let Some(task) = self.task(id) else {
+                self.queue.remove(at);
+                continue;
+            };
+            let host = (
+                task.plan.target.host.to_ascii_lowercase(),
+                task.plan.target.port,
+            );
+            if self.max_per_host > 0
+                && self.per_host.get(&host).copied().unwrap_or(0) >= self.max_per_host
+            {
+                at += 1;
+                continue;
+            }
+            self.queue.remove(at);
+            let mut task = self.take_task(id).expect("looked up above");
+            self.active += 1;
+            *self.per_host.entry(host.clone()).or_insert(0) += 1;
+            task.host = Some(host);
+            task.plan.started = now;
+            self.begin_attempt(task, now);
+        }
+    }
+
+    /// Starts the next attempt of `task`: on a kept connection to its origin, or a new one.
+    fn begin_attempt(&mut self, mut task: Task<'a>, now: Instant) {
+        let spare = task.spare.take().or_else(|| self.spare_buffers.pop());
+        let prepared = match task.upload.prepare(&task.plan, spare) {
+            Ok(prepared) => prepared,
+            Err(e) => return self.conclude(task, Err(e)),
+        };
+        task.origin = Some(prepared.origin.clone());
+        let (driven, reused) = match self.take_idle(&prepared.origin) {
+            Some(link) => {
+                let owner = link.token().0 - self.first_token - 1;
+                self.owners[owner] = Owner::Task(task.id.slot);
+                (Driven::reuse(link, prepared, task.plan.started, now), true)
+            }
+            None => {
+                let Some(token) = self.take_owner(task.id.slot) else {
+                    let err = Error::io(
+                        Stage::Connect,
+                        io::Error::other("no token left in the range given for connections"),
+                    );
+                    return self.conclude(task, Err(err));
+                };
+                let machine = Connection::new(self.client.timeouts(), task.plan.started, now);
+                match Driven::connect(&self.waker, token, prepared, machine, task.plan.started) {
+                    Ok(driven) => (driven, false),
+                    Err(e) => {
+                        self.free_owner(token);
+                        return self.conclude(task, Err(e));
+                    }
+                }
+            }
+        };
+        let mut driven = driven;
+        task.upload.equip(&mut driven, &task.plan, reused);
+        task.run = Run::ToHead { driven, reused };
+        let id = task.id;
+        self.slots[id.slot as usize].1 = Some(task);
+        self.schedule(id);
+    }
+
+    /// One round of work on `task` (rule 4).
+    fn work_on(&mut self, mut task: Task<'a>, now: Instant) {
+        match std::mem::replace(&mut task.run, Run::Moving) {
+            Run::ToHead { mut driven, reused } => {
+                let mut no_body = io::empty();
+                let source: &mut dyn Read = if task.plan.with_body {
+                    task.body.reader()
+                } else {
+                    &mut no_body
+                };
+                match driven.pump(&self.registry, source, now) {
+                    Ok(Pumped::Head(head)) => {
+                        let progress = driven.machine().progress();
+                        let verdict =
+                            task.plan
+                                .after_head(&mut task.upload, &mut task.body, &head, progress);
+                        match verdict {
+                            Ok(Verdict::Deliver) => {
+                                task.run = Run::Body {
+                                    driven,
+                                    reused,
+                                    head,
+                                    kept: Vec::new(),
+                                    body_len: 0,
+                                };
+                                self.put_back(task, Moved::Busy);
+                            }
+                            Ok(Verdict::Again) => {
+                                task.upload.take_trace_back(&mut driven);
+                                task.spare = Some(self.retire_keep_buffer(driven));
+                                self.begin_attempt(task, now);
+                            }
+                            Err(e) => {
+                                self.retire(driven);
+                                self.conclude(task, Err(e));
+                            }
+                        }
+                    }
+                    Ok(Pumped::Busy) => {
+                        task.run = Run::ToHead { driven, reused };
+                        self.put_back(task, Moved::Busy);
+                    }
+                    Ok(Pumped::Blocked) => {
+                        task.run = Run::ToHead { driven, reused };
+                        self.put_back(task, Moved::Blocked);
+                    }
+                    Err(e) => {
+                        let failure = task.upload.fail_attempt(&mut driven, e, reused);
+                        task.spare = Some(self.retire_keep_buffer(driven));
+                        match task
+                            .plan
+                            .after_failure(&mut task.upload, &mut task.body, failure)
+                        {
+                            Ok(()) => self.begin_attempt(task, now),
+                            Err(e) => self.conclude(task, Err(e)),
+                        }
+                    }
+                }
+            }
+            Run::Body {
+                mut driven,
+                reused,
+                head,
+                mut kept,
+                mut body_len,
+            } => {
+                for _ in 0..BODY_STEPS_PER_ROUND {
+                    match driven.pump_body(&self.registry, now) {
+                        Ok(Some(BodyStep::Data(range))) => {
+                            let bytes = &driven.buf().recv_region()[range];
+                            let room = self.keep_response.saturating_sub(kept.len());
+                            kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                            body_len += bytes.len() as u64;
+                        }
+                        Ok(Some(BodyStep::End)) => {
+                            let origin = task.origin.take().expect("set by begin_attempt");
+                            let completed =
+                                self.complete(driven, origin, reused, head, kept, body_len);
+                            return self.conclude(task, Ok(completed));
+                        }
+                        Ok(Some(BodyStep::NeedMore)) | Ok(None) => {
+                            task.run = Run::Body {
+                                driven,
+                                reused,
+                                head,
+                                kept,
+                                body_len,
+                            };
+                            return self.put_back(task, Moved::Blocked);
+                        }
+                        Err(e) => {
+                            self.retire(driven);
+                            return self.conclude(task, Err(e));
+                        }
+                    }
+                }
+                task.run = Run::Body {
+                    driven,
+                    reused,
+                    head,
+                    kept,
+                    body_len,
+                };
+                self.put_back(task, Moved::Busy);
+            }
+            Run::Queued | Run::Moving => self.put_back(task, Moved::Blocked),
+        }
+    }
+
+    /// The response was read to its end: the connection goes to the idle pool if both
+    /// sides may keep it, the buffer to the spare ones.
+    fn complete(
+        &mut self,
+        driven: Driven,
+        origin: Origin,
+        reused: bool,
+        head: ResponseHead,
+        kept: Vec<u8>,
+        body_len: u64,
+    ) -> Completed {
+        let progress = driven.machine().progress();
+        let upload_complete = driven
+            .machine()
+            .exchange()
+            .is_some_and(Exchange::request_sent);
+        let peer = driven.peer().to_owned();
+        let tls = driven
+            .transport()
+            .and_then(crate::transport::Transport::tls_summary);
+        let token = driven.token();
+        let (idle, buf) = driven.finish(true);
+        self.spare(buf);
+        match idle {
+            Some(link) => self.keep_idle(origin, link),
+            None => self.free_owner(token),
+        }
+        Completed {
+            status: head.status,
+            reason: head.reason,
+            headers: head.headers,
+            body: kept,
+            body_len,
+            upload_complete,
+            progress,
+            connection_reused: reused,
+            peer,
+            tls,
+        }
+    }
+
+    fn keep_idle(&mut self, origin: Origin, link: IdleLink) {
+        if self.idle.len() >= self.max_active {
+            let (_, oldest) = self.idle.remove(0);
+            self.free_owner(oldest.token());
+            oldest.close();
+        }
+        let owner = link.token().0 - self.first_token - 1;
+        self.owners[owner] = Owner::Idle;
+        self.idle.push((origin, link));
+    }
+
+    /// The kept connection to `origin` that is still open, if any; closed ones are dropped.
+    fn take_idle(&mut self, origin: &Origin) -> Option<IdleLink> {
+        while let Some(at) = self.idle.iter().rposition(|(o, _)| o == origin) {
+            let (_, link) = self.idle.remove(at);
+            if link.is_idle_and_open() {
+                return Some(link);
+            }
+            self.free_owner(link.token());
+            link.close();
+        }
+        None
+    }
+
+    /// A connection token for a new connection of task `slot`.
+    fn take_owner(&mut self, slot: u32) -> Option<Token> {
+        let index = match self.free_owners.pop() {
+            Some(index) => index,
+            None => {
+                if self.owners.len() + 1 >= self.token_count {
+                    // Out of tokens: an idle connection gives its own up.
+                    if self.idle.is_empty() {
+                        return None;
+                    }
+                    let (_, oldest) = self.idle.remove(0);
+                    let token = oldest.token();
+                    oldest.close();
+                    self.free_owner(token);
+                    return self.take_owner(slot);
+                }
+                self.owners.push(Owner::Free);
+                self.owners.len() - 1
+            }
+        };
+        self.owners[index] = Owner::Task(slot);
+        Some(Token(self.first_token + 1 + index))
+    }
+
+    fn free_owner(&mut self, token: Token) {
+        let index = token.0 - self.first_token - 1;
+        if self.owners.get(index).is_some_and(|o| *o != Owner::Free) {
+            self.owners[index] = Owner::Free;
+            self.free_owners.push(index);
+        }
+    }
+
+    /// Closes a connection that is done with, and keeps its buffer for the next upload.
+    fn retire(&mut self, driven: Driven) {
+        let buf = self.retire_keep_buffer(driven);
+        self.spare(buf);
+    }
+
+    fn retire_keep_buffer(&mut self, driven: Driven) -> FixedBuf {
+        let token = driven.token();
+        let (idle, buf) = driven.finish(false);
+        debug_assert!(idle.is_none(), "an unfinished exchange is never kept");
+        self.free_owner(token);
+        buf
+    }
+
+    fn spare(&mut self, buf: FixedBuf) {
+        if self.spare_buffers.len() < self.max_active {
+            self.spare_buffers.push(buf);
+        }
+    }
+
+    /// Ends `task` with `result`: its slot and host slot are freed for the queue.
+    fn conclude(&mut self, mut task: Task<'a>, result: Result<Completed>) {
+        if let Some(buf) = task.spare.take() {
+            self.spare(buf);
+        }
+        let id = task.id;
+        self.end(task);
+        self.finished.push_back(Finished { id, result });
+    }
+
+    fn end(&mut self, task: Task<'a>) {
+        if let Some(host) = &task.host {
+            self.active -= 1;
+            if let Some(count) = self.per_host.get_mut(host) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_host.remove(host);
+                }
+            }
+        }
+        let id = task.id;
+        drop(task);
+        self.release_slot(id);
+    }
+}
+
+/// Runs the set on this thread and yields each upload as it finishes (see
+/// [`Uploads::next_finished`]).
+impl Iterator for Uploads<'_> {
+    type Item = Finished;
+
+    fn next(&mut self) -> Option<Finished> {
+        self.next_finished()
+    }
+}
