@@ -206,17 +206,11 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         },
         None => Output::Stdout(io::stdout().lock()),
     };
+    if args.parallel {
+        return upload_parallel(&client, &args, &mut output);
+    }
     for (index, file) in args.files.iter().enumerate() {
-        let url = if args.files.len() > 1 && args.url.ends_with('/') {
-            let name = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "stdin".to_owned());
-            // One encoded path segment: `#`, `?` and `%` in a name must not change the URL.
-            chunkwire::with_path_segment(&args.url, &name)
-        } else {
-            args.url.clone()
-        };
+        let url = url_for(&args, file);
         upload_one(&client, &args, &url, file, index > 0, &mut output)?;
         output.finish().map_err(|e| Failure {
             message: format!("cannot write the response body: {e}"),
@@ -417,18 +411,18 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Uploads one file (or standard input) with the options of `args`; writes the response
-/// body to `output`.
-fn upload_one(
-    client: &Client,
+/// A progress callback of one upload.
+type ProgressFn = Box<dyn FnMut(&UploadProgress)>;
+
+/// The request for one file with the options of `args`; `progress` sees its body go out.
+fn request_for<'c>(
+    client: &'c Client,
     args: &UploadArgs,
     url: &str,
-    file_name: &Path,
+    known_len: Option<u64>,
     append_trace: bool,
-    output: &mut Output,
-) -> Result<(), Failure> {
-    let source = Source::open(file_name)?;
-    let known_len = source.known_len();
+    progress: Option<ProgressFn>,
+) -> Result<chunkwire::Upload<'c>, Failure> {
     let mut request = client.upload(url).method(&args.method);
     let mut expect_continue = args.expect_continue;
     for line in &args.headers {
@@ -471,11 +465,8 @@ fn upload_one(
     if let Some(len) = known_len {
         request = request.size_hint(len);
     }
-    let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
-    let meter = show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))));
-    if let Some(meter) = &meter {
-        let meter = Rc::clone(meter);
-        request = request.progress(move |p: &UploadProgress| meter.borrow_mut().update(p));
+    if let Some(mut progress) = progress {
+        request = request.progress(move |p: &UploadProgress| progress(p));
     }
     for line in &args.trailers {
         let (name, value) = line.split_once(':').ok_or_else(|| {
@@ -495,6 +486,42 @@ fn upload_one(
     if args.location {
         request = request.max_redirects(args.max_redirs);
     }
+    Ok(request)
+}
+
+/// The URL of `file`: with several files and a URL ending in `/`, the file's name is
+/// appended as one encoded path segment (`#`, `?` and `%` in a name must not change it).
+fn url_for(args: &UploadArgs, file: &Path) -> String {
+    if args.files.len() > 1 && args.url.ends_with('/') {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "stdin".to_owned());
+        chunkwire::with_path_segment(&args.url, &name)
+    } else {
+        args.url.clone()
+    }
+}
+
+/// Uploads one file (or standard input) with the options of `args`; writes the response
+/// body to `output`.
+fn upload_one(
+    client: &Client,
+    args: &UploadArgs,
+    url: &str,
+    file_name: &Path,
+    append_trace: bool,
+    output: &mut Output,
+) -> Result<(), Failure> {
+    let source = Source::open(file_name)?;
+    let known_len = source.known_len();
+    let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
+    let meter = show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))));
+    let progress = meter.as_ref().map(|meter| {
+        let meter = Rc::clone(meter);
+        Box::new(move |p: &UploadProgress| meter.borrow_mut().update(p)) as ProgressFn
+    });
+    let request = request_for(client, args, url, known_len, append_trace, progress)?;
     let sent = match source {
         Source::Regular(file) => request.send_seekable(file),
         Source::Other(file) => request.send(file),
@@ -545,6 +572,177 @@ fn upload_one(
     }
     response.copy_to(output)?;
     Ok(())
+}
+
+/// Response bytes kept per upload with -Z: each body is written whole when its upload
+/// ends, so bodies of uploads that ran at once never interleave in the output.
+const PARALLEL_KEPT_RESPONSE: usize = 1 << 20;
+
+/// The body bytes of uploads that run at once, summed for one progress line.
+#[derive(Default)]
+struct TotalProgress {
+    sent: Vec<u64>,
+    sum: u64,
+    total: Option<u64>,
+    started: Option<Instant>,
+}
+
+/// `-Z`: every file at once on one thread ([`chunkwire::Uploads`]), at most
+/// `--parallel-max` at a time. Each upload gets a result line on stderr (failures even with
+/// `-s`); the exit status is 0 when all succeeded, else that of the first FILE that failed.
+fn upload_parallel(
+    client: &Client,
+    args: &UploadArgs,
+    output: &mut Output,
+) -> Result<ExitCode, Failure> {
+    let mut sources = Vec::with_capacity(args.files.len());
+    for file in &args.files {
+        let source = Source::open(file)?;
+        if !matches!(source, Source::Regular(_)) {
+            // Its reads would block the thread every other upload runs on.
+            return Err(Failure::usage(format!(
+                "-Z uploads regular files only: {} is a pipe, a device or a terminal",
+                if is_stdin(file) {
+                    "standard input".to_owned()
+                } else {
+                    file.display().to_string()
+                }
+            )));
+        }
+        sources.push(source);
+    }
+    let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
+    let meter = show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))));
+    let totals = Rc::new(RefCell::new(TotalProgress {
+        sent: vec![0; sources.len()],
+        total: sources.iter().map(Source::known_len).sum(),
+        ..TotalProgress::default()
+    }));
+    let mut uploads = client
+        .uploads()?
+        .max_active(args.parallel_max)
+        .keep_response_body(PARALLEL_KEPT_RESPONSE);
+    let mut names = std::collections::HashMap::new();
+    for (index, (file, source)) in args.files.iter().zip(sources).enumerate() {
+        let url = url_for(args, file);
+        let progress = meter.as_ref().map(|meter| {
+            let (meter, totals) = (Rc::clone(meter), Rc::clone(&totals));
+            Box::new(move |p: &UploadProgress| {
+                let mut t = totals.borrow_mut();
+                let started = *t.started.get_or_insert_with(Instant::now);
+                t.sum += p.body_bytes_sent - t.sent[index];
+                t.sent[index] = p.body_bytes_sent;
+                let elapsed = started.elapsed();
+                let all = UploadProgress {
+                    body_bytes_sent: t.sum,
+                    total: t.total,
+                    elapsed,
+                    bytes_per_second: t.sum as f64 / elapsed.as_secs_f64().max(1e-9),
+                };
+                drop(t);
+                meter.borrow_mut().update(&all);
+            }) as ProgressFn
+        });
+        let request = request_for(client, args, &url, source.known_len(), false, progress)?;
+        let Source::Regular(file_body) = source else {
+            unreachable!("checked above")
+        };
+        let id = uploads.add_seekable(request, file_body);
+        names.insert(id, (index, file.display().to_string(), url));
+    }
+    let mut first_failure: Option<(usize, Failure)> = None;
+    let mut failed = 0;
+    while let Some(finished) = uploads.next_finished() {
+        let (index, name, url) = names.remove(&finished.id).expect("every id is named");
+        let url = chunkwire::redact_userinfo(&url);
+        let outcome = finished
+            .result
+            .map_err(Failure::from)
+            .and_then(|completed| parallel_outcome(args, completed, output));
+        let line = match outcome {
+            Ok(line) => {
+                if !args.silent {
+                    if let Some(meter) = &meter {
+                        meter.borrow_mut().finish();
+                    }
+                    eprintln!("chunkwire: {name} -> {url}: {line}");
+                }
+                continue;
+            }
+            Err(failure) => failure,
+        };
+        failed += 1;
+        if let Some(meter) = &meter {
+            meter.borrow_mut().finish();
+        }
+        eprintln!("chunkwire: {name} -> {url}: {}", line.message);
+        if first_failure
+            .as_ref()
+            .is_none_or(|(first, _)| index < *first)
+        {
+            first_failure = Some((index, line));
+        }
+    }
+    if let Some(meter) = &meter {
+        meter.borrow_mut().finish();
+    }
+    match first_failure {
+        None => Ok(ExitCode::SUCCESS),
+        Some((_, failure)) => Err(Failure {
+            message: format!(
+                "{failed} of {} uploads failed; the exit code is the first failed file's",
+                args.files.len()
+            ),
+            code: failure.code,
+        }),
+    }
+}
+
+/// What one finished upload of -Z came to: its result line, or its failure. Its response
+/// body goes to the output whole.
+fn parallel_outcome(
+    args: &UploadArgs,
+    completed: chunkwire::Completed,
+    output: &mut Output,
+) -> Result<String, Failure> {
+    let status = completed.status;
+    let sent = completed.progress.body_bytes_sent;
+    if args.fail && status.as_u16() >= 400 {
+        return Err(Failure {
+            message: format!(
+                "the server returned {} {} ({sent} body bytes sent)",
+                status.as_u16(),
+                completed.reason
+            ),
+            code: 22,
+        });
+    }
+    if completed.body_len > completed.body.len() as u64 {
+        return Err(Failure {
+            message: format!(
+                "the response body has {} bytes; -Z keeps at most {PARALLEL_KEPT_RESPONSE}",
+                completed.body_len
+            ),
+            code: 23,
+        });
+    }
+    output
+        .write_all(&completed.body)
+        .and_then(|()| output.finish())
+        .map_err(|e| Failure {
+            message: format!("cannot write the response body: {e}"),
+            code: 23,
+        })?;
+    let whole = if completed.upload_complete {
+        String::new()
+    } else {
+        "; the server answered before the body was complete".to_owned()
+    };
+    Ok(format!(
+        "{} {} ({sent} body bytes sent{whole})",
+        status.as_u16(),
+        completed.reason
+    ))
 }
 
 fn sink(args: &SinkArgs) -> Result<ExitCode, Failure> {

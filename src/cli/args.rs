@@ -48,6 +48,8 @@ pub struct UploadArgs {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub trace: TraceArgs,
+    pub parallel: bool,
+    pub parallel_max: usize,
 }
 
 #[derive(Debug)]
@@ -170,7 +172,7 @@ Arguments:
   <URL>      The http:// or https:// URL to upload to. With several files and a URL that
              ends in `/`, each file goes to the URL followed by its name.
   <FILE>...  The files to upload, or `-` for standard input; several go one after another
-             over one kept-alive connection.
+             over one kept-alive connection, or at once with -Z.
 
 Request:
   -X, --request <METHOD>          Request method [default: PUT] (alias --method)
@@ -195,6 +197,10 @@ Connection:
       --cacert <FILE>             Also trust the CA certificates in this PEM file (https)
       --cert <FILE>               Client certificate chain, PEM (https; needs --key)
       --key <FILE>                Private key of --cert, PEM
+  -Z, --parallel                  Upload the files at once, on one thread, each with a
+                                  result line on stderr; exit 0 only if all succeeded,
+                                  else the exit code of the first failed FILE
+      --parallel-max <N>          The most uploads -Z runs at once [default: 50]
 
 Output:
   -o, --output <FILE>             Write the response body here instead of standard output
@@ -312,6 +318,8 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         cert: None,
         key: None,
         trace: TraceArgs::new(),
+        parallel: false,
+        parallel_max: chunkwire::DEFAULT_MAX_ACTIVE,
     };
     while let Some(arg) = parser.next()? {
         if let Some(option) = TraceArgs::option(&arg) {
@@ -319,6 +327,13 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
             continue;
         }
         match arg {
+            Short('Z') | Long("parallel") => args.parallel = true,
+            Long("parallel-max") => {
+                args.parallel_max = parser.value()?.parse()?;
+                if args.parallel_max == 0 {
+                    return Err("--parallel-max must be at least 1".into());
+                }
+            }
             Short('X') | Long("request" | "method") => args.method = parser.value()?.string()?,
             Short('H') | Long("header") => args.headers.push(parser.value()?.string()?),
             Long("trailer") => args.trailers.push(parser.value()?.string()?),
@@ -360,6 +375,12 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
     }
     if args.silent && args.progress_bar {
         return Err("--silent and --progress-bar ask for opposite things".into());
+    }
+    if args.parallel && args.trace.destination.is_some() {
+        return Err(
+            "a wire trace of uploads run at once (-Z) is not supported: their lines would interleave"
+                .into(),
+        );
     }
     match (&args.cert, &args.key) {
         (Some(_), None) => return Err("--cert needs --key (the certificate's private key)".into()),

@@ -1,0 +1,186 @@
+//! `chunkwire upload -Z`: several files at once on one thread, at most `--parallel-max` at a
+//! time, a result line each, and an exit status that is 0 only when every upload succeeded.
+#![cfg(feature = "cli")]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use chunkwire::sink::Sink;
+
+fn chunkwire(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Files of different sizes and contents in a directory of their own.
+struct Files {
+    dir: PathBuf,
+    paths: Vec<String>,
+    contents: Vec<Vec<u8>>,
+}
+
+impl Files {
+    fn new(test: &str, count: usize) -> Files {
+        let dir = std::env::temp_dir().join(format!("chunkwire-z-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut paths = Vec::new();
+        let mut contents = Vec::new();
+        for i in 0..count {
+            let bytes: Vec<u8> = (0..(i + 1) * 150_001).map(|b| (b * 31 + i) as u8).collect();
+            let path = dir.join(format!("part-{i}.bin"));
+            std::fs::write(&path, &bytes).unwrap();
+            paths.push(path.to_str().unwrap().to_owned());
+            contents.push(bytes);
+        }
+        Files {
+            dir,
+            paths,
+            contents,
+        }
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn every_file_arrives_whole_with_a_result_line_each() {
+    let files = Files::new("whole", 6);
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let out = files.dir.join("responses");
+    let mut args = vec![
+        "upload",
+        "-Z",
+        "--parallel-max",
+        "3",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let url = sink.url("/z/");
+    args.push(&url);
+    args.extend(files.paths.iter().map(String::as_str));
+    let output = chunkwire(&args);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains(": 200 OK")).count(),
+        6,
+        "{err}"
+    );
+    let mut crcs = HashMap::new();
+    for _ in 0..6 {
+        let report = sink.next_report(Duration::from_secs(10)).unwrap();
+        crcs.insert(report.target.clone(), (report.bytes, report.crc32));
+    }
+    for (i, bytes) in files.contents.iter().enumerate() {
+        let (len, crc) = crcs[&format!("/z/part-{i}.bin")];
+        assert_eq!(len, bytes.len() as u64);
+        assert_eq!(crc, crc32fast::hash(bytes), "part {i}");
+    }
+    // Each response body whole, one after another.
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(written.lines().count(), 6, "{written}");
+    assert!(
+        written
+            .lines()
+            .all(|l| l.starts_with('{') && l.ends_with('}'))
+    );
+}
+
+/// A server that answers `status` to paths containing `bad`, 200 to others, after reading
+/// each chunked body; it counts connections open at once.
+fn server(most: Arc<AtomicUsize>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let open = Arc::new(AtomicUsize::new(0));
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (open, most) = (Arc::clone(&open), Arc::clone(&most));
+            thread::spawn(move || {
+                most.fetch_max(open.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 65536];
+                while !seen.ends_with(b"\r\n0\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                thread::sleep(Duration::from_millis(50));
+                let bad = seen.windows(3).take(200).any(|w| w == b"bad");
+                let answer: &[u8] = if bad {
+                    b"HTTP/1.1 500 Broken\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = stream.write_all(answer);
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn the_limit_holds_and_one_failure_sets_the_exit_status() {
+    let files = Files::new("limit", 7);
+    let bad = files.dir.join("bad.bin");
+    std::fs::write(&bad, b"this one fails").unwrap();
+    let most = Arc::new(AtomicUsize::new(0));
+    let url = server(Arc::clone(&most));
+    let mut args = vec!["upload", "-Z", "--parallel-max", "2", "-f", "-s", &url];
+    args.extend(files.paths.iter().map(String::as_str));
+    args.push(bad.to_str().unwrap());
+    let output = chunkwire(&args);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(22), "{err}");
+    assert!(err.contains("bad.bin") && err.contains("500"), "{err}");
+    assert!(err.contains("1 of 8 uploads failed"), "{err}");
+    // -s: only the failure has a line, and the summary.
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_pipe_or_a_trace_with_z_is_refused_before_anything_is_sent() {
+    let files = Files::new("refused", 1);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .args(["upload", "-Z", &url, "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The command may refuse (and exit) before it reads: a broken pipe is fine here.
+    let _ = child.stdin.take().unwrap().write_all(b"piped");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("regular files only"));
+    let trace = chunkwire(&["upload", "-Z", "--trace-ascii", "-", &url, &files.paths[0]]);
+    assert_eq!(trace.status.code(), Some(2), "{}", stderr(&trace));
+    assert!(listener.accept().is_err(), "nothing may connect");
+}
