@@ -72,6 +72,11 @@ mod target;
 pub mod trace;
 mod transport;
 
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 pub use buffer::FixedBuf;
 pub use client::{
     Client, ClientBuilder, DEFAULT_CHUNK_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALL_TIMEOUT,
