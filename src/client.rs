@@ -23,6 +23,7 @@ use crate::proto::policy::{self, AfterResponse, BodyState, FailedAttempt, Respon
 use crate::proto::response::ResponseHead;
 use crate::target::{Scheme, Target};
 use crate::trace::{Direction, Trace};
+use crate::transport::tcp::Resolver;
 use crate::transport::tls::{TlsConfig, TlsSummary};
 
 /// The chunk payload size used unless the caller sets one. Chosen by measurement: see the
@@ -51,6 +52,8 @@ pub struct Client {
     limits: Limits,
     /// For https URLs; the default (webpki-roots) is made on first use.
     tls: Option<TlsConfig>,
+    /// Name resolution of the caller's own, in place of the system's.
+    resolver: Option<Resolver>,
     /// The connection left open by the last upload whose response was read to its end.
     idle: Arc<Mutex<Option<IdleConnection>>>,
 }
@@ -81,6 +84,7 @@ impl Default for Client {
             },
             limits: Limits::default(),
             tls: None,
+            resolver: None,
             idle: Arc::default(),
         }
     }
@@ -129,6 +133,18 @@ impl ClientBuilder {
     /// configuration of your own. The default trusts Mozilla's roots (webpki-roots).
     pub fn tls_config(mut self, config: TlsConfig) -> Self {
         self.client.tls = Some(config);
+        self
+    }
+
+    /// Resolves host names with `resolve` instead of the system's resolver: `(host, port)`
+    /// to the addresses to try, in order (curl's `--resolve`, or a test's fake DNS). It
+    /// runs on a resolver thread, so it may block; the connect timeout covers it.
+    /// Address literals in URLs are never passed to it.
+    pub fn resolver(
+        mut self,
+        resolve: impl Fn(&str, u16) -> io::Result<Vec<std::net::SocketAddr>> + Send + Sync + 'static,
+    ) -> Self {
+        self.client.resolver = Some(Resolver::new(Arc::new(resolve)));
         self
     }
 
@@ -763,6 +779,7 @@ impl Upload<'_> {
                 Scheme::Http => None,
                 Scheme::Https => Some(client.tls.clone().unwrap_or_else(default_tls)),
             },
+            resolver: client.resolver.clone(),
         };
         Ok(Prepared {
             exchange,

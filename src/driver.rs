@@ -210,6 +210,8 @@ pub(crate) struct Destination {
     /// `host:port` as shown in messages.
     pub(crate) authority: String,
     pub(crate) tls: Option<TlsConfig>,
+    /// The caller's resolver, if it gave one.
+    pub(crate) resolver: Option<tcp::Resolver>,
 }
 
 /// A connection kept open between uploads: its socket and its machine, in the idle phase.
@@ -289,8 +291,13 @@ impl Driven {
             buf,
             ..
         } = prepared;
-        let answer = tcp::resolve_in_background(&destination.host, destination.port, waker)
-            .map_err(|e| e.with_peer(destination.host.clone()))?;
+        let answer = tcp::resolve_in_background(
+            &destination.host,
+            destination.port,
+            destination.resolver.as_ref(),
+            waker,
+        )
+        .map_err(|e| e.with_peer(destination.host.clone()))?;
         let peer = destination.authority.clone();
         Ok(Driven {
             token,

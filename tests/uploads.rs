@@ -334,3 +334,64 @@ fn a_bad_url_is_a_result_not_a_panic() {
     assert!(finished.result.unwrap_err().is_request());
     assert!(uploads.next_finished().is_none());
 }
+
+#[test]
+fn a_name_that_resolves_slowly_delays_only_its_own_uploads() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let port = sink.addr().port();
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&lookups);
+    let client = Client::builder()
+        .resolver(move |host, port| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            match host {
+                "slow.test" => thread::sleep(Duration::from_millis(1500)),
+                "fast.test" => {}
+                _ => return Err(io::Error::new(io::ErrorKind::NotFound, "no such test host")),
+            }
+            Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+        })
+        .build()
+        .unwrap();
+    let mut uploads = client.uploads().unwrap();
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for i in 0..5 {
+        slow.push(uploads.add(
+            client.upload(&format!("http://slow.test:{port}/slow/{i}")),
+            &b"slow"[..],
+        ));
+    }
+    for i in 0..5 {
+        uploads.add(
+            client.upload(&format!("http://fast.test:{port}/fast/{i}")),
+            &b"fast"[..],
+        );
+    }
+    let missing = uploads.add(
+        client.upload(&format!("http://gone.test:{port}/")),
+        &b""[..],
+    );
+    let mut times = HashMap::new();
+    for finished in uploads.by_ref() {
+        let outcome = finished.result.map(|c| c.status.as_u16());
+        times.insert(finished.id, (outcome, started.elapsed()));
+    }
+    for (id, (outcome, at)) in &times {
+        if *id == missing {
+            let err = outcome.as_ref().unwrap_err();
+            assert_eq!(err.stage(), chunkwire::Stage::Resolve, "{err}");
+        } else if slow.contains(id) {
+            assert_eq!(*outcome.as_ref().unwrap(), 200);
+            assert!(*at >= Duration::from_millis(1500));
+        } else {
+            assert_eq!(*outcome.as_ref().unwrap(), 200);
+            assert!(
+                *at < Duration::from_millis(1000),
+                "a fast upload took {at:?}"
+            );
+        }
+    }
+    // Five uploads to one name in flight at once share one lookup.
+    assert_eq!(lookups.load(Ordering::SeqCst), 3);
+}
