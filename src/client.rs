@@ -269,6 +269,11 @@ pub(crate) enum Body<'b> {
         reader: Box<dyn ReadSeek + 'b>,
         start: u64,
     },
+    /// A non-blocking file descriptor (a pipe, a socket) that the loop watches.
+    Watched {
+        reader: Box<dyn Read + 'b>,
+        fd: std::os::fd::RawFd,
+    },
 }
 
 /// `Read + Seek` as one object type.
@@ -290,15 +295,23 @@ impl<'b> Body<'b> {
 
     pub(crate) fn reader(&mut self) -> &mut dyn Read {
         match self {
-            Body::Stream(reader) => reader,
+            Body::Stream(reader) | Body::Watched { reader, .. } => reader,
             Body::Seekable { reader, .. } => reader,
+        }
+    }
+
+    /// The file descriptor to watch, for a body that has one.
+    pub(crate) fn watched_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Body::Watched { fd, .. } => Some(*fd),
+            Body::Stream(_) | Body::Seekable { .. } => None,
         }
     }
 
     /// Back to where the body started, if it can be; `Ok(false)` for a stream.
     fn rewind(&mut self) -> io::Result<bool> {
         match self {
-            Body::Stream(_) => Ok(false),
+            Body::Stream(_) | Body::Watched { .. } => Ok(false),
             Body::Seekable { reader, start } => reader.seek(SeekFrom::Start(*start)).map(|_| true),
         }
     }

@@ -272,6 +272,9 @@ pub(crate) struct Driven {
     trace: TraceSlot,
     progress: Option<ProgressSlot>,
     body_hooks: BodyHooks,
+    /// The source is a file descriptor the loop watches: when it would block, the body
+    /// waits for [`Driven::on_source_ready`] instead of a retry timer.
+    source_watched: bool,
 }
 
 impl Driven {
@@ -314,6 +317,7 @@ impl Driven {
             trace: TraceSlot(None),
             progress: None,
             body_hooks: BodyHooks::default(),
+            source_watched: false,
         })
     }
 
@@ -353,7 +357,19 @@ impl Driven {
             trace: TraceSlot(None),
             progress: None,
             body_hooks: BodyHooks::default(),
+            source_watched: false,
         }
+    }
+
+    /// The source is a file descriptor registered with the loop, which will call
+    /// [`Driven::on_source_ready`] when it is readable.
+    pub(crate) fn watch_source(&mut self) {
+        self.source_watched = true;
+    }
+
+    /// The watched source became readable.
+    pub(crate) fn on_source_ready(&mut self) {
+        self.machine.on_source_ready();
     }
 
     /// Runs `hooks` on the body as it is read and at its end.
@@ -735,7 +751,11 @@ impl Driven {
                             n
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            self.machine.on_source_blocked(now);
+                            if self.source_watched {
+                                self.machine.on_source_waiting();
+                            } else {
+                                self.machine.on_source_blocked(now);
+                            }
                             return Ok(Ok(false));
                         }
                         Err(e) => {

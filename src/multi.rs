@@ -116,6 +116,8 @@ struct Task<'a> {
     spare: Option<FixedBuf>,
     /// Where its current attempt goes, for the idle pool.
     origin: Option<Origin>,
+    /// The token its watched source is registered under, while it runs.
+    source_token: Option<Token>,
 }
 
 /// Where a task is.
@@ -144,6 +146,8 @@ enum Owner {
     Free,
     Task(u32),
     Idle,
+    /// The watched source of a task.
+    Source(u32),
 }
 
 /// What a round of work on a task came to.
@@ -325,6 +329,26 @@ impl<'a> Uploads<'a> {
         }
     }
 
+    /// Like [`Uploads::add`], for a body read from a file descriptor in non-blocking mode
+    /// (a pipe, a socket, standard input set non-blocking): the set registers it with the
+    /// loop, so when it has nothing (`WouldBlock`) its upload sleeps until it is readable,
+    /// without a retry timer, while its deadlines still run. A descriptor in blocking mode
+    /// would block the whole set in `read`: set `O_NONBLOCK` first.
+    pub fn add_watched(
+        &mut self,
+        upload: Upload<'a>,
+        body: impl Read + std::os::fd::AsRawFd + 'a,
+    ) -> UploadId {
+        let fd = body.as_raw_fd();
+        self.add_body(
+            upload,
+            Body::Watched {
+                reader: Box::new(body),
+                fd,
+            },
+        )
+    }
+
     fn add_body(&mut self, upload: Upload<'a>, body: Body<'a>) -> UploadId {
         let id = self.take_slot();
         self.unfinished += 1;
@@ -341,6 +365,7 @@ impl<'a> Uploads<'a> {
                     host: None,
                     spare: None,
                     origin: None,
+                    source_token: None,
                 });
                 self.queue.push_back(id);
             }
@@ -548,6 +573,18 @@ impl<'a> Uploads<'a> {
                     link.close();
                 }
             }
+            Some(Owner::Source(slot)) => {
+                if let Some((_, Some(task))) = self.slots.get_mut(slot as usize) {
+                    match &mut task.run {
+                        Run::ToHead { driven, .. } | Run::Body { driven, .. } => {
+                            driven.on_source_ready()
+                        }
+                        Run::Queued | Run::Moving => {}
+                    }
+                    let id = task.id;
+                    self.schedule(id);
+                }
+            }
             Some(Owner::Free) | None => {}
         }
         true
@@ -696,6 +733,15 @@ impl<'a> Uploads<'a> {
             *self.per_host.entry(host.clone()).or_insert(0) += 1;
             task.host = Some(host);
             task.plan.started = now;
+            if let Some(fd) = task.body.watched_fd() {
+                match self.watch(task.id.slot, fd) {
+                    Ok(token) => task.source_token = Some(token),
+                    Err(e) => {
+                        self.conclude(task, Err(e));
+                        continue;
+                    }
+                }
+            }
             self.begin_attempt(task, now);
         }
     }
@@ -733,6 +779,9 @@ impl<'a> Uploads<'a> {
             }
         };
         let mut driven = driven;
+        if task.source_token.is_some() {
+            driven.watch_source();
+        }
         task.upload.equip(&mut driven, &task.plan, reused);
         task.run = Run::ToHead { driven, reused };
         let id = task.id;
@@ -914,6 +963,28 @@ impl<'a> Uploads<'a> {
         None
     }
 
+    /// Registers the source descriptor of task `slot` for readability.
+    fn watch(&mut self, slot: u32, fd: std::os::fd::RawFd) -> Result<Token> {
+        let token = self.take_owner(slot).ok_or_else(|| {
+            Error::io(
+                Stage::ReadSource,
+                io::Error::other("no token left in the range given for sources"),
+            )
+        })?;
+        let index = token.0 - self.first_token - 1;
+        self.owners[index] = Owner::Source(slot);
+        let registered = self.registry.register(
+            &mut mio::unix::SourceFd(&fd),
+            token,
+            mio::Interest::READABLE,
+        );
+        if let Err(e) = registered {
+            self.free_owner(token);
+            return Err(Error::io(Stage::ReadSource, e));
+        }
+        Ok(token)
+    }
+
     /// A connection token for a new connection of task `slot`.
     fn take_owner(&mut self, slot: u32) -> Option<Token> {
         let index = match self.free_owners.pop() {
@@ -977,6 +1048,11 @@ impl<'a> Uploads<'a> {
     }
 
     fn end(&mut self, task: Task<'a>) {
+        if let (Some(token), Some(fd)) = (task.source_token, task.body.watched_fd()) {
+            // Before the source is dropped: the descriptor may be shared and live on.
+            let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
+            self.free_owner(token);
+        }
         if let Some(host) = &task.host {
             self.active -= 1;
             if let Some(count) = self.per_host.get_mut(host) {

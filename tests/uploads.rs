@@ -395,3 +395,87 @@ fn a_name_that_resolves_slowly_delays_only_its_own_uploads() {
     // Five uploads to one name in flight at once share one lookup.
     assert_eq!(lookups.load(Ordering::SeqCst), 3);
 }
+
+/// A non-blocking socket as a body, counting its reads.
+struct CountedSocket {
+    socket: std::os::unix::net::UnixStream,
+    reads: Arc<AtomicUsize>,
+}
+
+impl Read for CountedSocket {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.socket.read(out)
+    }
+}
+
+impl std::os::fd::AsRawFd for CountedSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+#[test]
+fn a_watched_socket_source_sleeps_until_readable_beside_fast_uploads() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    ours.set_nonblocking(true).unwrap();
+    let writer = thread::spawn(move || {
+        for piece in 0..10u8 {
+            thread::sleep(Duration::from_millis(100));
+            theirs.write_all(&[piece; 1000]).unwrap();
+        }
+        // Dropped: the source's end.
+    });
+    let reads = Arc::new(AtomicUsize::new(0));
+    let client = client();
+    let data = vec![9u8; 2 << 20];
+    let mut uploads = client.uploads().unwrap();
+    let started = Instant::now();
+    let slow = uploads.add_watched(
+        client.upload(&sink.url("/socket")),
+        CountedSocket {
+            socket: ours,
+            reads: Arc::clone(&reads),
+        },
+    );
+    for i in 0..4 {
+        uploads.add(client.upload(&sink.url(&format!("/beside/{i}"))), &data[..]);
+    }
+    let mut done = Vec::new();
+    for finished in uploads.by_ref() {
+        let completed = finished.result.unwrap();
+        if finished.id == slow {
+            assert_eq!(completed.progress.body_bytes_sent, 10_000);
+        }
+        done.push((finished.id, started.elapsed()));
+    }
+    writer.join().unwrap();
+    assert_eq!(done.last().unwrap().0, slow);
+    assert!(
+        done[..4]
+            .iter()
+            .all(|(_, at)| *at < Duration::from_millis(900)),
+        "{done:?}"
+    );
+    // A read per wake-up (and one more to see it would block), not one every 5 ms.
+    let reads = reads.load(Ordering::SeqCst);
+    assert!(reads <= 40, "{reads} reads of a source that had 10 pieces");
+}
+
+#[test]
+fn an_idle_watched_source_still_stalls_out() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    ours.set_nonblocking(true).unwrap();
+    let client = Client::builder()
+        .stall_timeout(Some(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let mut uploads = client.uploads().unwrap();
+    let started = Instant::now();
+    uploads.add_watched(client.upload(&sink.url("/idle")), ours);
+    let err = uploads.next_finished().unwrap().result.unwrap_err();
+    assert_eq!(err.timeout_kind(), Some(TimeoutKind::Stall), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

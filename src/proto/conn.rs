@@ -23,7 +23,8 @@
 //! 5. `Expect: 100-continue` holds the body for at most the expect timeout; then the body
 //!    goes anyway (RFC 9110 section 10.1.1).
 //! 6. The rate limit and a source that would block are waits, not errors: the machine
-//!    answers [`Transmit::Wait`] and names the instant to try again.
+//!    answers [`Transmit::Wait`] and names the instant to try again, or, for a source the
+//!    driver watches, waits for the driver to say it is readable.
 //! 7. A deadline that has passed is an error before anything else is done.
 
 use std::time::{Duration, Instant};
@@ -148,6 +149,8 @@ pub struct Connection {
     rate_limit: Option<RateLimit>,
     paced_until: Option<Instant>,
     source_retry_at: Option<Instant>,
+    /// The source would block and the driver watches it: no timer, the driver says when.
+    source_waiting: bool,
     exchange: Option<Exchange>,
     exchanges: u32,
     notices: [Option<Notice>; 2],
@@ -171,6 +174,7 @@ impl Connection {
             rate_limit: None,
             paced_until: None,
             source_retry_at: None,
+            source_waiting: false,
             exchange: None,
             exchanges: 0,
             notices: [None; 2],
@@ -239,6 +243,7 @@ impl Connection {
         });
         self.paced_until = None;
         self.source_retry_at = None;
+        self.source_waiting = false;
         self.exchange = Some(exchange);
         self.exchanges += 1;
     }
@@ -411,7 +416,7 @@ impl Connection {
         now: Instant,
     ) -> Result<Transmit<'b>, Error> {
         self.check_timers(now)?;
-        if self.paced_until.is_some() || self.source_retry_at.is_some() {
+        if self.paced_until.is_some() || self.source_retry_at.is_some() || self.source_waiting {
             return Ok(Transmit::Wait);
         }
         let Some(exchange) = &self.exchange else {
@@ -461,6 +466,18 @@ impl Connection {
     /// The source returned `WouldBlock`: try it again a little later.
     pub fn on_source_blocked(&mut self, now: Instant) {
         self.source_retry_at = Some(now + SOURCE_RETRY);
+    }
+
+    /// The source returned `WouldBlock` and the driver watches it (a registered file
+    /// descriptor): no retry timer, the body waits for [`Connection::on_source_ready`]. The
+    /// other deadlines keep running, so an idle source still stalls out.
+    pub fn on_source_waiting(&mut self) {
+        self.source_waiting = true;
+    }
+
+    /// The watched source can be read again.
+    pub fn on_source_ready(&mut self) {
+        self.source_waiting = false;
     }
 
     /// Adds trailer fields made once the body is read; see [`Exchange::add_trailers`].
@@ -753,6 +770,35 @@ mod tests {
             conn.poll_transmit(&mut buf, t0 + SOURCE_RETRY),
             Ok(Transmit::Fill(_))
         ));
+    }
+
+    #[test]
+    fn a_watched_source_waits_for_the_driver_and_still_stalls_out() {
+        let t0 = Instant::now();
+        let (mut conn, mut buf) = open(t0, timeouts(Some(60), None), ExchangeOptions::default());
+        send_all(&mut conn, &mut buf, t0);
+        conn.on_source_waiting();
+        assert!(matches!(
+            conn.poll_transmit(&mut buf, t0),
+            Ok(Transmit::Wait)
+        ));
+        // No retry timer: only the stall deadline.
+        assert_eq!(conn.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+        let later = t0 + Duration::from_secs(1);
+        assert!(matches!(
+            conn.poll_transmit(&mut buf, later),
+            Ok(Transmit::Wait)
+        ));
+        conn.on_source_ready();
+        assert!(matches!(
+            conn.poll_transmit(&mut buf, later),
+            Ok(Transmit::Fill(_))
+        ));
+        conn.on_source_waiting();
+        let err = conn
+            .poll_transmit(&mut buf, t0 + Duration::from_secs(61))
+            .unwrap_err();
+        assert_eq!(err.timeout_kind(), Some(TimeoutKind::Stall));
     }
 
     #[test]
