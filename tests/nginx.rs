@@ -11,7 +11,7 @@ use chunkwire::{Client, Response};
 
 #[path = "support/nginx.rs"]
 mod nginx;
-use nginx::{CLOSE, Nginx, Pattern, SMALL, pattern};
+use nginx::{CLOSE, DISCARD, Nginx, Pattern, SMALL, pattern};
 
 /// Generous limits for a loaded machine; a hang fails the test instead of stalling it.
 fn client(chunk: usize) -> Client {
@@ -339,6 +339,41 @@ fn a_connection_nginx_closes_is_not_reused() {
         .collect();
     assert_eq!(connections[3], connections[2], "{connections:?}");
     assert!(connections[0] != connections[1] && connections[1] != connections[2]);
+}
+
+#[test]
+fn an_early_200_lets_the_body_go_on_to_its_end_and_keeps_the_connection() {
+    let server = Nginx::start();
+    let client = client(16 * 1024);
+    let len = 3 * 1024 * 1024;
+    for i in 0..2 {
+        let response = client
+            .upload(&server.url(&format!("{DISCARD}{i}")))
+            .send(Pattern::new(i, len))
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.upload_complete());
+        assert_eq!(response.progress().body_bytes_sent, len);
+        assert_eq!(response.connection_reused(), i > 0);
+        assert_eq!(finish(response), "discarded\n");
+    }
+    // nginx discarded the whole body, so the connection is in step for the next upload.
+    let response = client
+        .upload(&server.url("/after"))
+        .send(&b"x"[..])
+        .unwrap();
+    assert!(response.connection_reused());
+    finish(response);
+    server.assert_file("/after", b"x");
+    let logged = server.wait_logged(3);
+    for entry in &logged[..2] {
+        // Logged as it answered, with the head and at most a first read of the body:
+        // nginx does not count what it throws away.
+        assert_eq!(entry.status, 200);
+        assert!(entry.request_length < 64 * 1024, "{entry:?}");
+        assert_eq!(entry.connection, logged[2].connection);
+    }
+    assert_eq!(server.try_read(&format!("{DISCARD}0")), None);
 }
 
 #[cfg(feature = "sink")]

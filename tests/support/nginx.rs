@@ -8,6 +8,11 @@
 //! kills nginx and removes the directory, also when a test panics; a watchdog process kills
 //! nginx (and removes the directory) if the test process dies without dropping it.
 //!
+//! One nginx takes many uploads at once (`worker_connections 1024`; a body goes to a temp
+//! file, so each upload in flight holds a socket and a file). [`Nginx::endpoint`] gives the
+//! base URL and the directory where files land; [`Nginx::read`] and [`Nginx::assert_file`]
+//! read one back by the path it was put to; [`Nginx::wait_logged`] lists what nginx saw.
+//!
 //! Include it with `#[path = "support/nginx.rs"] mod nginx;`. nginx must be installed:
 //! `.ci/run` installs nginx-light (it has the dav module and ssl). `CHUNKWIRE_NGINX` may
 //! name another binary.
@@ -29,6 +34,10 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 /// The path under which nginx takes at most 1 KiB of body (`client_max_body_size 1k`), to
 /// provoke 413. Everywhere else a body may be of any size.
 pub const SMALL: &str = "/small/";
+
+/// The path under which nginx answers `200 discarded` as soon as it has the head, and
+/// reads and throws away the body that follows (an early 2xx).
+pub const DISCARD: &str = "/discard/";
 
 /// The path under which nginx keeps no connection (`keepalive_timeout 0`): every response
 /// there says `Connection: close`.
@@ -107,10 +116,10 @@ impl Nginx {
                 Ok(()) => return server,
                 Err(log) => {
                     server.stop_processes();
-                    // Now dropping it only removes the directory, which a retry still needs.
                     if !log.contains("Address already in use") {
                         panic!("nginx did not start; its error log:\n{log}");
                     }
+                    // So that dropping it leaves the directory to the next try.
                     server.dir = PathBuf::new();
                     last_log = log;
                 }
@@ -562,6 +571,9 @@ fn config(dir: &Path, port: u16, tls_port: Option<u16>) -> String {
         "        }\n",
         "        location /close/ {\n",
         "            keepalive_timeout 0;\n",
+        "        }\n",
+        "        location /discard/ {\n",
+        "            return 200 \"discarded\\n\";\n",
         "        }\n",
         "        location = /__ready {\n",
         "            access_log off;\n",
