@@ -68,7 +68,7 @@ fn chunked_puts_around_the_chunk_size_land_intact() {
         assert_eq!(entry.transfer_encoding.as_deref(), Some("chunked"));
         assert_eq!(entry.content_length, None);
         // Head, chunk framing and body: nginx read exactly what chunkwire says it wrote.
-        assert_eq!(entry.request_length, wire, "len {len}");
+        assert_eq!(entry.request_length, wire as i64, "len {len}");
     }
 }
 
@@ -91,7 +91,7 @@ fn a_few_mib_in_small_chunks_land_intact() {
     // 4097 chunks, each with its size line and CRLF.
     let chunks = len.div_ceil(chunk) as u64;
     assert!(wire > len as u64 + chunks * 5, "{wire}");
-    assert_eq!(server.wait_logged(1)[0].request_length, wire);
+    assert_eq!(server.wait_logged(1)[0].request_length, wire as i64);
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 
@@ -158,7 +158,7 @@ fn trailers_are_accepted_and_kept_out_of_the_file() {
         "{entry:?}"
     );
     // nginx read the trailer section too, up to its final empty line.
-    assert_eq!(entry.request_length, wire);
+    assert_eq!(entry.request_length, wire as i64);
 }
 
 #[test]
@@ -368,7 +368,8 @@ fn an_early_200_lets_the_body_go_on_to_its_end_and_keeps_the_connection() {
     let logged = server.wait_logged(3);
     for entry in &logged[..2] {
         // Logged as it answered, with the head and at most a first read of the body:
-        // nginx does not count what it throws away.
+        // nginx does not count what it throws away. (For the second its count can even
+        // be negative, when its head came in one read with the end of the first body.)
         assert_eq!(entry.status, 200);
         assert!(entry.request_length < 64 * 1024, "{entry:?}");
         assert_eq!(entry.connection, logged[2].connection);

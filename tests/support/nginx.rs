@@ -292,8 +292,10 @@ pub struct Logged {
     pub method: String,
     pub uri: String,
     pub status: u16,
-    /// Bytes of the request nginx read: head, framing and body.
-    pub request_length: u64,
+    /// Bytes of the request nginx read: head, framing and body. Signed, because nginx
+    /// 1.22 logs a negative length (-7 was seen) for a request whose head arrived in the
+    /// same read as the end of a body it was throwing away (after an early answer).
+    pub request_length: i64,
     pub transfer_encoding: Option<String>,
     pub content_length: Option<String>,
     pub expect: Option<String>,
@@ -304,15 +306,15 @@ impl Logged {
     fn parse(line: &str) -> Logged {
         let fields: Vec<&str> = line.split('\t').collect();
         assert_eq!(fields.len(), 10, "unexpected access log line: {line:?}");
-        let number = |i: usize| {
+        let number = |i: usize| -> i64 {
             fields[i]
                 .parse()
                 .unwrap_or_else(|_| panic!("field {i} of {line:?}"))
         };
         let header = |i: usize| (fields[i] != "-").then(|| fields[i].to_owned());
         Logged {
-            connection: number(0),
-            connection_requests: number(1),
+            connection: number(0) as u64,
+            connection_requests: number(1) as u64,
             method: fields[2].to_owned(),
             uri: fields[3].to_owned(),
             status: number(4) as u16,
