@@ -1,7 +1,7 @@
 //! Uploads checked by nginx, an HTTP/1.1 server no one here wrote: its WebDAV module writes
 //! each PUT body to a file, and every file is compared byte for byte with what was sent.
 //! nginx's access log is a second witness: the framing it saw, the bytes it read and the
-//! connection each request came on. Needs nginx (`.ci/run` installs nginx-light); see
+//! connection each request came on. Needs nginx (`.ci/run` installs it); see
 //! tests/support/nginx.rs.
 
 use std::fs::File;
@@ -457,4 +457,58 @@ mod tls {
             .unwrap();
         assert_refused(&server, response, &path, started);
     }
+}
+
+#[cfg(feature = "sink")]
+#[test]
+fn two_hundred_uploads_at_once_on_one_thread_land_whole() {
+    // The set of uploads (Client::uploads) against a server no one here wrote: 200 at
+    // once, chunked and with Content-Length, plain and over TLS, each file compared byte
+    // for byte.
+    let server = Nginx::start_tls();
+    let trust = chunkwire::TlsConfig::builder()
+        .add_ca_pem(server.cert_pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let client = Client::builder()
+        .chunk_size(4096)
+        .tls_config(trust)
+        .stall_timeout(Some(Duration::from_secs(20)))
+        .max_time(Some(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let bodies: Vec<Vec<u8>> = (0..200u64)
+        .map(|i| pattern(1000 + i, (i as usize * 4093) % 60_000))
+        .collect();
+    let mut uploads = client.uploads().unwrap().max_active(200);
+    let mut paths = std::collections::HashMap::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let path = format!("/many/{i}.bin");
+        let url = if i % 4 == 3 {
+            server.tls_url(&path)
+        } else {
+            server.url(&path)
+        };
+        let mut upload = client.upload(&url);
+        if i % 2 == 1 {
+            upload = upload.content_length(body.len() as u64);
+        }
+        let id = uploads.add(upload, &body[..]);
+        paths.insert(id, (path, i));
+    }
+    let mut stored = 0;
+    for finished in uploads.by_ref() {
+        let (path, i) = &paths[&finished.id];
+        let completed = finished.result.unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            matches!(completed.status.as_u16(), 201 | 204),
+            "{path}: {}",
+            completed.status
+        );
+        assert!(completed.upload_complete, "{path}");
+        server.assert_file(path, &bodies[*i]);
+        stored += 1;
+    }
+    assert_eq!(stored, 200);
 }

@@ -14,7 +14,7 @@
 //! read one back by the path it was put to; [`Nginx::wait_logged`] lists what nginx saw.
 //!
 //! Include it with `#[path = "support/nginx.rs"] mod nginx;`. nginx must be installed:
-//! `.ci/run` installs nginx-light (it has the dav module and ssl). `CHUNKWIRE_NGINX` may
+//! `.ci/run` installs Debian's nginx (it has the dav module and ssl). `CHUNKWIRE_NGINX` may
 //! name another binary.
 #![allow(dead_code)]
 
@@ -414,7 +414,7 @@ fn nginx_binary() -> &'static Path {
             .find(|p| p.is_file())
             .ok_or_else(|| {
                 "nginx is needed for this test and was not found (on PATH, /usr/sbin/nginx or \
-             $CHUNKWIRE_NGINX): .ci/run installs nginx-light"
+             $CHUNKWIRE_NGINX): .ci/run installs Debian's nginx"
                     .to_owned()
             })?;
         let version = Command::new(&binary)
@@ -427,7 +427,7 @@ fn nginx_binary() -> &'static Path {
             if !built.contains(module) {
                 return Err(format!(
                     "{} was built without {module}, which these tests need: .ci/run installs \
-                     nginx-light, which has it\n{built}",
+                     Debian's nginx, which has it\n{built}",
                     binary.display()
                 ));
             }
