@@ -479,3 +479,38 @@ fn an_idle_watched_source_still_stalls_out() {
     assert_eq!(err.timeout_kind(), Some(TimeoutKind::Stall), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[test]
+fn equal_uploads_progress_at_similar_rates() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let client = client();
+    let mut uploads = client.uploads().unwrap();
+    let ids: Vec<UploadId> = (0..8)
+        .map(|i| {
+            let source = io::repeat(b'f').take(48 << 20);
+            uploads.add(client.upload(&sink.url(&format!("/fair/{i}"))), source)
+        })
+        .collect();
+    let first = uploads.next_finished().unwrap();
+    first.result.unwrap();
+    let behind: Vec<u64> = ids
+        .iter()
+        .filter(|id| **id != first.id)
+        .map(|id| {
+            uploads
+                .progress(*id)
+                .map_or(48 << 20, |p| p.body_bytes_sent)
+        })
+        .collect();
+    let slowest = *behind.iter().min().unwrap();
+    println!("bytes sent by the others when the first finished: {behind:?}");
+    // Round-robin rounds keep every upload within a few rounds of the others; half the
+    // leader's bytes leaves room for the sink's threads being scheduled unevenly.
+    assert!(
+        slowest >= 24 << 20,
+        "when one upload finished its 48 MiB, another had sent only {slowest} bytes: {behind:?}"
+    );
+    for finished in uploads.by_ref() {
+        finished.result.unwrap();
+    }
+}
