@@ -123,12 +123,14 @@ struct Task<'a> {
 /// Where a task is.
 enum Run {
     Queued,
+    // Boxed: a queued upload's slot stays small (its options and source), and only the
+    // uploads that run hold a connection's state.
     ToHead {
-        driven: Driven,
+        driven: Box<Driven>,
         reused: bool,
     },
     Body {
-        driven: Driven,
+        driven: Box<Driven>,
         reused: bool,
         head: ResponseHead,
         kept: Vec<u8>,
@@ -204,6 +206,10 @@ pub struct Uploads<'a> {
     active: usize,
     per_host: HashMap<HostKey, usize>,
     unfinished: usize,
+    /// Something changed that may let a queued upload start (one was added, one ended):
+    /// without it the queue is not scanned again, which matters when a per-host limit
+    /// holds back thousands of queued uploads.
+    queue_changed: bool,
 }
 
 impl std::fmt::Debug for Uploads<'_> {
@@ -285,6 +291,7 @@ impl<'a> Uploads<'a> {
             active: 0,
             per_host: HashMap::new(),
             unfinished: 0,
+            queue_changed: false,
         })
     }
 
@@ -368,6 +375,7 @@ impl<'a> Uploads<'a> {
                     source_token: None,
                 });
                 self.queue.push_back(id);
+                self.queue_changed = true;
             }
             Err(e) => {
                 self.finished.push_back(Finished { id, result: Err(e) });
@@ -622,7 +630,7 @@ impl<'a> Uploads<'a> {
     /// How long the caller's loop may sleep before [`Uploads::handle_timeout`] is due:
     /// zero when work is waiting, `None` when only an event can bring any.
     pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.round.is_empty() || (self.can_start() && !self.queue.is_empty()) {
+        if !self.round.is_empty() || (self.queue_changed && self.can_start()) {
             return Some(Duration::ZERO);
         }
         self.timers
@@ -710,6 +718,9 @@ impl<'a> Uploads<'a> {
     }
 
     fn start_queued(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.queue_changed) {
+            return;
+        }
         let mut at = 0;
         while self.can_start() && at < self.queue.len() {
             let id = self.queue[at];
@@ -758,7 +769,10 @@ impl<'a> Uploads<'a> {
             Some(link) => {
                 let owner = link.token().0 - self.first_token - 1;
                 self.owners[owner] = Owner::Task(task.id.slot);
-                (Driven::reuse(link, prepared, task.plan.started, now), true)
+                (
+                    Box::new(Driven::reuse(link, prepared, task.plan.started, now)),
+                    true,
+                )
             }
             None => {
                 let Some(token) = self.take_owner(task.id.slot) else {
@@ -770,7 +784,7 @@ impl<'a> Uploads<'a> {
                 };
                 let machine = Connection::new(self.client.timeouts(), task.plan.started, now);
                 match Driven::connect(&self.waker, token, prepared, machine, task.plan.started) {
-                    Ok(driven) => (driven, false),
+                    Ok(driven) => (Box::new(driven), false),
                     Err(e) => {
                         self.free_owner(token);
                         return self.conclude(task, Err(e));
@@ -902,7 +916,7 @@ impl<'a> Uploads<'a> {
     /// sides may keep it, the buffer to the spare ones.
     fn complete(
         &mut self,
-        driven: Driven,
+        driven: Box<Driven>,
         origin: Origin,
         reused: bool,
         head: ResponseHead,
@@ -919,7 +933,7 @@ impl<'a> Uploads<'a> {
             .transport()
             .and_then(crate::transport::Transport::tls_summary);
         let token = driven.token();
-        let (idle, buf) = driven.finish(true);
+        let (idle, buf) = (*driven).finish(true);
         self.spare(buf);
         match idle {
             Some(link) => self.keep_idle(origin, link),
@@ -1018,14 +1032,14 @@ impl<'a> Uploads<'a> {
     }
 
     /// Closes a connection that is done with, and keeps its buffer for the next upload.
-    fn retire(&mut self, driven: Driven) {
+    fn retire(&mut self, driven: Box<Driven>) {
         let buf = self.retire_keep_buffer(driven);
         self.spare(buf);
     }
 
-    fn retire_keep_buffer(&mut self, driven: Driven) -> FixedBuf {
+    fn retire_keep_buffer(&mut self, driven: Box<Driven>) -> FixedBuf {
         let token = driven.token();
-        let (idle, buf) = driven.finish(false);
+        let (idle, buf) = (*driven).finish(false);
         debug_assert!(idle.is_none(), "an unfinished exchange is never kept");
         self.free_owner(token);
         buf
@@ -1054,6 +1068,7 @@ impl<'a> Uploads<'a> {
             self.free_owner(token);
         }
         if let Some(host) = &task.host {
+            self.queue_changed = true;
             self.active -= 1;
             if let Some(count) = self.per_host.get_mut(host) {
                 *count -= 1;
@@ -1075,5 +1090,21 @@ impl Iterator for Uploads<'_> {
 
     fn next(&mut self) -> Option<Finished> {
         self.next_finished()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_upload_holds_no_connection_state() {
+        // Thousands may wait in the queue: their slots hold options and a source only.
+        let task = std::mem::size_of::<Task<'_>>();
+        assert!(task < 1024, "a task slot is {task} bytes");
+        assert!(
+            std::mem::size_of::<Driven>() > task / 2,
+            "the connection is boxed"
+        );
     }
 }

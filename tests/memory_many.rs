@@ -12,7 +12,7 @@ use std::time::Duration;
 use chunkwire::sink::Sink;
 
 mod support;
-use support::counters;
+use support::{counters, take_peak};
 
 #[global_allocator]
 static GLOBAL: support::CountingAllocator = support::CountingAllocator;
@@ -190,4 +190,47 @@ fn over_tls_rustls_adds_its_buffers_and_nothing_grows_per_chunk() {
             m.allocations_per_chunk
         );
     }
+}
+
+#[test]
+fn queued_uploads_hold_no_buffer_only_running_ones_do() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let chunk = 48 * 1024;
+    let client = chunkwire::Client::builder()
+        .chunk_size(chunk)
+        .build()
+        .unwrap();
+    let queued = 2000;
+    let active = 20;
+    let urls: Vec<String> = (0..queued).map(|i| sink.url(&format!("/q/{i}"))).collect();
+    let body = vec![1u8; 3 * chunk];
+    let (_, live_empty) = counters();
+    let mut uploads = client.uploads().unwrap().max_active(active);
+    for url in &urls {
+        uploads.add(client.upload(url), &body[..]);
+    }
+    let (_, live_queued) = counters();
+    let per_queued = (live_queued - live_empty) / queued as i64;
+    take_peak();
+    let mut done = 0;
+    for finished in uploads.by_ref() {
+        finished.result.unwrap();
+        done += 1;
+    }
+    assert_eq!(done, queued);
+    let running = take_peak() - live_queued;
+    println!(
+        "{queued} queued: {per_queued} bytes each; running {active} at a time added at most \
+         {running} bytes ({} per running upload)",
+        running / active as i64
+    );
+    assert!(
+        per_queued < 2048,
+        "a queued upload holds {per_queued} bytes"
+    );
+    // 20 buffers (and connections), not 2,000.
+    assert!(
+        running <= active as i64 * (chunk as i64 + 16 * 1024),
+        "running {active} at a time peaked at {running} bytes"
+    );
 }

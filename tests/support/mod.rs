@@ -16,6 +16,17 @@ thread_local! {
     // Const-initialised and without Drop, so touching it never allocates.
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
     static LIVE_BYTES: Cell<i64> = const { Cell::new(0) };
+    static PEAK_BYTES: Cell<i64> = const { Cell::new(0) };
+}
+
+/// Adds `delta` to this thread's live bytes and keeps the peak.
+fn add_live(delta: i64) {
+    let live = LIVE_BYTES.with(|c| {
+        let live = c.get() + delta;
+        c.set(live);
+        live
+    });
+    PEAK_BYTES.with(|p| p.set(p.get().max(live)));
 }
 
 // SAFETY: every call is forwarded to the system allocator unchanged; the counters are
@@ -23,18 +34,18 @@ thread_local! {
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        LIVE_BYTES.with(|c| c.set(c.get() + layout.size() as i64));
+        add_live(layout.size() as i64);
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.with(|c| c.set(c.get() - layout.size() as i64));
+        add_live(-(layout.size() as i64));
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        LIVE_BYTES.with(|c| c.set(c.get() + new_size as i64 - layout.size() as i64));
+        add_live(new_size as i64 - layout.size() as i64);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -42,6 +53,12 @@ unsafe impl GlobalAlloc for CountingAllocator {
 /// (allocations, live bytes) of this thread so far.
 pub fn counters() -> (u64, i64) {
     (ALLOCATIONS.with(Cell::get), LIVE_BYTES.with(Cell::get))
+}
+
+/// The most live bytes this thread has had since the last call (starting from now).
+pub fn take_peak() -> i64 {
+    let live = LIVE_BYTES.with(Cell::get);
+    PEAK_BYTES.with(|p| p.replace(live))
 }
 
 /// Reads up to the end of the request head; returns what came after it.
