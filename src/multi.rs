@@ -190,7 +190,8 @@ pub struct Uploads<'a> {
     /// The waker's token; connection tokens follow it, up to the end of the range.
     first_token: usize,
     token_count: usize,
-    slots: Vec<(u32, Option<Task<'a>>)>,
+    /// Boxed, so a round moves a pointer, not a task, and an empty slot is 16 bytes.
+    slots: Vec<(u32, Option<Box<Task<'a>>>)>,
     free_slots: Vec<u32>,
     queue: VecDeque<UploadId>,
     owners: Vec<Owner>,
@@ -361,7 +362,7 @@ impl<'a> Uploads<'a> {
         self.unfinished += 1;
         match Plan::new(&upload, Instant::now()) {
             Ok(plan) => {
-                self.slots[id.slot as usize].1 = Some(Task {
+                self.slots[id.slot as usize].1 = Some(Box::new(Task {
                     id,
                     upload,
                     body,
@@ -373,7 +374,7 @@ impl<'a> Uploads<'a> {
                     spare: None,
                     origin: None,
                     source_token: None,
-                });
+                }));
                 self.queue.push_back(id);
                 self.queue_changed = true;
             }
@@ -457,7 +458,7 @@ impl<'a> Uploads<'a> {
         true
     }
 
-    fn take_task(&mut self, id: UploadId) -> Option<Task<'a>> {
+    fn take_task(&mut self, id: UploadId) -> Option<Box<Task<'a>>> {
         match self.slots.get_mut(id.slot as usize) {
             Some((generation, task)) if *generation == id.generation => task.take(),
             _ => None,
@@ -603,13 +604,14 @@ impl<'a> Uploads<'a> {
         let waiting: Vec<UploadId> = self
             .slots
             .iter()
-            .filter_map(|(_, task)| match task {
-                Some(Task {
-                    id,
-                    run: Run::ToHead { driven, .. },
-                    ..
-                }) if driven.machine().phase() == Phase::Resolving => Some(*id),
-                _ => None,
+            .filter_map(|(_, task)| {
+                let task = task.as_deref()?;
+                match &task.run {
+                    Run::ToHead { driven, .. } if driven.machine().phase() == Phase::Resolving => {
+                        Some(task.id)
+                    }
+                    _ => None,
+                }
             })
             .collect();
         for id in waiting {
@@ -682,7 +684,7 @@ impl<'a> Uploads<'a> {
         self.start_queued(Instant::now());
     }
 
-    fn put_back(&mut self, task: Task<'a>, moved: Moved) {
+    fn put_back(&mut self, task: Box<Task<'a>>, moved: Moved) {
         let id = task.id;
         let deadline = match &task.run {
             Run::ToHead { driven, .. } | Run::Body { driven, .. } => {
@@ -758,7 +760,7 @@ impl<'a> Uploads<'a> {
     }
 
     /// Starts the next attempt of `task`: on a kept connection to its origin, or a new one.
-    fn begin_attempt(&mut self, mut task: Task<'a>, now: Instant) {
+    fn begin_attempt(&mut self, mut task: Box<Task<'a>>, now: Instant) {
         let spare = task.spare.take().or_else(|| self.spare_buffers.pop());
         let prepared = match task.upload.prepare(&task.plan, spare) {
             Ok(prepared) => prepared,
@@ -804,7 +806,7 @@ impl<'a> Uploads<'a> {
     }
 
     /// One round of work on `task` (rule 4).
-    fn work_on(&mut self, mut task: Task<'a>, now: Instant) {
+    fn work_on(&mut self, mut task: Box<Task<'a>>, now: Instant) {
         match std::mem::replace(&mut task.run, Run::Moving) {
             Run::ToHead { mut driven, reused } => {
                 let mut no_body = io::empty();
@@ -1052,7 +1054,7 @@ impl<'a> Uploads<'a> {
     }
 
     /// Ends `task` with `result`: its slot and host slot are freed for the queue.
-    fn conclude(&mut self, mut task: Task<'a>, result: Result<Completed>) {
+    fn conclude(&mut self, mut task: Box<Task<'a>>, result: Result<Completed>) {
         if let Some(buf) = task.spare.take() {
             self.spare(buf);
         }
@@ -1061,7 +1063,7 @@ impl<'a> Uploads<'a> {
         self.finished.push_back(Finished { id, result });
     }
 
-    fn end(&mut self, task: Task<'a>) {
+    fn end(&mut self, task: Box<Task<'a>>) {
         if let (Some(token), Some(fd)) = (task.source_token, task.body.watched_fd()) {
             // Before the source is dropped: the descriptor may be shared and live on.
             let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
