@@ -135,8 +135,10 @@ fn server(most: Arc<AtomicUsize>) -> String {
                 } else {
                     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                 };
-                let _ = stream.write_all(answer);
+                // Counted out before the answer: once it is sent, the client may connect
+                // again before this thread runs on.
                 open.fetch_sub(1, Ordering::SeqCst);
+                let _ = stream.write_all(answer);
             });
         }
     });

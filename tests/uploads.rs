@@ -89,7 +89,8 @@ fn two_hundred_uploads_on_one_thread_arrive_whole() {
 }
 
 /// A server that answers every request after reading its chunked body, and counts how
-/// many connections are open at once.
+/// many requests are in progress at once (from their first byte to their answer: what
+/// `max_active` limits; idle kept connections are not uploads).
 struct CountingServer {
     url: String,
     most_at_once: Arc<AtomicUsize>,
@@ -100,18 +101,16 @@ impl CountingServer {
     fn start(hold: Duration) -> CountingServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let open = Arc::new(AtomicUsize::new(0));
+        let in_progress = Arc::new(AtomicUsize::new(0));
         let most_at_once = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
         let (most, total) = (Arc::clone(&most_at_once), Arc::clone(&connections));
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
-                let (open, most) = (Arc::clone(&open), Arc::clone(&most));
+                let (in_progress, most) = (Arc::clone(&in_progress), Arc::clone(&most));
                 total.fetch_add(1, Ordering::SeqCst);
                 thread::spawn(move || {
-                    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
                     stream
                         .set_read_timeout(Some(Duration::from_secs(10)))
                         .unwrap();
@@ -120,18 +119,29 @@ impl CountingServer {
                     loop {
                         if seen.ends_with(b"\r\n0\r\n\r\n") {
                             thread::sleep(hold);
+                            // Counted out before the answer: once it is sent, the next
+                            // request may come before this thread runs on.
+                            in_progress.fetch_sub(1, Ordering::SeqCst);
                             let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
                             if stream.write_all(answer).is_err() {
-                                break;
+                                return;
                             }
                             seen.clear();
                         }
                         match stream.read(&mut buf) {
                             Ok(0) | Err(_) => break,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            Ok(n) => {
+                                if seen.is_empty() {
+                                    let now = in_progress.fetch_add(1, Ordering::SeqCst) + 1;
+                                    most.fetch_max(now, Ordering::SeqCst);
+                                }
+                                seen.extend_from_slice(&buf[..n]);
+                            }
                         }
                     }
-                    open.fetch_sub(1, Ordering::SeqCst);
+                    if !seen.is_empty() {
+                        in_progress.fetch_sub(1, Ordering::SeqCst);
+                    }
                 });
             }
         });
