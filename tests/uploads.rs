@@ -524,3 +524,65 @@ fn equal_uploads_progress_at_similar_rates() {
         finished.result.unwrap();
     }
 }
+
+/// Answers every request on every connection with a 307 to `location`, after reading
+/// its head only.
+fn redirecting_server(location: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/first", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let location = location.clone();
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes());
+                thread::sleep(Duration::from_millis(200));
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn redirects_in_a_set_follow_the_same_policy_as_send() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let first = redirecting_server(sink.url("/landed"));
+    let client = client();
+    let body = body(77, 300_000);
+    let mut uploads = client.uploads().unwrap();
+    let seekable = uploads.add_seekable(
+        client.upload(&first).max_redirects(3),
+        io::Cursor::new(&body[..]),
+    );
+    let stream = uploads.add(client.upload(&first).max_redirects(3), &body[..]);
+    let unfollowed = uploads.add_seekable(client.upload(&first), io::Cursor::new(&body[..]));
+    let mut results = HashMap::new();
+    for finished in uploads.by_ref() {
+        results.insert(finished.id, finished.result);
+    }
+    let landed = results.remove(&seekable).unwrap().unwrap();
+    assert_eq!(landed.status, 200);
+    let report = sink.next_report(REPORT_WAIT).unwrap();
+    assert_eq!(report.target, "/landed");
+    assert_eq!(report.crc32, crc32fast::hash(&body));
+    let err = results.remove(&stream).unwrap().unwrap_err();
+    assert!(err.is_redirect_body_not_resendable(), "{err}");
+    let returned = results.remove(&unfollowed).unwrap().unwrap();
+    assert_eq!(
+        returned.status, 307,
+        "without max_redirects the 307 is the answer"
+    );
+    assert!(sink.next_report(Duration::from_millis(300)).is_none());
+}
