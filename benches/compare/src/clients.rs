@@ -4,7 +4,9 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::{RAW_WRITE, Result, value};
 
@@ -166,6 +168,125 @@ pub fn reqwest_client(args: &[String]) -> Result<()> {
         let body = response.bytes().await?;
         if !status.is_success() {
             return Err(format!("status {status}: {}", String::from_utf8_lossy(&body)).into());
+        }
+        Ok(())
+    })
+}
+
+/// A file read synchronously inside `poll_read`: a read from the page cache takes
+/// microseconds, so reqwest's tasks read their files on the runtime's own thread, as
+/// chunkwire does, instead of through tokio's blocking thread pool (`tokio::fs`), which
+/// would add a thread hop per read and, with many uploads at once, hundreds of threads.
+struct SyncFile(std::fs::File);
+
+impl tokio::io::AsyncRead for SyncFile {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: read(2) only writes into the unfilled part it is given, and `assume_init`
+        // covers exactly the bytes it wrote.
+        unsafe {
+            let unfilled = buf.unfilled_mut();
+            let n = libc::read(
+                self.0.as_raw_fd(),
+                unfilled.as_mut_ptr().cast(),
+                unfilled.len(),
+            );
+            if n < 0 {
+                return Poll::Ready(Err(io::Error::last_os_error()));
+            }
+            buf.assume_init(n as usize);
+            buf.advance(n as usize);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+type TaskResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// `reqwest-many URL/ DIR [--concurrency C] [--runtime current|multi] [--body stream|whole]
+/// [--cacert CA]`: one reqwest client uploads every file in DIR to URL followed by the
+/// file's name, from C tasks that each take the next file until none is left. `stream`
+/// streams the file as the single-upload client does (chunked); `whole` reads it into memory
+/// first and sends it with Content-Length.
+pub fn reqwest_many(args: &[String]) -> Result<()> {
+    let [base, dir, ..] = args else {
+        return Err("usage: reqwest-many URL/ DIR [--concurrency C] [--runtime current|multi] [--body stream|whole] [--cacert CA]".into());
+    };
+    let concurrency: usize = crate::parsed(args, "--concurrency", 1)?;
+    let whole = match value(args, "--body") {
+        None | Some("stream") => false,
+        Some("whole") => true,
+        Some(other) => return Err(format!("unknown --body {other}").into()),
+    };
+    let mut builder = match value(args, "--runtime") {
+        None | Some("current") => tokio::runtime::Builder::new_current_thread(),
+        Some("multi") => tokio::runtime::Builder::new_multi_thread(),
+        Some(other) => return Err(format!("unknown --runtime {other}").into()),
+    };
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let names = Arc::new(names);
+    let dir = Arc::new(std::path::PathBuf::from(dir));
+    let base = Arc::new(base.clone());
+    let runtime = builder.enable_all().build()?;
+    runtime.block_on(async {
+        let mut client = reqwest::Client::builder();
+        if let Some(ca) = value(args, "--cacert") {
+            let pem = std::fs::read(ca)?;
+            client = client.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        let client = client.build()?;
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency.clamp(1, names.len().max(1)) {
+            let (client, names, next, dir, base) = (
+                client.clone(),
+                names.clone(),
+                next.clone(),
+                dir.clone(),
+                base.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(name) = names.get(i) else {
+                        return TaskResult::Ok(());
+                    };
+                    let path = dir.join(name);
+                    let body = if whole {
+                        reqwest::Body::from(std::fs::read(&path)?)
+                    } else {
+                        let file = SyncFile(std::fs::File::open(&path)?);
+                        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                            file,
+                            64 * 1024,
+                        ))
+                    };
+                    let response = client
+                        .put(format!("{base}{name}"))
+                        .body(body)
+                        .send()
+                        .await?;
+                    let status = response.status();
+                    let text = response.bytes().await?;
+                    if !status.is_success() {
+                        return Err(format!(
+                            "{name}: status {status}: {}",
+                            String::from_utf8_lossy(&text)
+                        )
+                        .into());
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await?.map_err(|e| e.to_string())?;
         }
         Ok(())
     })

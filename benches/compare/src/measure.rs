@@ -24,6 +24,37 @@ pub struct Usage {
     pub peak_rss_kib: u64,
 }
 
+/// Lets the comparison and its children hold many sockets and files: the soft limit on
+/// open files goes up to the hard one (children inherit it).
+pub fn raise_open_files() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// The soft limit on open files, after [`raise_open_files`].
+pub fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        0
+    }
+}
+
 /// Whether this process may run on CPUs 0 and 1, the client's and the sink's.
 pub fn can_pin() -> bool {
     // SAFETY: a zeroed cpu_set_t is the empty set; sched_getaffinity fills it.
