@@ -222,20 +222,21 @@ fn new_row(options: &Options, client: Client, tls: bool, size_mib: u64, n: usize
                 Some("not available (`chunkwire upload --help` lists no --chunk-size)".into());
         }
     }
-    if n > SINK_DEFAULT_CAP && !features.sink_max_connections {
+    // The first reason found is the one shown.
+    if row.skipped.is_none() && n > SINK_DEFAULT_CAP && !features.sink_max_connections {
         row.skipped = Some(
             "skipped: `chunkwire sink --help` lists no --max-connections, and the sink answers 503 past 256 connections"
                 .into(),
         );
     }
-    if tls && row.bytes() > BIG_TLS_BYTES && !options.big_tls {
+    if row.skipped.is_none() && tls && row.bytes() > BIG_TLS_BYTES && !options.big_tls {
         row.skipped = Some(format!(
             "left out: {} GiB a run over TLS takes minutes (`--big-tls` runs it)",
             row.bytes() >> 30
         ));
     }
     let fds = open_files_limit();
-    if (2 * n as u64 + 64) > fds {
+    if row.skipped.is_none() && (2 * n as u64 + 64) > fds {
         row.skipped = Some(format!(
             "skipped: {n} uploads need about {} open files, the limit is {fds}",
             2 * n + 64

@@ -191,6 +191,11 @@ fn options(args: &[String]) -> Result<Options> {
         features,
     };
     std::fs::create_dir_all(&options.work)?;
+    // Absolute: clients run in directories of their own, with paths into this one.
+    let options = Options {
+        work: std::fs::canonicalize(&options.work)?,
+        ..options
+    };
     Ok(options)
 }
 
