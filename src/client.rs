@@ -42,7 +42,7 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 const TOKEN: Token = Token(0);
 
 /// The receive region a buffer starts with: room for the response heads seen in practice.
-const INITIAL_RECV: usize = 4096;
+const INITIAL_RECV: usize = 2048;
 
 /// Options shared by every upload of a [`Client`].
 #[derive(Debug, Clone)]

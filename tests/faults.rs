@@ -349,3 +349,33 @@ fn an_endless_fast_response_body_trips_the_total_timeout() {
     drop(response);
     server.join().unwrap();
 }
+
+#[test]
+fn a_response_head_larger_than_the_first_receive_region_is_read_whole() {
+    // The receive region starts at 2 KiB and grows to the head limit (32 KiB) only when a
+    // head does not fit: a 20 KB head and a 9 KB chunk-size extension are read whole.
+    let padding = "x".repeat(400);
+    let mut head = String::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n");
+    for i in 0..50 {
+        head.push_str(&format!("X-Pad-{i}: {padding}\r\n"));
+    }
+    head.push_str("\r\n");
+    let extension = "e".repeat(3000);
+    let reply = format!("{head}2;{extension}\r\nok\r\n0\r\n\r\n");
+    let (url, server) = serve_once(move |mut stream| {
+        let after_head = read_head(&mut stream);
+        let mut seen = after_head;
+        let mut buf = [0u8; 4096];
+        while !seen.ends_with(b"0\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0);
+            seen.extend_from_slice(&buf[..n]);
+        }
+        stream.write_all(reply.as_bytes()).unwrap();
+    });
+    let mut response = client().upload(&url).send(&b"body"[..]).unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().len(), 51);
+    assert_eq!(response.text().unwrap(), "ok");
+    server.join().unwrap();
+}
