@@ -32,6 +32,9 @@ pub const fn hex_digits(len: usize) -> usize {
 /// CRLF, the line ending of HTTP/1.1.
 pub const CRLF: &[u8; 2] = b"\r\n";
 
+/// The last chunk with no trailers and the final CRLF.
+pub const LAST_CHUNK: &[u8; 5] = b"0\r\n\r\n";
+
 /// The single buffer of an upload. See the module docs for the layout.
 pub struct FixedBuf {
     bytes: Box<[u8]>,
@@ -75,6 +78,29 @@ impl FixedBuf {
             send_region,
             recv_limit: recv_capacity,
         }
+    }
+
+    /// A buffer whose send region also has room for a request head of up to `lead` bytes
+    /// right before the largest chunk-size line, and for a last chunk right after the
+    /// largest chunk: the head, the first chunk and the last chunk of a small body can then
+    /// be one contiguous write (see `Exchange::new_coalescing`).
+    pub fn with_lead(payload_capacity: usize, recv_capacity: usize, lead: usize) -> Self {
+        assert!(payload_capacity > 0 && recv_capacity > 0);
+        let headroom = lead + hex_digits(payload_capacity) + CRLF.len();
+        let send_region = headroom + payload_capacity + CRLF.len() + LAST_CHUNK.len();
+        FixedBuf {
+            bytes: vec![0; send_region + recv_capacity].into_boxed_slice(),
+            headroom,
+            payload_capacity,
+            send_region,
+            recv_limit: recv_capacity,
+        }
+    }
+
+    /// Bytes before the largest chunk-size line: room for a request head that goes out in
+    /// one write with the first chunk. 0 for a buffer made by [`FixedBuf::new`].
+    pub fn lead(&self) -> usize {
+        self.headroom - hex_digits(self.payload_capacity) - CRLF.len()
     }
 
     /// Lets the receive region grow up to `recv_limit` bytes when it is full (see
@@ -155,6 +181,15 @@ mod tests {
             (send_len, 7)
         );
         assert!(!FixedBuf::new(16, 4, 0).grow_recv(), "no limit set: fixed");
+    }
+
+    #[test]
+    fn a_lead_is_room_before_the_largest_size_line() {
+        let buf = FixedBuf::with_lead(0x1000, 8, 300);
+        assert_eq!(buf.lead(), 300);
+        assert_eq!(buf.payload_offset(), 300 + 4 + 2);
+        assert_eq!(buf.send_region().len(), 306 + 0x1000 + 2 + 5);
+        assert_eq!(FixedBuf::new(0x1000, 8, 0).lead(), 0);
     }
 
     #[test]

@@ -754,11 +754,15 @@ impl Upload<'_> {
 
     /// The head, exchange, buffer and destination of the next attempt of `plan`. A
     /// `spare` buffer is used when it fits (chunk size and head), so a set of uploads
-    /// reuses its buffers.
+    /// reuses its buffers. A `body` whose reads return at once (a seekable one: a file,
+    /// memory) has its head, first chunk and last chunk coalesced into as few writes as
+    /// they fit (exchange rule 7); a stream's head goes first, alone, so that a server
+    /// hears of the upload before the stream's first byte.
     pub(crate) fn prepare(
         &self,
         plan: &Plan,
         spare: Option<FixedBuf>,
+        body: &Body<'_>,
     ) -> std::result::Result<Prepared, Error> {
         let head = self.head(&plan.target, &plan.method, plan.with_body)?;
         let client = self.client;
@@ -766,7 +770,7 @@ impl Upload<'_> {
         let mut buf = match spare {
             Some(buf)
                 if buf.payload_capacity() == client.chunk_size
-                    && buf.send_region().len() >= head.encoded_len() =>
+                    && buf.lead() >= head.encoded_len() =>
             {
                 buf
             }
@@ -777,8 +781,12 @@ impl Upload<'_> {
         } else {
             Vec::new()
         };
-        let exchange = Exchange::new(&head, trailers, limits, &mut buf)
-            .expect("the send region is sized for the head");
+        let exchange = if body.can_rewind() {
+            Exchange::new_coalescing(&head, trailers, limits, &mut buf)
+        } else {
+            Exchange::new(&head, trailers, limits, &mut buf)
+        }
+        .expect("the send region is sized for the head");
         let options = ExchangeOptions {
             expect_timeout: self.expect_continue,
             rate_limit: self.rate_limit,
@@ -863,7 +871,7 @@ impl Upload<'_> {
             connection_reused: false,
             request_complete: false,
         };
-        let prepared = self.prepare(plan, None).map_err(fresh)?;
+        let prepared = self.prepare(plan, None, body).map_err(fresh)?;
         let origin = prepared.origin.clone();
         let now = Instant::now();
         let (mut driven, mut event_loop, connection_reused) = match self.take_idle(&origin) {
@@ -942,7 +950,11 @@ pub(crate) fn new_buffer(client: &Client, head_len: usize) -> FixedBuf {
         .max(limits.max_chunk_line_bytes)
         .max(limits.max_trailer_bytes)
         + 1;
-    FixedBuf::new(client.chunk_size, INITIAL_RECV.min(recv_limit), head_len).growable_to(recv_limit)
+    // Room for the head before the first chunk (exchange rule 7), rounded up so that a
+    // spare buffer fits the heads of other uploads too.
+    let lead = head_len.next_multiple_of(256);
+    FixedBuf::with_lead(client.chunk_size, INITIAL_RECV.min(recv_limit), lead)
+        .growable_to(recv_limit)
 }
 
 /// What one step of the blocking loop came to.

@@ -762,7 +762,7 @@ impl<'a> Uploads<'a> {
     /// Starts the next attempt of `task`: on a kept connection to its origin, or a new one.
     fn begin_attempt(&mut self, mut task: Box<Task<'a>>, now: Instant) {
         let spare = task.spare.take().or_else(|| self.spare_buffers.pop());
-        let prepared = match task.upload.prepare(&task.plan, spare) {
+        let prepared = match task.upload.prepare(&task.plan, spare, &task.body) {
             Ok(prepared) => prepared,
             Err(e) => return self.conclude(task, Err(e)),
         };

@@ -19,13 +19,19 @@
 //! 6. With `Expect: 100-continue`, the body waits after the head until `100 Continue`
 //!    arrives or the driver says the wait is over; a final response instead means the
 //!    body is never sent.
+//! 7. Coalescing ([`Exchange::new_coalescing`], for sources whose reads return at once):
+//!    the head is not sent alone but waits for the first fill and goes out in the same
+//!    contiguous write as the first chunk (or body bytes), moved up against it in the
+//!    buffer's lead; a fill shorter than a chunk is followed by one more, and when that
+//!    one ends the source, the last chunk is written right after the data chunk. A small
+//!    body is then one write, head to last chunk. The bytes on the wire are the same.
 
 use std::ops::Range;
 
 use crate::buffer::FixedBuf;
 use crate::error::{Progress, RequestError};
 use crate::proto::body::{BodyDecoder, BodyEvent};
-use crate::proto::framer::{frame_chunk, write_last_chunk};
+use crate::proto::framer::{frame_chunk, write_last_chunk, write_last_chunk_at};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
 use crate::proto::limits::Limits;
 use crate::proto::peer_error::PeerError;
@@ -64,13 +70,50 @@ enum AfterWrite {
     Finished,
 }
 
-/// What a range being written holds, for the wire trace.
+/// What a range being written holds, in order, for progress and the wire trace: the
+/// request head, then a chunk or unframed body bytes, then the last chunk; any of the three
+/// may be empty (rule 7 puts more than one in a write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outgoing {
+    /// `[range.start, head_end)` is the request head.
+    head_end: usize,
+    middle: Middle,
+    /// The body bytes, within the middle.
+    payload: Range<usize>,
+    /// `[last_start, range.end)` is the last chunk and its trailer section.
+    last_start: usize,
+}
+
+/// What lies between the head and the last chunk of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outgoing {
-    Head,
-    Chunk { size: u64 },
-    LastChunk,
+enum Middle {
+    Nothing,
+    /// A chunk: its size line, the payload, CRLF.
+    Chunk {
+        size: u64,
+    },
+    /// Unframed body bytes (Content-Length).
     Body,
+}
+
+impl Outgoing {
+    fn head(range: &Range<usize>) -> Outgoing {
+        Outgoing {
+            head_end: range.end,
+            middle: Middle::Nothing,
+            payload: range.end..range.end,
+            last_start: range.end,
+        }
+    }
+
+    fn last_chunk(range: &Range<usize>) -> Outgoing {
+        Outgoing {
+            head_end: range.start,
+            middle: Middle::Nothing,
+            payload: range.start..range.start,
+            last_start: range.start,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,9 +121,7 @@ enum SendState {
     Writing {
         range: Range<usize>,
         written: usize,
-        /// The body bytes within `range`, for progress.
-        payload: Range<usize>,
-        what: Outgoing,
+        out: Outgoing,
         then: AfterWrite,
     },
     Fill,
@@ -90,6 +131,11 @@ enum SendState {
     /// Content-Length: all owed bytes are read and wait at `pending`; the source must be at its end.
     VerifyEnd {
         pending: Range<usize>,
+    },
+    /// Chunked, coalescing (rule 7): `filled` bytes of a chunk are read and the source gave
+    /// less than a chunk: one more fill says whether it ended.
+    FillRest {
+        filled: usize,
     },
     Finished,
     StoppedByResponse,
@@ -120,11 +166,14 @@ pub struct Exchange {
     /// The status of a final response that came before the body was complete, while the
     /// body goes on (rule 4).
     answered_early: Option<u16>,
+    /// Rule 7: the head, written and not yet sent, waiting to go out with the first chunk.
+    head_pending: Option<Range<usize>>,
+    coalescing: bool,
     sent_lines: LineLabeller,
 }
 
 impl Exchange {
-    /// Starts an exchange: writes `head` into the send region of `buf`.
+    /// Starts an exchange: writes `head` into the send region of `buf`, to be sent first.
     ///
     /// `trailers` go after the last chunk (chunked framing only). Fails with the size needed
     /// when the send region cannot hold the head.
@@ -134,23 +183,64 @@ impl Exchange {
         limits: Limits,
         buf: &mut FixedBuf,
     ) -> Result<Exchange, usize> {
-        let range = head.write_to(buf.send_region_mut())?;
+        Exchange::start(head, trailers, limits, buf, false)
+    }
+
+    /// Like [`Exchange::new`], for a source whose reads return at once (a file, memory):
+    /// rule 7 puts the head and the first chunk in one write, and the last chunk in the
+    /// write of the last data chunk, so a small body is one write (one packet). Not for a
+    /// stream that may be idle for long: its head would wait for its first byte. Falls back
+    /// to [`Exchange::new`]'s order when the buffer has no [`FixedBuf::lead`] for the head
+    /// or the head expects `100 Continue`.
+    pub fn new_coalescing(
+        head: &RequestHead,
+        trailers: Vec<HeaderField>,
+        limits: Limits,
+        buf: &mut FixedBuf,
+    ) -> Result<Exchange, usize> {
+        Exchange::start(head, trailers, limits, buf, true)
+    }
+
+    fn start(
+        head: &RequestHead,
+        trailers: Vec<HeaderField>,
+        limits: Limits,
+        buf: &mut FixedBuf,
+        coalesce: bool,
+    ) -> Result<Exchange, usize> {
         let framing = head.framing();
-        let then = if framing.is_empty() {
-            AfterWrite::Finished
-        } else if head.expects_continue() {
-            AfterWrite::AwaitContinue
+        let coalescing = coalesce
+            && !framing.is_empty()
+            && !head.expects_continue()
+            && buf.lead() >= head.encoded_len();
+        let (send, head_pending) = if coalescing {
+            // Right-aligned against the room of the largest size line; moved up to the
+            // actual one when the first chunk is framed.
+            let lead = buf.lead();
+            let at = lead - head.encoded_len();
+            let written = head.write_to(&mut buf.send_region_mut()[at..lead])?;
+            let range = at + written.start..at + written.end;
+            (SendState::Fill, Some(range))
         } else {
-            AfterWrite::Fill
-        };
-        Ok(Exchange {
-            send: SendState::Writing {
+            let range = head.write_to(buf.send_region_mut())?;
+            let then = if framing.is_empty() {
+                AfterWrite::Finished
+            } else if head.expects_continue() {
+                AfterWrite::AwaitContinue
+            } else {
+                AfterWrite::Fill
+            };
+            let out = Outgoing::head(&range);
+            let send = SendState::Writing {
                 range,
                 written: 0,
-                payload: 0..0,
-                what: Outgoing::Head,
+                out,
                 then,
-            },
+            };
+            (send, None)
+        };
+        Ok(Exchange {
+            send,
             recv: RecvState::Head,
             framing,
             trailers,
@@ -163,6 +253,8 @@ impl Exchange {
             framing_of_response: None,
             response_wants_close: false,
             answered_early: None,
+            head_pending,
+            coalescing,
             sent_lines: LineLabeller::default(),
         })
     }
@@ -236,6 +328,11 @@ impl Exchange {
                 let start = buf.payload_offset();
                 SendWant::Fill(&mut buf.send_region_mut()[start..start + capacity])
             }
+            SendState::FillRest { filled } => {
+                let start = buf.payload_offset();
+                let end = start + buf.payload_capacity();
+                SendWant::Fill(&mut buf.send_region_mut()[start + filled..end])
+            }
             SendState::VerifyEnd { .. } => {
                 // One byte past the largest payload: the tail, unused without chunk framing.
                 let probe = buf.payload_offset() + buf.payload_capacity();
@@ -253,38 +350,49 @@ impl Exchange {
         let SendState::Writing {
             range,
             written,
-            payload,
-            what,
+            out,
             ..
         } = &self.send
         else {
             return;
         };
-        match *what {
-            Outgoing::Head => self.sent_lines.label(
-                LineBlock::Head {
-                    start_line: Part::RequestLine,
-                },
-                sent,
-                emit,
-            ),
-            Outgoing::LastChunk => self.sent_lines.label(LineBlock::LastChunk, sent, emit),
-            Outgoing::Body => emit(Part::Body, sent),
-            Outgoing::Chunk { size } => {
-                let start = range.start + written;
+        let start = range.start + written;
+        let end = start + sent.len();
+        let piece = |from: usize, to: usize| {
+            let (from, to) = (from.max(start), to.min(end));
+            (from < to).then(|| &sent[from - start..to - start])
+        };
+        if let Some(bytes) = piece(range.start, out.head_end) {
+            let head = LineBlock::Head {
+                start_line: Part::RequestLine,
+            };
+            self.sent_lines.label(head, bytes, emit);
+            if end >= out.head_end {
+                self.sent_lines = LineLabeller::default();
+            }
+        }
+        match out.middle {
+            Middle::Nothing => {}
+            Middle::Body => {
+                if let Some(bytes) = piece(out.payload.start, out.payload.end) {
+                    emit(Part::Body, bytes);
+                }
+            }
+            Middle::Chunk { size } => {
                 let sections = [
-                    (range.start..payload.start, Part::ChunkSize { size }),
-                    (payload.clone(), Part::ChunkData),
-                    (payload.end..range.end, Part::ChunkEnd),
+                    (out.head_end, out.payload.start, Part::ChunkSize { size }),
+                    (out.payload.start, out.payload.end, Part::ChunkData),
+                    (out.payload.end, out.last_start, Part::ChunkEnd),
                 ];
-                for (section, part) in sections {
-                    let from = section.start.max(start);
-                    let to = section.end.min(start + sent.len());
-                    if from < to {
-                        emit(part, &sent[from - start..to - start]);
+                for (from, to, part) in sections {
+                    if let Some(bytes) = piece(from, to) {
+                        emit(part, bytes);
                     }
                 }
             }
+        }
+        if let Some(bytes) = piece(out.last_start, range.end) {
+            self.sent_lines.label(LineBlock::LastChunk, bytes, emit);
         }
     }
 
@@ -308,9 +416,8 @@ impl Exchange {
         let SendState::Writing {
             range,
             written,
-            payload,
+            out,
             then,
-            ..
         } = &mut self.send
         else {
             debug_assert!(false, "on_sent without a pending write");
@@ -320,6 +427,7 @@ impl Exchange {
         *written += n;
         let after = range.start + *written;
         debug_assert!(after <= range.end);
+        let payload = &out.payload;
         let body_sent = after
             .min(payload.end)
             .saturating_sub(before.max(payload.start));
@@ -340,33 +448,23 @@ impl Exchange {
     /// The source gave `n` bytes into the slice from [`SendWant::Fill`] (0: end of source).
     pub fn on_filled(&mut self, buf: &mut FixedBuf, n: usize) -> Result<(), RequestError> {
         match (&self.send, self.framing) {
-            (SendState::Fill, BodyFraming::Chunked) if n == 0 => {
-                let range = write_last_chunk(buf, &self.trailers).map_err(|required| {
-                    RequestError::InvalidOption {
-                        option: "trailers",
-                        reason: format!(
-                            "they need {required} bytes, more than the buffer's {}",
-                            buf.send_region().len()
-                        ),
-                    }
-                })?;
-                self.send = SendState::Writing {
-                    range,
-                    written: 0,
-                    payload: 0..0,
-                    what: Outgoing::LastChunk,
-                    then: AfterWrite::Finished,
+            (SendState::Fill | SendState::FillRest { .. }, BodyFraming::Chunked) => {
+                let filled = match self.send {
+                    SendState::FillRest { filled } => filled,
+                    _ => 0,
                 };
-            }
-            (SendState::Fill, BodyFraming::Chunked) => {
                 self.progress.body_bytes_read += n as u64;
-                let frame = frame_chunk(buf, n);
-                self.send = SendState::Writing {
-                    range: frame.range,
-                    written: 0,
-                    payload: frame.payload,
-                    what: Outgoing::Chunk { size: n as u64 },
-                    then: AfterWrite::Fill,
+                let total = filled + n;
+                if n > 0 && self.coalescing && total < buf.payload_capacity() {
+                    // Rule 7: a short read of a file is usually its end; one more fill
+                    // tells, so the last chunk can go in the same write.
+                    self.send = SendState::FillRest { filled: total };
+                    return Ok(());
+                }
+                self.send = if total > 0 {
+                    self.chunk_write(buf, total, n == 0)
+                } else {
+                    self.last_chunk_write(buf)?
                 };
             }
             (SendState::Fill, BodyFraming::Length(expected)) => {
@@ -382,30 +480,119 @@ impl Exchange {
                 self.send = if self.progress.body_bytes_read == expected {
                     SendState::VerifyEnd { pending }
                 } else {
-                    SendState::Writing {
-                        range: pending.clone(),
-                        written: 0,
-                        payload: pending,
-                        what: Outgoing::Body,
-                        then: AfterWrite::Fill,
-                    }
+                    self.body_write(buf, pending, AfterWrite::Fill)
                 };
             }
             (SendState::VerifyEnd { pending }, BodyFraming::Length(expected)) => {
                 if n != 0 {
                     return Err(RequestError::SourceLongerThanLength { expected });
                 }
-                self.send = SendState::Writing {
-                    range: pending.clone(),
-                    written: 0,
-                    payload: pending.clone(),
-                    what: Outgoing::Body,
-                    then: AfterWrite::Finished,
-                };
+                let pending = pending.clone();
+                self.send = self.body_write(buf, pending, AfterWrite::Finished);
             }
             (state, _) => debug_assert!(false, "on_filled in {state:?}"),
         }
         Ok(())
+    }
+
+    /// Moves the pending head (rule 7), if there is one, so that it ends at `end`, right
+    /// before what goes out with it; returns where it lies.
+    fn place_head(&mut self, buf: &mut FixedBuf, end: usize) -> Option<Range<usize>> {
+        let head = self.head_pending.take()?;
+        let start = end - head.len();
+        buf.send_region_mut().copy_within(head, start);
+        Some(start..end)
+    }
+
+    /// The write of a chunk of the first `len` payload bytes: after the pending head, if
+    /// any, and followed by the last chunk when the source ended and it fits.
+    fn chunk_write(&mut self, buf: &mut FixedBuf, len: usize, source_ended: bool) -> SendState {
+        let frame = frame_chunk(buf, len);
+        let head = self.place_head(buf, frame.range.start);
+        let start = head.as_ref().map_or(frame.range.start, |h| h.start);
+        let last = if source_ended {
+            write_last_chunk_at(buf, frame.range.end, &self.trailers).ok()
+        } else {
+            None
+        };
+        let end = last.as_ref().map_or(frame.range.end, |l| l.end);
+        SendState::Writing {
+            range: start..end,
+            written: 0,
+            out: Outgoing {
+                head_end: frame.range.start,
+                middle: Middle::Chunk { size: len as u64 },
+                payload: frame.payload,
+                last_start: frame.range.end,
+            },
+            // Without room for the last chunk here, the next fill (at the end again)
+            // writes it on its own.
+            then: if last.is_some() {
+                AfterWrite::Finished
+            } else {
+                AfterWrite::Fill
+            },
+        }
+    }
+
+    /// The write of the last chunk: after the pending head, if any, when it fits there;
+    /// else the head goes alone and the last chunk follows.
+    fn last_chunk_write(&mut self, buf: &mut FixedBuf) -> Result<SendState, RequestError> {
+        if let Some(head) = self.head_pending.clone() {
+            self.head_pending = None;
+            let out = Outgoing::head(&head);
+            return Ok(match write_last_chunk_at(buf, head.end, &self.trailers) {
+                Ok(last) => SendState::Writing {
+                    range: head.start..last.end,
+                    written: 0,
+                    out,
+                    then: AfterWrite::Finished,
+                },
+                Err(_) => SendState::Writing {
+                    range: head,
+                    written: 0,
+                    out,
+                    then: AfterWrite::Fill,
+                },
+            });
+        }
+        let range = write_last_chunk(buf, &self.trailers).map_err(|required| {
+            RequestError::InvalidOption {
+                option: "trailers",
+                reason: format!(
+                    "they need {required} bytes, more than the buffer's {}",
+                    buf.send_region().len()
+                ),
+            }
+        })?;
+        let out = Outgoing::last_chunk(&range);
+        Ok(SendState::Writing {
+            range,
+            written: 0,
+            out,
+            then: AfterWrite::Finished,
+        })
+    }
+
+    /// The write of unframed body bytes at `pending`, after the pending head, if any.
+    fn body_write(
+        &mut self,
+        buf: &mut FixedBuf,
+        pending: Range<usize>,
+        then: AfterWrite,
+    ) -> SendState {
+        let head = self.place_head(buf, pending.start);
+        SendState::Writing {
+            range: head.as_ref().map_or(pending.start, |h| h.start)..pending.end,
+            written: 0,
+            out: Outgoing {
+                head_end: pending.start,
+                middle: Middle::Body,
+                payload: pending.clone(),
+                last_start: pending.end,
+            },
+            then,
+        }
     }
 
     /// Where the next response bytes go. Pending bytes are first moved to the front, so the
@@ -572,6 +759,120 @@ mod tests {
                 SendWant::Idle => return Ok(wire),
             }
         }
+    }
+
+    /// Runs the send side to the end with `coalescing` on or off, at most `write_max` bytes
+    /// a write; returns the wire bytes, the number of writes, and the trace labels with
+    /// adjacent pieces of one part merged.
+    fn send_labelled(
+        framing: BodyFraming,
+        coalescing: bool,
+        body: &[u8],
+        trailers: Vec<HeaderField>,
+        write_max: usize,
+    ) -> (Vec<u8>, usize, Vec<(Part, Vec<u8>)>) {
+        let target = Target::parse("http://h/u").unwrap();
+        let mut head = RequestHead::new("PUT", &target).unwrap();
+        head.set_framing(framing);
+        let mut buf = FixedBuf::with_lead(16, 64, head.encoded_len());
+        let mut ex = if coalescing {
+            Exchange::new_coalescing(&head, trailers, Limits::default(), &mut buf).unwrap()
+        } else {
+            Exchange::new(&head, trailers, Limits::default(), &mut buf).unwrap()
+        };
+        let (mut wire, mut writes, mut labels) = (Vec::new(), 0, Vec::<(Part, Vec<u8>)>::new());
+        let mut source = body;
+        loop {
+            match ex.poll_send(&mut buf) {
+                SendWant::Write(bytes) => {
+                    let n = bytes.len().min(write_max);
+                    let sent = bytes[..n].to_vec();
+                    wire.extend_from_slice(&sent);
+                    ex.label_sent(&sent, &mut |part, piece| match labels.last_mut() {
+                        Some((last, bytes)) if *last == part => bytes.extend_from_slice(piece),
+                        _ => labels.push((part, piece.to_vec())),
+                    });
+                    ex.on_sent(n);
+                    writes += 1;
+                }
+                SendWant::Fill(space) => {
+                    let n = std::io::Read::read(&mut source, space).unwrap();
+                    ex.on_filled(&mut buf, n).unwrap();
+                }
+                SendWant::Idle => break,
+            }
+        }
+        assert!(ex.request_sent());
+        assert_eq!(ex.progress().body_bytes_sent, body.len() as u64);
+        assert_eq!(ex.progress().wire_bytes_sent, wire.len() as u64);
+        (wire, writes, labels)
+    }
+
+    #[test]
+    fn coalescing_sends_the_same_bytes_in_fewer_writes() {
+        let trailer = || vec![HeaderField::new("X-Sum", "abc").unwrap()];
+        let long_trailer = || vec![HeaderField::new("X-Long", "t".repeat(40)).unwrap()];
+        // (framing, body, trailers, writes when coalescing)
+        let cases: Vec<(BodyFraming, &[u8], Vec<HeaderField>, usize)> = vec![
+            (BodyFraming::Chunked, b"", vec![], 1),
+            (BodyFraming::Chunked, b"abc", vec![], 1),
+            (BodyFraming::Chunked, b"abc", trailer(), 1),
+            // A full first chunk: the last chunk follows on its own.
+            (BodyFraming::Chunked, b"1234567890abcdef", vec![], 2),
+            (BodyFraming::Chunked, b"1234567890abcdefxyz", vec![], 2),
+            // Trailers too long to fit after the chunk: written alone, same bytes.
+            (BodyFraming::Chunked, b"abc", long_trailer(), 2),
+            (BodyFraming::Length(3), b"abc", vec![], 1),
+            (BodyFraming::Length(19), b"1234567890abcdefxyz", vec![], 2),
+        ];
+        for (framing, body, trailers, coalesced_writes) in cases {
+            let (plain, plain_writes, plain_labels) =
+                send_labelled(framing, false, body, trailers.clone(), usize::MAX);
+            let (wire, writes, labels) =
+                send_labelled(framing, true, body, trailers.clone(), usize::MAX);
+            let case = format!("{framing:?} {:?}", String::from_utf8_lossy(body));
+            assert_eq!(wire, plain, "{case}: the bytes on the wire");
+            assert_eq!(labels, plain_labels, "{case}: the trace");
+            assert_eq!(writes, coalesced_writes, "{case}: writes");
+            assert!(
+                writes < plain_writes,
+                "{case}: {writes} against {plain_writes}"
+            );
+            // Partial writes cut anywhere give the same bytes and labels.
+            for write_max in [1, 2, 7] {
+                let (wire, _, labels) =
+                    send_labelled(framing, true, body, trailers.clone(), write_max);
+                assert_eq!(wire, plain, "{case}, {write_max} bytes a write");
+                assert_eq!(
+                    labels, plain_labels,
+                    "{case}, {write_max} bytes a write: trace"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn coalescing_falls_back_without_a_lead_or_with_expect() {
+        let target = Target::parse("http://h/u").unwrap();
+        let mut head = RequestHead::new("PUT", &target).unwrap();
+        head.set_framing(BodyFraming::Chunked);
+        // No lead: the head goes first, alone.
+        let mut buf = FixedBuf::new(8, 64, head.encoded_len());
+        let mut ex = Exchange::new_coalescing(&head, vec![], Limits::default(), &mut buf).unwrap();
+        assert!(
+            matches!(ex.poll_send(&mut buf), SendWant::Write(b) if b.len() == head.encoded_len())
+        );
+        // Expect: 100-continue: the head must go before the body may.
+        head.set_expect_continue(true);
+        let mut buf = FixedBuf::with_lead(8, 64, head.encoded_len());
+        let mut ex = Exchange::new_coalescing(&head, vec![], Limits::default(), &mut buf).unwrap();
+        let SendWant::Write(bytes) = ex.poll_send(&mut buf) else {
+            panic!("the head first")
+        };
+        let n = bytes.len();
+        assert_eq!(n, head.encoded_len());
+        ex.on_sent(n);
+        assert!(ex.awaits_continue());
     }
 
     const HEAD_CHUNKED: &str =

@@ -69,12 +69,22 @@ pub fn write_last_chunk(
     buf: &mut FixedBuf,
     trailers: &[HeaderField],
 ) -> Result<Range<usize>, usize> {
+    write_last_chunk_at(buf, 0, trailers)
+}
+
+/// Like [`write_last_chunk`], at offset `start` of the send region (right after the last
+/// data chunk, so both go out in one write). `Err(required)` when it does not fit there.
+pub fn write_last_chunk_at(
+    buf: &mut FixedBuf,
+    start: usize,
+    trailers: &[HeaderField],
+) -> Result<Range<usize>, usize> {
     let required = last_chunk_len(trailers);
     let region = buf.send_region_mut();
-    if region.len() < required {
+    if region.len() < start + required {
         return Err(required);
     }
-    let mut at = 0;
+    let mut at = start;
     let mut put = |bytes: &[u8]| {
         region[at..at + bytes.len()].copy_from_slice(bytes);
         at += bytes.len();
@@ -84,7 +94,7 @@ pub fn write_last_chunk(
         field.write_with(&mut put);
     }
     put(CRLF);
-    Ok(0..required)
+    Ok(start..start + required)
 }
 
 #[cfg(test)]
