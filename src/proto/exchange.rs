@@ -761,6 +761,9 @@ mod tests {
         }
     }
 
+    /// Trace labels, adjacent pieces of one part merged.
+    type Labels = Vec<(Part, Vec<u8>)>;
+
     /// Runs the send side to the end with `coalescing` on or off, at most `write_max` bytes
     /// a write; returns the wire bytes, the number of writes, and the trace labels with
     /// adjacent pieces of one part merged.
@@ -770,7 +773,7 @@ mod tests {
         body: &[u8],
         trailers: Vec<HeaderField>,
         write_max: usize,
-    ) -> (Vec<u8>, usize, Vec<(Part, Vec<u8>)>) {
+    ) -> (Vec<u8>, usize, Labels) {
         let target = Target::parse("http://h/u").unwrap();
         let mut head = RequestHead::new("PUT", &target).unwrap();
         head.set_framing(framing);
@@ -780,7 +783,7 @@ mod tests {
         } else {
             Exchange::new(&head, trailers, Limits::default(), &mut buf).unwrap()
         };
-        let (mut wire, mut writes, mut labels) = (Vec::new(), 0, Vec::<(Part, Vec<u8>)>::new());
+        let (mut wire, mut writes, mut labels) = (Vec::new(), 0, Labels::new());
         let mut source = body;
         loop {
             match ex.poll_send(&mut buf) {
@@ -858,7 +861,7 @@ mod tests {
         head.set_framing(BodyFraming::Chunked);
         // No lead: the head goes first, alone.
         let mut buf = FixedBuf::new(8, 64, head.encoded_len());
-        let mut ex = Exchange::new_coalescing(&head, vec![], Limits::default(), &mut buf).unwrap();
+        let ex = Exchange::new_coalescing(&head, vec![], Limits::default(), &mut buf).unwrap();
         assert!(
             matches!(ex.poll_send(&mut buf), SendWant::Write(b) if b.len() == head.encoded_len())
         );
