@@ -5,17 +5,17 @@
 //!
 //! Requests are parsed with the same message layer the client uses for responses
 //! ([`crate::proto::message`]): the same field, framing and persistence rules and the same
-//! [`Limits`](crate::Limits). A request the rules refuse is answered with a JSON `{"error": ...}` body, the
-//! status the message layer names (400, 431, or 501 for a transfer coding other than
-//! chunked) and `Connection: close`.
+//! [`Limits`](crate::Limits). A request the rules refuse is answered with a JSON
+//! `{"error": ...}` body, the status the message layer names (400, 431, or 501 for a
+//! transfer coding other than chunked) and `Connection: close`.
 //!
 //! Plain TCP is served by one thread, a mio event loop with one shared read buffer
 //! (`event_loop`); https by a thread per connection (`threaded`), since rustls is used
 //! through its blocking stream. Either way each connection is read by the same sans-I/O
 //! `session`, at most [`DEFAULT_MAX_CONNECTIONS`] at once (see [`Sink::max_connections`]).
-//! Keep-alive is honoured both ways: a request with `Connection: close`, or an HTTP/1.0 request without
-//! `Connection: keep-alive`, gets its reply with `Connection: close`, and then the sink
-//! closes the connection.
+//! Keep-alive is honoured both ways: a request with `Connection: close`, or an HTTP/1.0
+//! request without `Connection: keep-alive`, gets its reply with `Connection: close`, and
+//! then the sink closes the connection.
 
 mod event_loop;
 mod session;

@@ -1,7 +1,8 @@
 //! The https sink: TLS goes through the blocking rustls stream, so each connection has a
-//! thread and its own read buffer, capped by [`Sink::max_connections`](super::Sink::max_connections);
-//! past the cap, one more thread answers 503. The requests themselves are read by the
-//! same [`Session`] as on the plain-TCP event loop.
+//! thread and its own read buffer, capped by
+//! [`Sink::max_connections`](super::Sink::max_connections); past the cap, one more thread
+//! answers 503. The requests themselves are read by the same [`Session`] as on the
+//! plain-TCP event loop.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
