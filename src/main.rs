@@ -747,10 +747,12 @@ fn parallel_outcome(
 
 fn sink(args: &SinkArgs) -> Result<ExitCode, Failure> {
     let listen = &args.listen;
-    let mut sink = Sink::bind(listen).map_err(|e| Failure {
-        message: format!("cannot listen on {listen}: {e}"),
-        code: 7,
-    })?;
+    let mut sink = Sink::bind(listen)
+        .map_err(|e| Failure {
+            message: format!("cannot listen on {listen}: {e}"),
+            code: 7,
+        })?
+        .max_connections(args.max_connections);
     let addr = sink
         .local_addr()
         .map_err(|e| Failure::usage(e.to_string()))?;

@@ -1,37 +1,38 @@
-//! The loopback upload sink: a small blocking HTTP/1.1 server that takes uploads, decodes
+//! The loopback upload sink: a small HTTP/1.1 server that takes uploads, decodes
 //! chunked and Content-Length bodies with the same sans-I/O decoder the client uses for
 //! responses, and answers each request with a JSON report of what arrived: bytes, chunks,
 //! a CRC-32 of the body, and the trailer fields. For `chunkwire sink`, the demo and tests.
 //!
 //! Requests are parsed with the same message layer the client uses for responses
 //! ([`crate::proto::message`]): the same field, framing and persistence rules and the same
-//! [`Limits`]. A request the rules refuse is answered with a JSON `{"error": ...}` body, the
-//! status the message layer names (400, 431, or 501 for a transfer coding other than
-//! chunked) and `Connection: close`.
+//! [`Limits`](crate::Limits). A request the rules refuse is answered with a JSON
+//! `{"error": ...}` body, the status the message layer names (400, 431, or 501 for a
+//! transfer coding other than chunked) and `Connection: close`.
 //!
-//! One thread per connection, one fixed read buffer per connection, at most
-//! [`DEFAULT_MAX_CONNECTIONS`] at once (see [`Sink::max_connections`]). Keep-alive is
-//! honoured both ways: a request with `Connection: close`, or an HTTP/1.0 request without
-//! `Connection: keep-alive`, gets its reply with `Connection: close`, and then the sink
-//! closes the connection.
+//! Plain TCP is served by one thread, a mio event loop with one shared read buffer
+//! (`event_loop`); https by a thread per connection (`threaded`), since rustls is used
+//! through its blocking stream. Either way each connection is read by the same sans-I/O
+//! `session`, at most [`DEFAULT_MAX_CONNECTIONS`] at once (see [`Sink::max_connections`]).
+//! Keep-alive is honoured both ways: a request with `Connection: close`, or an HTTP/1.0
+//! request without `Connection: keep-alive`, gets its reply with `Connection: close`, and
+//! then the sink closes the connection.
+
+mod event_loop;
+mod session;
+mod threaded;
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use crate::proto::dechunk::{ChunkEvent, Dechunker};
-use crate::proto::limits::Limits;
-use crate::proto::message::{self, BodyFraming, ReceivedRequest, RequestParse};
-use crate::proto::peer_error::PeerError;
 use crate::trace::{Direction, LineBlock, LineLabeller, Part, Trace};
 use crate::transport::tls::ServerTls;
 
-/// A trace shared by the sink's connection threads; each event takes the lock.
+/// A trace shared by the sink's connections (and threads, over https); each event takes
+/// the lock.
 #[derive(Clone)]
 struct SharedTrace(Arc<Mutex<Box<dyn Trace>>>);
 
@@ -62,13 +63,19 @@ impl SharedTrace {
     }
 }
 
-/// Read buffer of one sink connection. Large reads keep the sink from being the bottleneck.
+/// The event loop's one read buffer. Large reads keep the sink from being the bottleneck:
+/// a fast upload is read a quarter of a MiB per call.
 const READ_BUFFER: usize = 256 * 1024;
-/// A connection idle this long between requests is closed.
+/// The read buffer of one https connection's thread: rustls hands out at most a few
+/// 16 KiB records' plaintext per read, so a larger buffer would sit unused.
+const TLS_READ_BUFFER: usize = 64 * 1024;
+/// A connection that moves no bytes for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connections served at once unless [`Sink::max_connections`] says otherwise: each holds
-/// a thread and a 256 KiB read buffer, so 256 of them are about 64 MiB of buffers.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Connections served at once unless [`Sink::max_connections`] says otherwise. On the
+/// event loop a connection costs a few hundred bytes; over https it holds a thread and a
+/// 64 KiB buffer, so 1,024 of them are 64 MiB of buffers. (A process's common default
+/// limit of 1,024 descriptors is reached first; accepting then pauses and retries.)
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// After its last reply, the sink reads (and drops) what the client still sends for at
 /// most this long before closing, so the close is a FIN and not a reset that could destroy
 /// the reply in the client's receive buffer (the "lingering close" of Apache and nginx).
@@ -262,83 +269,26 @@ impl Sink {
         Ok(RunningSink { addr, tls, reports })
     }
 
-    /// Serves forever on this thread, calling `on_report` after each request.
+    /// Serves forever on this thread, calling `on_report` after each request: plain TCP on
+    /// one event loop, https with a thread per connection.
     pub fn serve(self, on_report: impl Fn(&Report) + Send + Clone + 'static) {
-        let active = Arc::new(AtomicUsize::new(0));
-        let rejects = spawn_rejecter(self.tls.clone());
-        let mut backoff = Duration::ZERO;
-        loop {
-            let stream = match self.listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    backoff = accept_backoff(&err, backoff);
-                    if !backoff.is_zero() {
-                        thread::sleep(backoff);
-                    }
-                    continue;
+        match self.tls {
+            None => {
+                // Only making the poller can fail, and then there is nothing to serve with.
+                if let Err(err) =
+                    event_loop::serve(self.listener, self.max_connections, self.trace, &on_report)
+                {
+                    eprintln!("chunkwire sink: cannot serve: {err}");
                 }
-            };
-            backoff = Duration::ZERO;
-            let Some(slot) = Slot::take(&active, self.max_connections) else {
-                // A full queue means the rejecter is behind: dropping is the cheap answer.
-                if let Some(rejects) = &rejects {
-                    let _ = rejects.try_send(stream);
-                }
-                continue;
-            };
-            let on_report = on_report.clone();
-            let tls = self.tls.clone();
-            let trace = self.trace.clone();
-            let _ = thread::Builder::new()
-                .name("chunkwire-sink-conn".into())
-                .spawn(move || {
-                    let _slot = slot;
-                    if stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err()
-                        || stream.set_nodelay(true).is_err()
-                    {
-                        return;
-                    }
-                    if let (Some(trace), Ok(peer)) = (&trace, stream.peer_addr()) {
-                        trace.note(Direction::Received, &format!("connection from {peer}"));
-                    }
-                    // A second handle on the socket, for the lingering close under TLS.
-                    let Ok(tcp) = stream.try_clone() else { return };
-                    match tls {
-                        None => {
-                            let _ = serve_connection(&stream, &on_report, trace.as_ref());
-                        }
-                        Some(tls) => {
-                            let Ok(mut stream) = tls.accept(stream) else {
-                                return;
-                            };
-                            let _ = serve_connection(&mut stream, &on_report, trace.as_ref());
-                            stream.close();
-                        }
-                    }
-                    linger_close(&tcp);
-                });
+            }
+            Some(tls) => threaded::serve(
+                self.listener,
+                tls,
+                self.max_connections,
+                self.trace,
+                on_report,
+            ),
         }
-    }
-}
-
-/// One of the sink's connection slots, given back when its connection thread ends.
-#[derive(Debug)]
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    fn take(active: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Slot(Arc::clone(active)))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -375,145 +325,6 @@ fn is_resource_exhaustion(err: &io::Error) -> bool {
         || err.raw_os_error().is_some_and(|code| codes.contains(&code))
 }
 
-/// Starts the thread that answers connections past the cap with 503, one at a time and
-/// with short timeouts, so however many arrive they cost one thread and a bounded queue.
-fn spawn_rejecter(tls: Option<ServerTls>) -> Option<mpsc::SyncSender<std::net::TcpStream>> {
-    let (sender, queue) = mpsc::sync_channel::<std::net::TcpStream>(REJECT_QUEUE);
-    let spawned = thread::Builder::new()
-        .name("chunkwire-sink-reject".into())
-        .spawn(move || {
-            for stream in queue {
-                let timeout = Some(Duration::from_secs(1));
-                if stream.set_read_timeout(timeout).is_err()
-                    || stream.set_write_timeout(timeout).is_err()
-                {
-                    continue;
-                }
-                let Ok(tcp) = stream.try_clone() else {
-                    continue;
-                };
-                let reply = error_reply(
-                    (503, "Service Unavailable"),
-                    "the sink is serving as many connections as it may; try again later",
-                );
-                match &tls {
-                    None => drop((&stream).write_all(reply.as_bytes())),
-                    Some(tls) => {
-                        if let Ok(mut stream) = tls.accept(stream) {
-                            let _ = stream.write_all(reply.as_bytes());
-                            stream.close();
-                        }
-                    }
-                }
-                linger_close(&tcp);
-            }
-        });
-    spawned.ok().map(|_| sender)
-}
-
-/// Closes our side, then reads and drops what the client still sends, for at most
-/// [`LINGER`], before the socket is closed. See [`LINGER`].
-fn linger_close(stream: &std::net::TcpStream) {
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
-    let mut scratch = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match (&*stream).read(&mut scratch) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
-}
-
-/// Why a connection stops being served.
-#[derive(Debug)]
-enum Failure {
-    /// The request broke the message rules: answered with an error status.
-    Peer(PeerError),
-    /// The socket failed or closed early: nothing more can be said on it.
-    Io(io::Error),
-}
-
-impl From<io::Error> for Failure {
-    fn from(err: io::Error) -> Self {
-        Failure::Io(err)
-    }
-}
-
-impl From<PeerError> for Failure {
-    fn from(err: PeerError) -> Self {
-        Failure::Peer(err)
-    }
-}
-
-/// Serves requests on one connection until the client closes it, a request asks to
-/// close (message rule 11), or a request is bad.
-fn serve_connection(
-    mut stream: impl Read + Write,
-    on_report: &dyn Fn(&Report),
-    trace: Option<&SharedTrace>,
-) -> io::Result<()> {
-    let mut conn = SinkConnection {
-        buf: vec![0; READ_BUFFER].into_boxed_slice(),
-        start: 0,
-        end: 0,
-        trace: trace.cloned(),
-    };
-    let limits = Limits::default();
-    loop {
-        let request = match conn.read_head(&mut stream, &limits) {
-            Ok(Some(request)) => request,
-            Ok(None) => return Ok(()),
-            Err(failure) => return reply_failure(&mut stream, failure, trace),
-        };
-        // RFC 9110 section 10.1.1: never a 100 to an HTTP/1.0 client.
-        if request.expects_continue() && request.version_minor >= 1 {
-            let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
-            if let Some(trace) = trace {
-                trace.lines(Direction::Sent, Part::InterimStatusLine, interim);
-            }
-            stream.write_all(interim)?;
-        }
-        let close = request.wants_close();
-        // An HTTP/1.0 client keeps the connection only if the reply says so too.
-        let connection = match (close, request.version_minor) {
-            (true, _) => "Connection: close\r\n",
-            (false, 0) => "Connection: keep-alive\r\n",
-            (false, _) => "",
-        };
-        let report = match conn.read_body(&mut stream, request, &limits) {
-            Ok(report) => report,
-            Err(failure) => return reply_failure(&mut stream, failure, trace),
-        };
-        on_report(&report);
-        let json = report.to_json();
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{connection}\r\n{json}\n",
-            json.len() + 1
-        );
-        if let Some(trace) = trace {
-            let head_len = reply.len() - json.len() - 1;
-            trace.lines(
-                Direction::Sent,
-                Part::StatusLine,
-                &reply.as_bytes()[..head_len],
-            );
-            trace.bytes(Direction::Sent, Part::Body, &reply.as_bytes()[head_len..]);
-        }
-        stream.write_all(reply.as_bytes())?;
-        stream.flush()?;
-        if close {
-            return Ok(());
-        }
-    }
-}
-
 /// A whole error reply: the status, `{"error": message}` and `Connection: close`.
 fn error_reply((code, reason): (u16, &str), message: &str) -> String {
     let mut json = String::from("{\"error\":");
@@ -525,180 +336,10 @@ fn error_reply((code, reason): (u16, &str), message: &str) -> String {
     )
 }
 
-/// Answers a request the message rules refused; a socket failure gets no answer.
-fn reply_failure(
-    stream: &mut impl Write,
-    failure: Failure,
-    trace: Option<&SharedTrace>,
-) -> io::Result<()> {
-    let err = match failure {
-        Failure::Io(err) => return Err(err),
-        Failure::Peer(err) => err,
-    };
-    let reply = error_reply(message::request_error_status(&err), &err.to_string());
-    if let Some(trace) = trace {
-        trace.note(Direction::Sent, &format!("refused: {err}"));
-    }
-    stream.write_all(reply.as_bytes())?;
-    stream.flush()?;
-    Err(io::Error::new(io::ErrorKind::InvalidData, err))
-}
-
-struct SinkConnection {
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-    trace: Option<SharedTrace>,
-}
-
-fn closed_early(what: &str) -> Failure {
-    Failure::Io(io::Error::new(io::ErrorKind::UnexpectedEof, what))
-}
-
-impl SinkConnection {
-    /// Reads more bytes, moving pending ones to the front first. Ok(0) at end of stream.
-    /// The limits keep every line well inside the buffer, so it is never full here.
-    fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.end == self.buf.len() {
-            return Err(io::Error::other("the sink's read buffer is full"));
-        }
-        loop {
-            match stream.read(&mut self.buf[self.end..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(n);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn read_head(
-        &mut self,
-        stream: &mut impl Read,
-        limits: &Limits,
-    ) -> Result<Option<ReceivedRequest>, Failure> {
-        loop {
-            let pending = &self.buf[self.start..self.end];
-            if let RequestParse::Complete { consumed, request } =
-                message::parse_request_head(pending, limits)?
-            {
-                if let Some(trace) = &self.trace {
-                    trace.lines(Direction::Received, Part::RequestLine, &pending[..consumed]);
-                }
-                self.start += consumed;
-                return Ok(Some(request));
-            }
-            if self.fill(stream)? == 0 {
-                return if self.start == self.end {
-                    Ok(None)
-                } else {
-                    Err(closed_early("closed mid-head"))
-                };
-            }
-        }
-    }
-
-    fn read_body(
-        &mut self,
-        stream: &mut impl Read,
-        head: ReceivedRequest,
-        limits: &Limits,
-    ) -> Result<Report, Failure> {
-        let started = Instant::now();
-        let framing = match head.framing {
-            BodyFraming::Chunked => Framing::Chunked,
-            BodyFraming::ContentLength(_) => Framing::ContentLength,
-            // The message layer never frames a request until close (rule 10).
-            BodyFraming::Empty | BodyFraming::CloseDelimited => Framing::None,
-        };
-        let mut report = Report {
-            method: head.method,
-            target: head.target,
-            framing,
-            bytes: 0,
-            chunks: 0,
-            largest_chunk: 0,
-            crc32: 0,
-            trailers: Vec::new(),
-            body_time: Duration::ZERO,
-        };
-        let mut crc = crc32fast::Hasher::new();
-        match head.framing {
-            BodyFraming::Empty | BodyFraming::CloseDelimited => {}
-            BodyFraming::ContentLength(mut owed) => {
-                while owed > 0 {
-                    if self.start == self.end && self.fill(stream)? == 0 {
-                        return Err(closed_early("closed mid-body"));
-                    }
-                    let take =
-                        (self.end - self.start).min(usize::try_from(owed).unwrap_or(usize::MAX));
-                    let body = &self.buf[self.start..self.start + take];
-                    if let Some(trace) = &self.trace {
-                        trace.bytes(Direction::Received, Part::Body, body);
-                    }
-                    crc.update(body);
-                    self.start += take;
-                    owed -= take as u64;
-                    report.bytes += take as u64;
-                }
-            }
-            BodyFraming::Chunked => {
-                let mut dechunker = Dechunker::new(limits);
-                loop {
-                    let (consumed, event) = dechunker.decode(&self.buf[self.start..self.end])?;
-                    if let (Some(trace), Some(part)) = (&self.trace, event.part()) {
-                        trace.bytes(
-                            Direction::Received,
-                            part,
-                            &self.buf[self.start..self.start + consumed],
-                        );
-                    }
-                    match event {
-                        ChunkEvent::NeedMore => {
-                            self.start += consumed;
-                            if self.fill(stream)? == 0 {
-                                return Err(closed_early("closed mid-body"));
-                            }
-                            continue;
-                        }
-                        ChunkEvent::SizeLine { size, .. } if size > 0 => {
-                            report.chunks += 1;
-                            report.largest_chunk = report.largest_chunk.max(size);
-                        }
-                        ChunkEvent::Data(data) => {
-                            crc.update(data);
-                            report.bytes += data.len() as u64;
-                        }
-                        ChunkEvent::Trailer { name, value } => report.trailers.push((
-                            String::from_utf8_lossy(name).into_owned(),
-                            String::from_utf8_lossy(value).into_owned(),
-                        )),
-                        ChunkEvent::End => {
-                            self.start += consumed;
-                            break;
-                        }
-                        _ => {}
-                    }
-                    self.start += consumed;
-                }
-            }
-        }
-        report.crc32 = crc.finalize();
-        report.body_time = started.elapsed();
-        Ok(report)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::TcpStream;
 
     fn exchange(request: &[u8]) -> (Option<Report>, String) {
@@ -786,18 +427,6 @@ mod tests {
                 "{err:?} after {previous:?}"
             );
         }
-    }
-
-    #[test]
-    fn slots_are_capped_and_given_back() {
-        let active = Arc::new(AtomicUsize::new(0));
-        let first = Slot::take(&active, 2).unwrap();
-        let second = Slot::take(&active, 2).unwrap();
-        assert!(Slot::take(&active, 2).is_none());
-        drop(first);
-        let third = Slot::take(&active, 2).unwrap();
-        drop((second, third));
-        assert_eq!(active.load(Ordering::Acquire), 0);
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub struct UploadArgs {
 #[derive(Debug)]
 pub struct SinkArgs {
     pub listen: String,
+    pub max_connections: usize,
     pub tls: bool,
     pub ca_out: PathBuf,
     pub trace: TraceArgs,
@@ -228,6 +229,8 @@ Usage: chunkwire sink [OPTIONS]
 
 Options:
       --listen <ADDR>             Address to listen on [default: 127.0.0.1:8080]
+      --max-connections <N>       Connections served at once; more are answered 503
+                                  [default: 1024]
       --tls                       Serve https with a new self-signed CA; its certificate is
                                   written to --ca-out
       --ca-out <FILE>             Where --tls writes the CA certificate (PEM) for clients
@@ -393,6 +396,7 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
 fn parse_sink(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
     let mut args = SinkArgs {
         listen: "127.0.0.1:8080".into(),
+        max_connections: chunkwire::sink::DEFAULT_MAX_CONNECTIONS,
         tls: false,
         ca_out: "chunkwire-sink-ca.pem".into(),
         trace: TraceArgs::new(),
@@ -404,6 +408,7 @@ fn parse_sink(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         }
         match arg {
             Long("listen") => args.listen = parser.value()?.string()?,
+            Long("max-connections") => args.max_connections = parser.value()?.parse()?,
             Long("tls") => args.tls = true,
             Long("ca-out") => args.ca_out = parser.value()?.into(),
             Short('h') | Long("help") => {
@@ -535,6 +540,8 @@ mod tests {
             Ok(Command::Sink(sink)) => {
                 assert_eq!(sink.listen, "127.0.0.1:8080");
                 assert!(SINK_HELP.contains("[default: 127.0.0.1:8080]"));
+                let max = sink.max_connections;
+                assert!(SINK_HELP.contains(&format!("[default: {max}]")));
             }
             other => panic!("{other:?}"),
         }
