@@ -21,16 +21,19 @@ static GLOBAL: support::CountingAllocator = support::CountingAllocator;
 #[derive(Default)]
 struct Watch {
     uploads: usize,
-    /// Sources that have read at least twice (so their upload is connected and streaming).
-    streaming: usize,
+    /// Sources that have given their first chunk (so their upload is connected and
+    /// streaming); each waits at this gate until all have.
+    at_gate: usize,
     reads: u64,
-    /// (allocations, live bytes, reads) when the last upload started streaming.
+    /// (allocations, live bytes, reads) when the gate opened: every upload streaming.
     all_streaming: Option<(u64, i64, u64)>,
     /// The same when the first source reached its end.
     first_done: Option<(u64, i64, u64)>,
 }
 
-/// `left` bytes, in reads of at most a chunk, reporting to the shared watch.
+/// `left` bytes, in reads of at most a chunk, reporting to the shared watch. After its
+/// first chunk it returns `WouldBlock` until every source has given one, so the window
+/// measured holds every upload streaming and none finished.
 struct Watched {
     watch: Rc<RefCell<Watch>>,
     left: usize,
@@ -40,15 +43,18 @@ struct Watched {
 impl Read for Watched {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let mut watch = self.watch.borrow_mut();
-        self.reads += 1;
-        watch.reads += 1;
-        if self.reads == 2 {
-            watch.streaming += 1;
-            if watch.streaming == watch.uploads {
+        if self.reads == 1 {
+            watch.at_gate += 1;
+            if watch.at_gate == watch.uploads {
                 let (allocations, live) = counters();
                 watch.all_streaming = Some((allocations, live, watch.reads));
             }
         }
+        if self.reads >= 1 && watch.at_gate < watch.uploads {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.reads += 1;
+        watch.reads += 1;
         let n = out.len().min(self.left);
         out[..n].fill(0x5A);
         self.left -= n;
@@ -153,7 +159,7 @@ fn measure(n: usize, chunk: usize, chunks: usize, tls: bool) -> Measured {
 #[test]
 fn each_active_upload_costs_its_chunk_and_a_few_kib() {
     for chunk in [16 * 1024, 48 * 1024] {
-        for n in [1, 100] {
+        for n in [1, 100, 1000] {
             let m = measure(n, chunk, 40, false);
             assert!(
                 m.per_upload <= chunk as i64 + 8 * 1024,
