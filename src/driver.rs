@@ -351,7 +351,9 @@ impl Driven {
             pending: None,
             early_head: None,
             peer,
-            readable: true,
+            // Its reuse began with a peek that found nothing to read: a read now would
+            // only return WouldBlock. The next event says when something comes.
+            readable: false,
             writable: true,
             closed: false,
             trace: TraceSlot(None),

@@ -884,6 +884,11 @@ impl Seek for KnownSize {
         self.pos = self.file.seek(to)?;
         Ok(self.pos)
     }
+
+    /// Known without asking the kernel: one `lseek` less per upload of many small files.
+    fn stream_position(&mut self) -> io::Result<u64> {
+        Ok(self.pos)
+    }
 }
 
 /// Standard input's file descriptor, duplicated (it shares the file offset).
