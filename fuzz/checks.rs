@@ -6,13 +6,17 @@
 #![allow(dead_code)]
 
 use std::io::{self, Read};
+use std::time::{Duration, Instant};
 
 use chunkwire::proto::body::{BodyDecoder, BodyEvent};
+use chunkwire::proto::conn::{
+    Connection, ExchangeOptions, Notice, Phase, SOURCE_RETRY, Timeouts, Transmit,
+};
 use chunkwire::proto::dechunk::{ChunkEvent, Dechunker};
 use chunkwire::proto::exchange::{BodyStep, Exchange, SendWant};
 use chunkwire::proto::head::{BodyFraming, HeaderField, RequestHead};
 use chunkwire::proto::response::{HeadParse, parse_response_head};
-use chunkwire::{FixedBuf, Limits, PeerError, RequestError, Target};
+use chunkwire::{FixedBuf, Limits, PeerError, Progress, RequestError, Target, TimeoutKind};
 
 /// Small limits, so the fuzzer reaches them.
 fn small_limits() -> Limits {
@@ -1270,5 +1274,1104 @@ pub fn exchange(data: &[u8]) {
     run.check();
     if !run.over && !run.exchange.has_response() {
         assert!(run.exchange.request_sent(), "the upload did not finish");
+    }
+}
+
+// The `conn` target: one `Connection` driven through its whole life by operations decoded
+// from the input, with a fake clock (`Instant::now()` at the start plus scripted offsets).
+//
+// Input: `[flags, connect, stall, total, options, length, (op, param)*]`.
+// - flags: bit 0 Content-Length (else chunked), bit 1 `Expect: 100-continue`, bit 2 TLS (a
+//   handshake phase), bit 3 open at once (resolve, connect, handshake and start the
+//   exchange before the operations); bits 4-7: chunk capacity `(flags >> 4) * 4 + 1`.
+// - connect: bits 0-3 the connect timeout `CONN_DURATIONS[..]`; bits 4-7 how long before
+//   the connection the upload started (a redirect or retry used that much of it).
+// - stall, total: bit 7 set: none; else `CONN_DURATIONS[b & 0x0f]`.
+// - options: bits 0-3 the expect timeout (15: none, else `CONN_DURATIONS[..]`); bits 4-7:
+//   below 8 no rate limit, else `CONN_RATES[b - 8]` bytes per second.
+// - length: the Content-Length, 0 to 255.
+// - op % 14, with param p:
+//   0 the clock advances `p & 0x3f` units of `CONN_UNITS[p >> 6]`
+//   1 the clock goes to `poll_timeout` (plus p µs if p is odd), then `handle_timeout`
+//   2 the clock goes to 1 ns before `poll_timeout`, then `handle_timeout` (nothing is due)
+//   3 the connection's next step: an attempt with `p % 4 + 1` addresses while resolving;
+//     while connecting, connected (or, bit 7, the next address); the handshake done;
+//     when ready or idle, an exchange starts (on an idle one, bit 0 Content-Length, bit 1
+//     expect, bit 2 a new upload starting now rather than the same one)
+//   4 one `poll_transmit`: a Write accepts `p` bytes (0: would block, >= 0xf0: all); a Fill,
+//     by `p >> 6`: 0 gives `p & 0x3f` bytes (0: the end; with Content-Length at least 1
+//     while bytes are owed, 0 once none are), 1 would block (`on_source_blocked`), 2 would
+//     block, watched (`on_source_waiting`), 3 fills it all
+//   5 the watched source is readable (`on_source_ready`)
+//   6 the server queues canned message `p % EXCHANGE_CANNED.len()`
+//   7 the server queues `p % 64` raw bytes taken from the input
+//   8 min(p, queued, room) queued bytes arrive (p >= 0xf0: as many as fit); the response
+//     body is decoded as far as it goes
+//   9 the peer closes
+//   10 a driver-like pump: up to 16 `poll_transmit`, writing all, filling as op 4 says
+//   11 `finish_exchange` once the final head is in (bit 0: as if the body was not read)
+//   12 `handle_timeout` now, whether due or not
+//   13 the response body is decoded as far as it goes
+// After the operations, the connection is driven as the driver would (open it, pump, let
+// the server's bytes in, sleep until `poll_timeout`) until it fails or the request is done.
+
+/// Durations a timeout or a delay is picked from (at most a year: see the report on
+/// durations whose deadline does not fit an `Instant`).
+pub const CONN_DURATIONS: [Duration; 16] = [
+    Duration::ZERO,
+    Duration::from_millis(1),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+    Duration::from_secs(3600),
+    Duration::from_secs(365 * 24 * 3600),
+];
+
+/// Rate limits, bytes per second.
+pub const CONN_RATES: [u64; 8] = [1, 3, 10, 100, 1000, 65_536, 10_000_000, u64::MAX];
+
+/// Units of a clock advance.
+const CONN_UNITS: [Duration; 4] = [
+    Duration::from_micros(1),
+    Duration::from_millis(1),
+    Duration::from_millis(50),
+    Duration::from_secs(1),
+];
+
+/// Most operations taken from one input.
+const CONN_MAX_OPS: usize = 4096;
+/// Most rounds of the final drive (a 255-byte body at 1 byte a second, in 1-byte chunks,
+/// takes about 2,000).
+const CONN_MAX_FINISH_ROUNDS: usize = 20_000;
+
+fn conn_duration(b: u8) -> Option<Duration> {
+    (b & 0x80 == 0).then(|| CONN_DURATIONS[usize::from(b & 0x0f)])
+}
+
+fn min_instant(all: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+    all.into_iter().flatten().min()
+}
+
+/// What the harness expects of the machine's timers: the deadlines of the module docs'
+/// rules, kept from the calls the harness made.
+#[derive(Debug)]
+struct ConnModel {
+    phase: Phase,
+    connect_started: Instant,
+    connect_deadline: Option<Instant>,
+    attempt_deadline: Option<Instant>,
+    upload_started: Instant,
+    total_deadline: Option<Instant>,
+    /// The last instant a byte moved (rule 4), or the exchange started.
+    last_progress: Instant,
+    /// The first `poll_transmit` that found the body waiting for `100 Continue`.
+    continue_started: Option<Instant>,
+    paced_until: Option<Instant>,
+    retry_at: Option<Instant>,
+    waiting: bool,
+    /// Where the rate limit counts from: the instant and the bytes sent then.
+    rate_since: Option<(Instant, u64)>,
+    /// Notices the machine owes the driver.
+    notices: Vec<Notice>,
+}
+
+impl ConnModel {
+    fn connecting(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Resolving | Phase::Connecting | Phase::Handshaking
+        )
+    }
+
+    fn stall_deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
+        timeouts.stall.map(|s| self.last_progress + s)
+    }
+
+    fn continue_deadline(&self, awaiting: bool, expect: Duration) -> Option<Instant> {
+        self.continue_started
+            .filter(|_| awaiting)
+            .map(|since| since + expect)
+    }
+
+    fn poll_timeout(
+        &self,
+        timeouts: &Timeouts,
+        awaiting: bool,
+        expect: Duration,
+    ) -> Option<Instant> {
+        if self.connecting() {
+            min_instant([
+                self.connect_deadline,
+                self.attempt_deadline,
+                self.total_deadline,
+            ])
+        } else if self.phase == Phase::Exchanging {
+            min_instant([
+                self.total_deadline,
+                self.stall_deadline(timeouts),
+                self.continue_deadline(awaiting, expect),
+                self.paced_until,
+                self.retry_at,
+            ])
+        } else {
+            None
+        }
+    }
+
+    /// What `handle_timeout(now)` must do: the error due, or which waits end. Returns
+    /// whether the wait for `100 Continue` ended.
+    fn fire(
+        &mut self,
+        now: Instant,
+        timeouts: &Timeouts,
+        awaiting: bool,
+        expect: Duration,
+    ) -> Result<bool, TimeoutKind> {
+        let connecting = self.connecting();
+        if (connecting || self.phase == Phase::Exchanging)
+            && self.total_deadline.is_some_and(|d| now >= d)
+        {
+            return Err(TimeoutKind::Total);
+        }
+        if connecting {
+            if self.connect_deadline.is_some_and(|d| now >= d) {
+                return Err(TimeoutKind::Connect);
+            }
+            if self.attempt_deadline.is_some_and(|d| now >= d) {
+                self.attempt_deadline = None;
+                self.notices.push(Notice::NextAddress);
+            }
+            return Ok(false);
+        }
+        if self.phase != Phase::Exchanging {
+            return Ok(false);
+        }
+        if self.stall_deadline(timeouts).is_some_and(|d| now >= d) {
+            return Err(TimeoutKind::Stall);
+        }
+        let mut released = false;
+        if let Some(deadline) = self.continue_deadline(awaiting, expect)
+            && now >= deadline
+        {
+            let since = self.continue_started.expect("a deadline has a start");
+            self.notices.push(Notice::ContinueWaitOver(now - since));
+            released = true;
+        }
+        if self.paced_until.is_some_and(|d| now >= d) {
+            self.paced_until = None;
+        }
+        if self.retry_at.is_some_and(|d| now >= d) {
+            self.retry_at = None;
+        }
+        Ok(released)
+    }
+}
+
+/// The harness's side of one exchange on the connection.
+#[derive(Debug)]
+struct ConnExchange {
+    setup: ExchangeSetup,
+    wire: RequestWire,
+    filled: Vec<u8>,
+    source_ended: bool,
+    /// `100 Continue` or a final 2xx arrived, or the wait for it timed out.
+    released: bool,
+    outbox: Vec<u8>,
+    received: u64,
+    mirror: ResponseMirror,
+    /// The final status that came before the request was complete.
+    early: Option<u16>,
+    body_done: bool,
+    /// When the first Write of the exchange was handed out (the rate limit counts from it).
+    first_write: Option<Instant>,
+}
+
+/// How many bytes the source gives into a Fill of `len` bytes, by `fill` (op 4); `None`
+/// if it would block.
+fn fill_amount(ex: Option<&ConnExchange>, len: usize, fill: u8) -> Option<usize> {
+    let ex = ex?;
+    let n = match fill >> 6 {
+        1 | 2 => return None,
+        3 => len,
+        _ => usize::from(fill & 0x3f),
+    };
+    Some(match ex.setup.framing {
+        BodyFraming::Length(length) if length == ex.filled.len() as u64 => 0,
+        BodyFraming::Length(_) => n.clamp(1, len),
+        _ => n.min(len),
+    })
+}
+
+/// What one `poll_transmit` gave, without the borrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gave {
+    Write(usize),
+    Fill(usize),
+    Wait,
+    Done,
+    Failed,
+}
+
+/// One connection with its fake clock, its model and its exchange.
+struct ConnRun {
+    start: Instant,
+    now: Instant,
+    conn: Connection,
+    buf: FixedBuf,
+    timeouts: Timeouts,
+    options: ExchangeOptions,
+    tls: bool,
+    capacity: usize,
+    length: u8,
+    /// The first exchange's framing (Content-Length or chunked) and expect flag.
+    first: (bool, bool),
+    model: ConnModel,
+    ex: Option<ConnExchange>,
+    /// The driver would have given up (an error), or the connection is closed.
+    over: bool,
+}
+
+/// The send region and the receive region for the largest head this target writes.
+fn conn_buffer(capacity: usize) -> FixedBuf {
+    let limits = small_limits();
+    let recv_capacity = limits
+        .max_head_bytes
+        .max(limits.max_chunk_line_bytes)
+        .max(limits.max_trailer_bytes)
+        + 1;
+    let target = Target::parse("http://fuzz.example/upload").unwrap();
+    let head_len = [BodyFraming::Length(255), BodyFraming::Chunked]
+        .into_iter()
+        .map(|framing| {
+            let mut head = RequestHead::new("PUT", &target).unwrap();
+            head.set_framing(framing);
+            head.set_expect_continue(true);
+            head.encoded_len()
+        })
+        .max()
+        .unwrap();
+    FixedBuf::new(capacity, recv_capacity, head_len)
+}
+
+impl ConnRun {
+    fn new(config: [u8; 6]) -> Self {
+        let [flags, connect, stall, total, options, length] = config;
+        let start = Instant::now();
+        let now = start + CONN_DURATIONS[usize::from(connect >> 4)];
+        let timeouts = Timeouts {
+            connect: CONN_DURATIONS[usize::from(connect & 0x0f)],
+            stall: conn_duration(stall),
+            total: conn_duration(total),
+        };
+        let options = ExchangeOptions {
+            expect_timeout: (options & 0x0f != 0x0f)
+                .then(|| CONN_DURATIONS[usize::from(options & 0x0f)]),
+            rate_limit: (options >> 4 >= 8).then(|| CONN_RATES[usize::from(options >> 4) - 8]),
+        };
+        let capacity = usize::from(flags >> 4) * 4 + 1;
+        let conn = Connection::new(timeouts, start, now);
+        let model = ConnModel {
+            phase: Phase::Resolving,
+            connect_started: now,
+            connect_deadline: Some(now + timeouts.connect),
+            attempt_deadline: None,
+            upload_started: start,
+            total_deadline: timeouts.total.map(|t| start + t),
+            last_progress: now,
+            continue_started: None,
+            paced_until: None,
+            retry_at: None,
+            waiting: false,
+            rate_since: None,
+            notices: Vec::new(),
+        };
+        let mut run = ConnRun {
+            start,
+            now,
+            conn,
+            buf: conn_buffer(capacity),
+            timeouts,
+            options,
+            tls: flags & 0x04 != 0,
+            capacity,
+            length,
+            first: (flags & 0x01 != 0, flags & 0x02 != 0),
+            model,
+            ex: None,
+            over: false,
+        };
+        run.check();
+        if flags & 0x08 != 0 {
+            run.connect_step(0);
+            run.connect_step(0);
+            if run.tls {
+                run.connect_step(0);
+            }
+            run.connect_step(0);
+        }
+        run
+    }
+
+    fn expect(&self) -> Duration {
+        self.options.expect_timeout.unwrap_or(Duration::ZERO)
+    }
+
+    fn awaiting(&self) -> bool {
+        self.conn.exchange().is_some_and(Exchange::awaits_continue)
+    }
+
+    /// The notices the machine gives must be the ones the model owes.
+    fn check_notices(&mut self) {
+        let mut given = Vec::new();
+        while let Some(notice) = self.conn.poll_notice() {
+            given.push(notice);
+        }
+        assert_eq!(given, self.model.notices, "notices");
+        self.model.notices.clear();
+    }
+
+    /// A timeout error of `kind` from the machine must be the one the model has due.
+    fn check_error(&mut self, err: &chunkwire::Error, due: Result<bool, TimeoutKind>, call: &str) {
+        let Err(kind) = due else {
+            panic!(
+                "{call} at +{:?} failed with nothing due: {err}",
+                self.now - self.start
+            );
+        };
+        assert_eq!(
+            err.timeout_kind(),
+            Some(kind),
+            "{call} at +{:?}: the wrong error ({err})",
+            self.now - self.start
+        );
+        self.over = true;
+    }
+
+    /// `handle_timeout(now)`, checked against the model.
+    fn handle_timeout(&mut self) {
+        if self.over {
+            return;
+        }
+        let awaiting = self.awaiting();
+        let (timeouts, expect, now) = (self.timeouts, self.expect(), self.now);
+        let due = self.model.fire(now, &timeouts, awaiting, expect);
+        match self.conn.handle_timeout(now) {
+            Ok(()) => {
+                assert!(
+                    due.is_ok(),
+                    "handle_timeout at +{:?} passed a {due:?} deadline",
+                    now - self.start
+                );
+                self.released_by(due);
+                let next = self.conn.poll_timeout();
+                assert!(
+                    next.is_none_or(|at| at > now),
+                    "poll_timeout {:?} is not after the handle_timeout that just handled it",
+                    next.map(|at| at - self.start)
+                );
+            }
+            Err(err) => self.check_error(&err, due, "handle_timeout"),
+        }
+        self.check_notices();
+    }
+
+    fn released_by(&mut self, due: Result<bool, TimeoutKind>) {
+        if due == Ok(true)
+            && let Some(ex) = &mut self.ex
+        {
+            ex.released = true;
+        }
+    }
+
+    /// One `poll_transmit`, checked against the model and the rules, then acted on: a Write
+    /// accepts `write` bytes, a Fill does what `fill` says (see op 4).
+    fn transmit(&mut self, write: usize, fill: u8) -> Gave {
+        if self.over {
+            return Gave::Failed;
+        }
+        let now = self.now;
+        let awaiting = self.awaiting();
+        let (timeouts, expect) = (self.timeouts, self.expect());
+        let sent = self.conn.progress().wire_bytes_sent;
+        let total_passed = self.model.total_deadline.is_some_and(|d| now >= d);
+        let stalled = self.model.phase == Phase::Exchanging
+            && self
+                .model
+                .stall_deadline(&timeouts)
+                .is_some_and(|d| now >= d);
+        let due = if self
+            .model
+            .poll_timeout(&timeouts, awaiting, expect)
+            .is_some_and(|at| now >= at)
+        {
+            self.model.fire(now, &timeouts, awaiting, expect)
+        } else {
+            Ok(false)
+        };
+        // What comes after the timers, as the rules say.
+        let awaiting_after = awaiting && due != Ok(true);
+        let mut wait = due.is_ok()
+            && (self.model.paced_until.is_some()
+                || self.model.retry_at.is_some()
+                || self.model.waiting);
+        if due.is_ok() && !wait && self.ex.is_some() {
+            if awaiting_after {
+                self.model.continue_started.get_or_insert(now);
+                wait = true;
+            } else if let Some(rate) = self.options.rate_limit {
+                let rate = rate.max(1);
+                let (since, base) = *self.model.rate_since.get_or_insert((now, sent));
+                let due_at = since + Duration::from_secs_f64((sent - base) as f64 / rate as f64);
+                if now < due_at {
+                    self.model.paced_until = Some(due_at);
+                    wait = true;
+                }
+            }
+        }
+        let mut filled = None;
+        let result = self.conn.poll_transmit(&mut self.buf, now);
+        let gave = match result {
+            Err(err) => {
+                self.check_error(&err, due, "poll_transmit");
+                self.check_notices();
+                return Gave::Failed;
+            }
+            Ok(Transmit::Write(bytes)) => {
+                let n = bytes.len().min(write);
+                let accepted = bytes[..n].to_vec();
+                (Gave::Write(bytes.len()), accepted)
+            }
+            Ok(Transmit::Fill(space)) => {
+                let len = space.len();
+                let n = fill_amount(self.ex.as_ref(), len, fill);
+                let start = self.ex.as_ref().map_or(0, |ex| ex.filled.len());
+                for (i, slot) in space[..n.unwrap_or(0)].iter_mut().enumerate() {
+                    *slot = body_byte(start + i);
+                }
+                filled = n;
+                (Gave::Fill(len), Vec::new())
+            }
+            Ok(Transmit::Wait) => (Gave::Wait, Vec::new()),
+            Ok(Transmit::Done) => (Gave::Done, Vec::new()),
+        };
+        let (gave, accepted) = gave;
+        assert!(
+            due.is_ok(),
+            "poll_transmit at +{:?} gave {gave:?} with a {due:?} deadline passed",
+            now - self.start
+        );
+        assert!(
+            !total_passed || !self.model.connecting() && self.model.phase != Phase::Exchanging,
+            "poll_transmit gave {gave:?} after the total deadline"
+        );
+        assert!(
+            !stalled,
+            "poll_transmit gave {gave:?} after the stall deadline"
+        );
+        self.released_by(due);
+        self.check_notices();
+        if matches!(gave, Gave::Write(_) | Gave::Fill(_)) {
+            assert!(
+                !total_passed,
+                "{gave:?} handed out at +{:?}, after the total deadline",
+                now - self.start
+            );
+            assert!(
+                !self.model.waiting,
+                "{gave:?} handed out while the watched source waits"
+            );
+            if self.options.rate_limit.is_some() {
+                self.model.rate_since.get_or_insert((now, sent));
+            }
+        }
+        assert_eq!(
+            gave == Gave::Wait,
+            wait,
+            "poll_transmit gave {gave:?}; the rules say {}",
+            if wait { "wait" } else { "do not wait" }
+        );
+        if gave == Gave::Wait && self.model.phase == Phase::Exchanging {
+            assert!(
+                self.conn.poll_timeout().is_some() || self.model.waiting,
+                "a Wait with no timer and no watched source to wake the driver"
+            );
+        }
+        if let Some(next) = self.conn.poll_timeout() {
+            assert!(
+                next >= now,
+                "poll_timeout {:?} is before the poll_transmit at +{:?}",
+                next - self.start,
+                now - self.start
+            );
+        }
+        match gave {
+            Gave::Write(len) => self.on_write(len, accepted),
+            Gave::Fill(len) => self.on_fill(len, fill, filled),
+            Gave::Done => {
+                if let Some(exchange) = self.conn.exchange() {
+                    assert!(
+                        exchange.request_sent() || exchange.stopped_by_response(),
+                        "Done with the request neither sent nor stopped"
+                    );
+                }
+            }
+            Gave::Wait | Gave::Failed => {}
+        }
+        self.check();
+        gave
+    }
+
+    fn on_write(&mut self, len: usize, accepted: Vec<u8>) {
+        let now = self.now;
+        let sent = self.conn.progress().wire_bytes_sent;
+        let ex = self.ex.as_mut().expect("a Write belongs to an exchange");
+        assert!(len > 0, "an empty Write");
+        if let Some(status) = ex.early {
+            assert!(
+                (200..300).contains(&status),
+                "a Write after an early {status}"
+            );
+        }
+        if let Some(rate) = self.options.rate_limit {
+            // The bound the code gives: a write goes only once the bytes before it are due
+            // at `rate` since the first write, and it is at most a tenth of a second's worth
+            // (at least 1 byte). So by `t`, what was handed out is at most
+            // rate * (t - first write) + allowance; one byte and rate * 1 ns more for the
+            // rounding of the due instant to nanoseconds.
+            let rate = rate.max(1);
+            let allowance = usize::try_from(rate / 10).unwrap_or(usize::MAX).max(1);
+            assert!(
+                len <= allowance,
+                "a Write of {len} bytes, more than the allowance {allowance}"
+            );
+            let first = *ex.first_write.get_or_insert(now);
+            let elapsed = (now - first).as_nanos();
+            let bound = u128::from(rate) * elapsed / 1_000_000_000
+                + u128::from(rate).div_ceil(1_000_000_000)
+                + 1
+                + allowance as u128;
+            assert!(
+                u128::from(sent) + len as u128 <= bound,
+                "rate {rate}/s: {} bytes handed out {elapsed} ns after the first write, bound {bound}",
+                u128::from(sent) + len as u128
+            );
+        }
+        if accepted.is_empty() {
+            return; // The transport would block.
+        }
+        ex.wire.feed(&accepted, &ex.filled);
+        let n = accepted.len();
+        self.conn.on_sent(n, now);
+        self.model.last_progress = now;
+        let ex = self.ex.as_ref().unwrap();
+        if ex.wire.expect_header && ex.wire.after_head() > 0 {
+            assert!(
+                ex.released,
+                "a body byte sent before 100 Continue, a 2xx or the expect timeout"
+            );
+        }
+    }
+
+    fn on_fill(&mut self, len: usize, fill: u8, filled: Option<usize>) {
+        let now = self.now;
+        let ex = self.ex.as_mut().expect("a Fill belongs to an exchange");
+        assert!(len > 0, "an empty Fill");
+        assert!(!ex.source_ended, "a Fill after the source ended");
+        if ex.wire.expect_header {
+            assert!(
+                ex.released,
+                "the source is read before 100 Continue, a 2xx or the expect timeout"
+            );
+        }
+        if let Some(status) = ex.early {
+            assert!(
+                (200..300).contains(&status),
+                "a Fill after an early {status}"
+            );
+        }
+        let Some(n) = filled else {
+            if fill >> 6 == 1 {
+                self.conn.on_source_blocked(now);
+                self.model.retry_at = Some(now + SOURCE_RETRY);
+            } else {
+                self.conn.on_source_waiting();
+                self.model.waiting = true;
+            }
+            return;
+        };
+        let start = ex.filled.len();
+        self.model.last_progress = now;
+        match self.conn.on_filled(&mut self.buf, n, now) {
+            Ok(()) => {
+                if n == 0 {
+                    ex.source_ended = true;
+                } else {
+                    ex.filled.extend((start..start + n).map(body_byte));
+                }
+            }
+            Err(err) => {
+                assert!(err.request_error().is_some(), "on_filled: {err}");
+                self.over = true;
+            }
+        }
+    }
+
+    /// Advances to the next step of the connection (op 3).
+    fn connect_step(&mut self, p: u8) {
+        if self.over {
+            return;
+        }
+        let now = self.now;
+        match self.model.phase {
+            Phase::Resolving => self.attempt(usize::from(p % 4) + 1),
+            Phase::Connecting if p & 0x80 != 0 => self.attempt(usize::from(p % 4) + 1),
+            Phase::Connecting => {
+                self.conn.on_connected(now, self.tls);
+                self.model.attempt_deadline = None;
+                self.model.last_progress = now;
+                if self.tls {
+                    self.model.phase = Phase::Handshaking;
+                } else {
+                    self.ready();
+                }
+            }
+            Phase::Handshaking => {
+                self.conn.on_handshake_done(now);
+                self.model.last_progress = now;
+                self.ready();
+            }
+            Phase::Ready => {
+                let (content_length, expect) = self.first;
+                self.start_exchange(content_length, expect, false)
+            }
+            Phase::Idle => self.start_exchange(p & 1 != 0, p & 2 != 0, p & 4 != 0),
+            Phase::Exchanging | Phase::Closed => {}
+        }
+        self.check();
+    }
+
+    fn attempt(&mut self, addresses: usize) {
+        let now = self.now;
+        self.conn.on_connect_attempt(now, addresses);
+        self.model.phase = Phase::Connecting;
+        if let Some(deadline) = self.model.connect_deadline {
+            let left = deadline.saturating_duration_since(now);
+            self.model.attempt_deadline = Some(now + left / addresses as u32);
+        }
+    }
+
+    fn ready(&mut self) {
+        self.model.phase = Phase::Ready;
+        self.model.connect_deadline = None;
+        self.model.attempt_deadline = None;
+    }
+
+    fn start_exchange(&mut self, content_length: bool, expect: bool, new_upload: bool) {
+        if !matches!(self.model.phase, Phase::Ready | Phase::Idle) || self.over {
+            return;
+        }
+        let framing = if content_length {
+            BodyFraming::Length(u64::from(self.length))
+        } else {
+            BodyFraming::Chunked
+        };
+        let setup = ExchangeSetup {
+            framing,
+            expect,
+            capacity: self.capacity,
+            method: "PUT",
+        };
+        let target = Target::parse("http://fuzz.example/upload").unwrap();
+        let mut head = RequestHead::new("PUT", &target).unwrap();
+        head.set_framing(framing);
+        head.set_expect_continue(expect);
+        let exchange = Exchange::new(&head, Vec::new(), small_limits(), &mut self.buf)
+            .expect("the send region holds the head");
+        let now = self.now;
+        if new_upload {
+            self.model.upload_started = now;
+        }
+        let upload_started = self.model.upload_started;
+        let exchanges = self.conn.exchanges();
+        self.conn
+            .start_exchange(exchange, self.options, upload_started, now);
+        assert_eq!(self.conn.exchanges(), exchanges + 1, "exchanges counted");
+        let m = &mut self.model;
+        m.phase = Phase::Exchanging;
+        m.total_deadline = self.timeouts.total.map(|t| upload_started + t);
+        m.last_progress = now;
+        m.continue_started = None;
+        m.paced_until = None;
+        m.retry_at = None;
+        m.waiting = false;
+        m.rate_since = None;
+        self.ex = Some(ConnExchange {
+            setup,
+            wire: RequestWire::new(setup),
+            filled: Vec::new(),
+            source_ended: false,
+            released: false,
+            outbox: Vec::new(),
+            received: 0,
+            mirror: ResponseMirror::default(),
+            early: None,
+            body_done: false,
+            first_write: None,
+        });
+    }
+
+    /// Up to `want` queued server bytes arrive, and the body is decoded (op 8).
+    fn deliver(&mut self, want: usize) {
+        if self.over || self.conn.peer_closed() {
+            return;
+        }
+        let now = self.now;
+        let Some(ex) = &mut self.ex else { return };
+        if ex.body_done || ex.outbox.is_empty() {
+            return;
+        }
+        let space = self.conn.recv_space(&mut self.buf);
+        assert!(
+            !space.is_empty(),
+            "the receive region is full while the response is not done"
+        );
+        let n = want.min(space.len()).min(ex.outbox.len());
+        if n == 0 {
+            return;
+        }
+        space[..n].copy_from_slice(&ex.outbox[..n]);
+        let bytes: Vec<u8> = ex.outbox.drain(..n).collect();
+        let sent_before = self.conn.exchange().is_some_and(Exchange::request_sent);
+        let result = self.conn.on_received(&self.buf, n, now, &mut |_, _| {});
+        self.model.last_progress = now;
+        ex.received += n as u64;
+        ex.mirror.feed(&bytes);
+        if ex.mirror.continues > 0
+            || ex
+                .mirror
+                .final_status
+                .is_some_and(|s| (200..300).contains(&s))
+        {
+            ex.released = true;
+        }
+        match result {
+            Err(_) => self.over = true,
+            Ok(Some(head)) => {
+                let status = head.status.as_u16();
+                assert_eq!(Some(status), ex.mirror.final_status, "final status");
+                if !sent_before {
+                    ex.early = Some(status);
+                }
+                self.decode();
+            }
+            Ok(None) => {
+                if self.conn.exchange().is_some_and(Exchange::has_response) {
+                    self.decode();
+                }
+            }
+        }
+        self.check();
+    }
+
+    /// Decodes the response body as far as the bytes in go (ops 8, 13).
+    fn decode(&mut self) {
+        if self.over || !self.conn.exchange().is_some_and(Exchange::has_response) {
+            return;
+        }
+        let Some(ex) = &mut self.ex else { return };
+        if ex.body_done {
+            return;
+        }
+        for _ in 0..4096 {
+            match self.conn.decode_body(&self.buf, &mut |_, _| {}) {
+                Ok(BodyStep::Data(range)) => assert!(!range.is_empty(), "empty body data"),
+                Ok(BodyStep::NeedMore) => return,
+                Ok(BodyStep::End) => {
+                    ex.body_done = true;
+                    return;
+                }
+                Err(_) => {
+                    self.over = true;
+                    return;
+                }
+            }
+        }
+        panic!("decode_body never asks for more");
+    }
+
+    fn peer_close(&mut self) {
+        if self.over || self.conn.peer_closed() {
+            return;
+        }
+        let has_response = self.conn.exchange().is_some_and(Exchange::has_response);
+        match self.conn.on_peer_closed() {
+            Ok(()) => {
+                if let Some(ex) = &mut self.ex
+                    && has_response
+                {
+                    // A close-delimited body ends here.
+                    ex.body_done = true;
+                }
+                assert!(
+                    self.ex.is_none() || has_response,
+                    "a close before the response is not an error"
+                );
+            }
+            Err(_) => self.over = true,
+        }
+        self.check();
+    }
+
+    /// Ends the exchange once its final head is in (op 11).
+    fn finish(&mut self, p: u8) {
+        if self.over || !self.conn.exchange().is_some_and(Exchange::has_response) {
+            return;
+        }
+        let ex = self.ex.take().expect("an exchange");
+        let exchange = self.conn.exchange().unwrap();
+        let request_sent = exchange.request_sent();
+        let read_to_end = ex.body_done && p & 1 == 0;
+        let kept = self.conn.finish_exchange(read_to_end);
+        if kept {
+            assert!(
+                read_to_end && request_sent && !self.conn.peer_closed(),
+                "kept a connection whose exchange did not end cleanly"
+            );
+        }
+        self.model.phase = if kept { Phase::Idle } else { Phase::Closed };
+        if !kept {
+            self.over = true;
+        }
+        self.check();
+        assert_eq!(
+            self.conn.poll_timeout(),
+            None,
+            "timers on a connection between exchanges"
+        );
+        // Done, or (found by this target, see fuzz/README.md) a stale Wait: `finish_exchange`
+        // leaves a source retry, pacing or watched-source wait of the ended exchange in place
+        // until the next `start_exchange`. Nothing is handed out, which is what matters here.
+        assert!(
+            matches!(
+                self.conn.poll_transmit(&mut self.buf, self.now),
+                Ok(Transmit::Done | Transmit::Wait)
+            ),
+            "a connection between exchanges has something to send"
+        );
+    }
+
+    /// A driver-like pump: up to 16 `poll_transmit`, writing all (op 10).
+    fn pump(&mut self, fill: u8) {
+        for _ in 0..16 {
+            match self.transmit(usize::MAX, fill) {
+                Gave::Write(_) | Gave::Fill(_) if !self.over && !self.model.waiting => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Moves the clock to `poll_timeout` (plus `extra`) and handles it (op 1).
+    fn wake(&mut self, extra: Duration) {
+        if let Some(at) = self.conn.poll_timeout() {
+            self.now = self.now.max(at) + extra;
+        }
+        self.handle_timeout();
+        self.check();
+    }
+
+    /// What must hold between any two operations.
+    fn check(&mut self) {
+        assert_eq!(self.conn.phase(), self.model.phase, "phase");
+        let awaiting = self.awaiting();
+        let model = self
+            .model
+            .poll_timeout(&self.timeouts, awaiting, self.expect());
+        let timeout = self.conn.poll_timeout();
+        assert_eq!(
+            timeout.map(|at| at - self.start),
+            model.map(|at| at - self.start),
+            "poll_timeout (since the start) is not the rules' next deadline; model {:?}",
+            self.model
+        );
+        if self.model.waiting && self.model.phase == Phase::Exchanging {
+            let allowed = [
+                self.model.total_deadline,
+                self.model.stall_deadline(&self.timeouts),
+            ];
+            assert!(
+                timeout.is_none() || allowed.contains(&timeout),
+                "a watched source has a retry timer"
+            );
+        }
+        let progress = self.conn.progress();
+        let Some(ex) = &self.ex else {
+            assert_eq!(progress, Progress::default(), "progress with no exchange");
+            return;
+        };
+        assert_eq!(
+            progress.wire_bytes_sent,
+            ex.wire.bytes.len() as u64,
+            "wire bytes sent vs the sum of accepted writes"
+        );
+        assert_eq!(
+            progress.body_bytes_sent, ex.wire.body as u64,
+            "body bytes sent vs body bytes on the wire"
+        );
+        assert_eq!(
+            progress.body_bytes_read,
+            ex.filled.len() as u64,
+            "body bytes read"
+        );
+        assert!(
+            progress.body_bytes_sent <= progress.body_bytes_read,
+            "more body bytes sent than read"
+        );
+        assert_eq!(progress.wire_bytes_received, ex.received, "bytes received");
+        let exchange = self.conn.exchange().expect("the exchange is on");
+        assert_eq!(
+            exchange.request_sent(),
+            ex.wire.complete(),
+            "request_sent vs the wire"
+        );
+        if let Some(status) = ex.early {
+            if (200..300).contains(&status) {
+                assert!(
+                    !exchange.stopped_by_response(),
+                    "an early {status} stopped the body"
+                );
+            } else {
+                assert!(
+                    exchange.stopped_by_response(),
+                    "an early {status} did not stop the body"
+                );
+            }
+        }
+    }
+}
+
+/// One connection driven by the operations in `data` (see above) and a fake clock: the
+/// timers are the rules' (model), nothing is handed out after the total or stall deadline,
+/// the rate limit holds, a watched source waits without a retry timer, no body byte goes
+/// before `100 Continue`, progress counts what was accepted, and an early final answer
+/// stops the body unless it is a 2xx.
+pub fn conn(data: &[u8]) {
+    let [a, b, c, d, e, f, ops @ ..] = data else {
+        return;
+    };
+    let mut run = ConnRun::new([*a, *b, *c, *d, *e, *f]);
+    let mut bytes = ops.iter().copied();
+    let amount = |p: u8| {
+        if p >= 0xf0 {
+            usize::MAX
+        } else {
+            usize::from(p)
+        }
+    };
+    for _ in 0..CONN_MAX_OPS {
+        let (Some(op), Some(p)) = (bytes.next(), bytes.next()) else {
+            break;
+        };
+        match op % 14 {
+            0 => run.now += CONN_UNITS[usize::from(p >> 6)] * u32::from(p & 0x3f),
+            1 => run.wake(if p & 1 == 1 {
+                Duration::from_micros(u64::from(p))
+            } else {
+                Duration::ZERO
+            }),
+            2 => {
+                if let Some(at) = run.conn.poll_timeout()
+                    && at > run.now
+                {
+                    run.now = at - Duration::from_nanos(1);
+                    run.handle_timeout();
+                    run.check();
+                }
+            }
+            3 => run.connect_step(p),
+            4 => {
+                run.transmit(amount(p), p);
+            }
+            5 => {
+                run.conn.on_source_ready();
+                run.model.waiting = false;
+                run.check();
+            }
+            6 => {
+                if let Some(ex) = &mut run.ex {
+                    ex.outbox
+                        .extend_from_slice(EXCHANGE_CANNED[usize::from(p) % EXCHANGE_CANNED.len()]);
+                }
+            }
+            7 => {
+                let raw: Vec<u8> = bytes.by_ref().take(usize::from(p % 64)).collect();
+                if let Some(ex) = &mut run.ex {
+                    ex.outbox.extend_from_slice(&raw);
+                }
+            }
+            8 => run.deliver(amount(p)),
+            9 => run.peer_close(),
+            10 => run.pump(p),
+            11 => run.finish(p),
+            12 => {
+                run.handle_timeout();
+                run.check();
+            }
+            _ => {
+                run.decode();
+                run.check();
+            }
+        }
+        if run.over {
+            return;
+        }
+    }
+    run.drive_to_end();
+}
+
+impl ConnRun {
+    /// Drives the connection as the driver would until it fails or the request is done.
+    fn drive_to_end(&mut self) {
+        for _ in 0..CONN_MAX_FINISH_ROUNDS {
+            if self.over {
+                return;
+            }
+            match self.model.phase {
+                Phase::Resolving | Phase::Connecting | Phase::Handshaking | Phase::Ready => {
+                    self.connect_step(0);
+                    continue;
+                }
+                Phase::Idle | Phase::Closed => return,
+                Phase::Exchanging => {}
+            }
+            if self.model.waiting {
+                self.conn.on_source_ready();
+                self.model.waiting = false;
+            }
+            // Fill all, until 255 body bytes are read: then the source ends.
+            let enough = self.ex.as_ref().is_some_and(|ex| ex.filled.len() >= 255);
+            let gave = self.transmit(usize::MAX, if enough { 0 } else { 0xc0 });
+            if self.over {
+                return;
+            }
+            self.deliver(usize::MAX);
+            let exchange = self.conn.exchange().expect("exchanging");
+            let done = exchange.request_sent() || exchange.stopped_by_response();
+            if done {
+                return;
+            }
+            if gave == Gave::Wait {
+                self.wake(Duration::ZERO);
+            }
+        }
+        panic!("the connection did not end in {CONN_MAX_FINISH_ROUNDS} rounds");
     }
 }

@@ -60,3 +60,8 @@ fn url_corpus() {
 fn exchange_corpus() {
     replay("exchange", checks::exchange);
 }
+
+#[test]
+fn conn_corpus() {
+    replay("conn", checks::conn);
+}
