@@ -590,32 +590,44 @@ struct TotalProgress {
 /// `-Z`: every file at once on one thread ([`chunkwire::Uploads`]), at most
 /// `--parallel-max` at a time. Each upload gets a result line on stderr (failures even with
 /// `-s`); the exit status is 0 when all succeeded, else that of the first FILE that failed.
-fn upload_parallel(
-    client: &Client,
+fn upload_parallel<'c>(
+    client: &'c Client,
     args: &UploadArgs,
     output: &mut Output,
 ) -> Result<ExitCode, Failure> {
+    // Files are opened when their upload first reads them, so thousands of queued files do
+    // not hold thousands of descriptors; what can be checked without opening is checked now.
     let mut sources = Vec::with_capacity(args.files.len());
     for file in &args.files {
-        let source = Source::open(file)?;
-        if !matches!(source, Source::Regular(_)) {
+        let name = file.display().to_string();
+        let meta = if is_stdin(file) {
+            None
+        } else {
+            std::fs::metadata(file).ok()
+        };
+        let Some(meta) = meta.filter(std::fs::Metadata::is_file) else {
             // Its reads would block the thread every other upload runs on.
             return Err(Failure::usage(format!(
                 "-Z uploads regular files only: {} is a pipe, a device or a terminal",
                 if is_stdin(file) {
-                    "standard input".to_owned()
+                    "standard input"
                 } else {
-                    file.display().to_string()
+                    &name
                 }
             )));
-        }
-        sources.push(source);
+        };
+        sources.push(OpenOnRead {
+            path: file.clone(),
+            name,
+            size: meta.len(),
+            file: None,
+        });
     }
     let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
     let meter = show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))));
     let totals = Rc::new(RefCell::new(TotalProgress {
         sent: vec![0; sources.len()],
-        total: sources.iter().map(Source::known_len).sum(),
+        total: Some(sources.iter().map(|s| s.size).sum()),
         ..TotalProgress::default()
     }));
     let mut uploads = client
@@ -623,36 +635,47 @@ fn upload_parallel(
         .max_active(args.parallel_max)
         .keep_response_body(PARALLEL_KEPT_RESPONSE);
     let mut names = std::collections::HashMap::new();
-    for (index, (file, source)) in args.files.iter().zip(sources).enumerate() {
-        let url = url_for(args, file);
-        let progress = meter.as_ref().map(|meter| {
-            let (meter, totals) = (Rc::clone(meter), Rc::clone(&totals));
-            Box::new(move |p: &UploadProgress| {
-                let mut t = totals.borrow_mut();
-                let started = *t.started.get_or_insert_with(Instant::now);
-                t.sum += p.body_bytes_sent - t.sent[index];
-                t.sent[index] = p.body_bytes_sent;
-                let elapsed = started.elapsed();
-                let all = UploadProgress {
-                    body_bytes_sent: t.sum,
-                    total: t.total,
-                    elapsed,
-                    bytes_per_second: t.sum as f64 / elapsed.as_secs_f64().max(1e-9),
-                };
-                drop(t);
-                meter.borrow_mut().update(&all);
-            }) as ProgressFn
-        });
-        let request = request_for(client, args, &url, source.known_len(), false, progress)?;
-        let Source::Regular(file_body) = source else {
-            unreachable!("checked above")
-        };
-        let id = uploads.add_seekable(request, file_body);
-        names.insert(id, (index, file.display().to_string(), url));
-    }
+    // The set is fed as it drains, a few uploads ahead of its limit, so the memory of a
+    // run of 10,000 files is that of the uploads at once, not of all of them.
+    let ahead = args.parallel_max.saturating_mul(2).max(16);
+    let mut waiting = args.files.iter().zip(sources).enumerate();
+    let mut feed = |uploads: &mut chunkwire::Uploads<'c>,
+                    names: &mut std::collections::HashMap<_, _>|
+     -> Result<(), Failure> {
+        while uploads.len() < ahead {
+            let Some((index, (file, source))) = waiting.next() else {
+                return Ok(());
+            };
+            let url = url_for(args, file);
+            let progress = meter.as_ref().map(|meter| {
+                let (meter, totals) = (Rc::clone(meter), Rc::clone(&totals));
+                Box::new(move |p: &UploadProgress| {
+                    let mut t = totals.borrow_mut();
+                    let started = *t.started.get_or_insert_with(Instant::now);
+                    t.sum += p.body_bytes_sent - t.sent[index];
+                    t.sent[index] = p.body_bytes_sent;
+                    let elapsed = started.elapsed();
+                    let all = UploadProgress {
+                        body_bytes_sent: t.sum,
+                        total: t.total,
+                        elapsed,
+                        bytes_per_second: t.sum as f64 / elapsed.as_secs_f64().max(1e-9),
+                    };
+                    drop(t);
+                    meter.borrow_mut().update(&all);
+                }) as ProgressFn
+            });
+            let request = request_for(client, args, &url, Some(source.size), false, progress)?;
+            let id = uploads.add_seekable(request, source);
+            names.insert(id, (index, file.display().to_string(), url));
+        }
+        Ok(())
+    };
+    feed(&mut uploads, &mut names)?;
     let mut first_failure: Option<(usize, Failure)> = None;
     let mut failed = 0;
     while let Some(finished) = uploads.next_finished() {
+        feed(&mut uploads, &mut names)?;
         let (index, name, url) = names.remove(&finished.id).expect("every id is named");
         let url = chunkwire::redact_userinfo(&url);
         let outcome = finished
@@ -888,6 +911,46 @@ impl Seek for KnownSize {
     /// Known without asking the kernel: one `lseek` less per upload of many small files.
     fn stream_position(&mut self) -> io::Result<u64> {
         Ok(self.pos)
+    }
+}
+
+/// A regular file for -Z, opened (and its size checked, as [`KnownSize`] does) at its first
+/// read or seek.
+struct OpenOnRead {
+    path: PathBuf,
+    name: String,
+    size: u64,
+    file: Option<KnownSize>,
+}
+
+impl OpenOnRead {
+    fn open(&mut self) -> io::Result<&mut KnownSize> {
+        if self.file.is_none() {
+            let file = File::open(&self.path)
+                .map_err(|e| named(&format!("cannot open {}", self.name), e))?;
+            self.file = Some(KnownSize::new(file, &self.name, self.size, 0));
+        }
+        Ok(self.file.as_mut().expect("just opened"))
+    }
+}
+
+impl Read for OpenOnRead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.open()?.read(out)
+    }
+}
+
+impl Seek for OpenOnRead {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        match (&mut self.file, to) {
+            // Back to the start before it was ever read: nothing to do yet.
+            (None, SeekFrom::Start(0)) => Ok(0),
+            _ => self.open()?.seek(to),
+        }
+    }
+
+    fn stream_position(&mut self) -> io::Result<u64> {
+        Ok(self.file.as_ref().map_or(0, |f| f.pos))
     }
 }
 

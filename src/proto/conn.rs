@@ -19,12 +19,16 @@
 //!    and retries; it is checked before every byte is handed out to be sent, so nothing
 //!    (in particular not the last chunk) is sent after it.
 //! 4. The stall deadline runs while an exchange is on: it is reset whenever bytes move,
-//!    to the socket, from it, or from the source.
+//!    to the socket, from it, or from the source. The machine's own pacing wait (rule 6)
+//!    is not a stall: the deadline counts from its end.
 //! 5. `Expect: 100-continue` holds the body for at most the expect timeout; then the body
 //!    goes anyway (RFC 9110 section 10.1.1).
 //! 6. The rate limit and a source that would block are waits, not errors: the machine
 //!    answers [`Transmit::Wait`] and names the instant to try again, or, for a source the
-//!    driver watches, waits for the driver to say it is readable.
+//!    driver watches, waits for the driver to say it is readable. Time spent not writing
+//!    (a slow source, the wait for `100 Continue`) is not saved up: at most
+//!    [`RATE_CREDIT`] of lateness is caught up in a burst. An exchange that ends takes its
+//!    waits with it.
 //! 7. A deadline that has passed is an error before anything else is done.
 
 use std::time::{Duration, Instant};
@@ -40,6 +44,10 @@ use crate::trace::Part;
 /// How long to wait before reading again from a source that returned `WouldBlock` and
 /// cannot tell the loop when it is ready.
 pub const SOURCE_RETRY: Duration = Duration::from_millis(5);
+
+/// How far behind its rate a writer may fall and still catch up in a burst: a tenth of a
+/// second, one allowance.
+pub const RATE_CREDIT: Duration = Duration::from_millis(100);
 
 /// The deadlines of an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,13 +122,21 @@ struct RateLimit {
 impl RateLimit {
     /// Before writing at `now` with `sent` bytes already written: `Err(until)` if the write
     /// must wait, else how many bytes may go at once (a tenth of a second's worth, so the
-    /// rate holds at the scale of a chunk too).
+    /// rate holds at the scale of a chunk too). Time the writer spent without writing (a
+    /// slow source, a wait for `100 Continue`) is not saved up for a burst: when the bytes
+    /// were due more than [`RATE_CREDIT`] ago, the count starts again from now.
     fn allowance(&mut self, now: Instant, sent: u64) -> Result<usize, Instant> {
         let (start, base) = *self.since.get_or_insert((now, sent));
-        let due =
-            start + Duration::from_secs_f64((sent - base) as f64 / self.bytes_per_second as f64);
-        if now < due {
-            return Err(due);
+        let owed = (sent - base) as f64 / self.bytes_per_second as f64;
+        // Past what an Instant can hold, the bytes are simply not due yet in any
+        // representable time: treat the count as fresh.
+        let due = Duration::try_from_secs_f64(owed)
+            .ok()
+            .and_then(|d| start.checked_add(d));
+        match due {
+            Some(due) if now < due => return Err(due),
+            Some(due) if now.saturating_duration_since(due) <= RATE_CREDIT => {}
+            _ => self.since = Some((now, sent)),
         }
         Ok(usize::try_from(self.bytes_per_second / 10)
             .unwrap_or(usize::MAX)
@@ -164,10 +180,10 @@ impl Connection {
             phase: Phase::Resolving,
             timeouts,
             connect_started: now,
-            connect_deadline: Some(now + timeouts.connect),
+            connect_deadline: now.checked_add(timeouts.connect),
             attempt_deadline: None,
             upload_started,
-            total_deadline: timeouts.total.map(|t| upload_started + t),
+            total_deadline: timeouts.total.and_then(|t| upload_started.checked_add(t)),
             last_progress: now,
             expect_timeout: Duration::ZERO,
             continue_wait_started: None,
@@ -194,7 +210,7 @@ impl Connection {
         if let Some(deadline) = self.connect_deadline {
             let left = deadline.saturating_duration_since(now);
             let share = left / u32::try_from(addresses_left.max(1)).unwrap_or(u32::MAX);
-            self.attempt_deadline = Some(now + share);
+            self.attempt_deadline = now.checked_add(share);
         }
     }
 
@@ -233,7 +249,10 @@ impl Connection {
         debug_assert!(matches!(self.phase, Phase::Ready | Phase::Idle));
         self.phase = Phase::Exchanging;
         self.upload_started = upload_started;
-        self.total_deadline = self.timeouts.total.map(|t| upload_started + t);
+        self.total_deadline = self
+            .timeouts
+            .total
+            .and_then(|t| upload_started.checked_add(t));
         self.last_progress = now;
         self.expect_timeout = options.expect_timeout.unwrap_or(Duration::ZERO);
         self.continue_wait_started = None;
@@ -311,7 +330,7 @@ impl Connection {
             }
             Phase::Exchanging => {
                 consider(self.total_deadline);
-                consider(self.timeouts.stall.map(|s| self.last_progress + s));
+                consider(self.stall_deadline());
                 consider(self.continue_deadline());
                 consider(self.paced_until);
                 consider(self.source_retry_at);
@@ -321,13 +340,24 @@ impl Connection {
         next
     }
 
+    /// Rule 4, with the machine's own pacing wait not counted as a stall: the deadline is
+    /// counted from the later of the last progress and the end of the pacing wait.
+    fn stall_deadline(&self) -> Option<Instant> {
+        let stall = self.timeouts.stall?;
+        let since = match self.paced_until {
+            Some(until) => self.last_progress.max(until),
+            None => self.last_progress,
+        };
+        since.checked_add(stall)
+    }
+
     fn continue_deadline(&self) -> Option<Instant> {
         let awaiting = self
             .exchange
             .as_ref()
             .is_some_and(Exchange::awaits_continue);
         match (awaiting, self.continue_wait_started) {
-            (true, Some(since)) => Some(since + self.expect_timeout),
+            (true, Some(since)) => since.checked_add(self.expect_timeout),
             _ => None,
         }
     }
@@ -363,11 +393,9 @@ impl Connection {
         if self.phase != Phase::Exchanging {
             return Ok(());
         }
-        if let Some(stall) = self.timeouts.stall {
+        if self.stall_deadline().is_some_and(|at| now >= at) {
             let idle = now.saturating_duration_since(self.last_progress);
-            if idle >= stall {
-                return Err(self.fail(Kind::Timeout(TimeoutKind::Stall, idle)));
-            }
+            return Err(self.fail(Kind::Timeout(TimeoutKind::Stall, idle)));
         }
         if let Some(deadline) = self.continue_deadline()
             && now >= deadline
@@ -378,8 +406,12 @@ impl Connection {
             let waited = now.saturating_duration_since(self.continue_wait_started.unwrap_or(now));
             self.notify(Notice::ContinueWaitOver(waited));
         }
-        if self.paced_until.is_some_and(|until| now >= until) {
+        if let Some(until) = self.paced_until
+            && now >= until
+        {
             self.paced_until = None;
+            // The machine held the bytes itself: that was no stall.
+            self.last_progress = self.last_progress.max(until);
         }
         if self.source_retry_at.is_some_and(|at| now >= at) {
             self.source_retry_at = None;
@@ -465,7 +497,7 @@ impl Connection {
 
     /// The source returned `WouldBlock`: try it again a little later.
     pub fn on_source_blocked(&mut self, now: Instant) {
-        self.source_retry_at = Some(now + SOURCE_RETRY);
+        self.source_retry_at = now.checked_add(SOURCE_RETRY);
     }
 
     /// The source returned `WouldBlock` and the driver watches it (a registered file
@@ -568,12 +600,22 @@ impl Connection {
         );
         self.exchange = None;
         self.phase = if keep { Phase::Idle } else { Phase::Closed };
+        self.end_waits();
         keep
     }
 
     /// Done with the connection.
     pub fn close(&mut self) {
         self.phase = Phase::Closed;
+        self.end_waits();
+    }
+
+    /// The waits of an exchange end with it: a Wait with nothing to end it would be a hang.
+    fn end_waits(&mut self) {
+        self.paced_until = None;
+        self.source_retry_at = None;
+        self.source_waiting = false;
+        self.continue_wait_started = None;
     }
 }
 
@@ -799,6 +841,66 @@ mod tests {
             .poll_transmit(&mut buf, t0 + Duration::from_secs(61))
             .unwrap_err();
         assert_eq!(err.timeout_kind(), Some(TimeoutKind::Stall));
+    }
+
+    #[test]
+    fn pacing_is_not_a_stall_and_idle_time_is_not_saved_up() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let options = ExchangeOptions {
+            expect_timeout: None,
+            rate_limit: Some(1),
+        };
+        let short_stall = Timeouts {
+            connect: SECOND,
+            stall: Some(ms(500)),
+            total: None,
+        };
+        let (mut conn, mut buf) = open(t0, short_stall, options);
+        let Ok(Transmit::Write(bytes)) = conn.poll_transmit(&mut buf, t0) else {
+            panic!()
+        };
+        assert_eq!(bytes.len(), 1, "1 byte a second");
+        conn.on_sent(1, t0);
+        assert!(matches!(
+            conn.poll_transmit(&mut buf, t0),
+            Ok(Transmit::Wait)
+        ));
+        // The machine holds the next byte until t0 + 1 s: no stall at 600 ms.
+        assert!(matches!(
+            conn.poll_transmit(&mut buf, t0 + ms(600)),
+            Ok(Transmit::Wait)
+        ));
+        assert_eq!(conn.poll_timeout(), Some(t0 + SECOND));
+        conn.handle_timeout(t0 + SECOND).unwrap();
+        assert!(matches!(
+            conn.poll_transmit(&mut buf, t0 + SECOND),
+            Ok(Transmit::Write(b)) if b.len() == 1
+        ));
+        conn.on_sent(1, t0 + SECOND);
+
+        // 100 bytes a second, after 10 s without writing: not 1,000 bytes at once.
+        let options = ExchangeOptions {
+            expect_timeout: None,
+            rate_limit: Some(100),
+        };
+        let (mut conn, mut buf) = open(t0, timeouts(None, None), options);
+        let Ok(Transmit::Write(bytes)) = conn.poll_transmit(&mut buf, t0) else {
+            panic!()
+        };
+        let first = bytes.len();
+        conn.on_sent(first, t0);
+        let later = t0 + Duration::from_secs(10);
+        let mut burst = 0;
+        while let Ok(Transmit::Write(bytes)) = conn.poll_transmit(&mut buf, later) {
+            let n = bytes.len();
+            conn.on_sent(n, later);
+            burst += n;
+        }
+        assert!(
+            burst <= 20,
+            "{burst} bytes at once after 10 s idle at 100 B/s"
+        );
     }
 
     #[test]
