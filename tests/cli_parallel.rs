@@ -186,3 +186,40 @@ fn a_pipe_or_a_trace_with_z_is_refused_before_anything_is_sent() {
     assert_eq!(trace.status.code(), Some(2), "{}", stderr(&trace));
     assert!(listener.accept().is_err(), "nothing may connect");
 }
+
+#[test]
+fn more_files_than_open_file_descriptors_upload_at_once() {
+    // Each file is opened when its upload first reads it, and the set is fed as it
+    // drains: 300 files need no more descriptors than the uploads running at once.
+    let files = Files::new("many", 0);
+    let mut paths = Vec::new();
+    for i in 0..300 {
+        let path = files.dir.join(format!("f{i}"));
+        std::fs::write(&path, format!("file number {i}")).unwrap();
+        paths.push(path.to_str().unwrap().to_owned());
+    }
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let script = format!(
+        "ulimit -n 48 && exec \"$0\" upload -Z --parallel-max 8 -s -o /dev/null {} \"$@\"",
+        sink.url("/fd/")
+    );
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_chunkwire"))
+        .args(&paths)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mut seen = 0;
+    while let Some(report) = sink.next_report(Duration::from_secs(5)) {
+        let i: usize = report.target.trim_start_matches("/fd/f").parse().unwrap();
+        assert_eq!(report.bytes, format!("file number {i}").len() as u64);
+        seen += 1;
+        if seen == 300 {
+            break;
+        }
+    }
+    assert_eq!(seen, 300);
+}
