@@ -42,7 +42,7 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 const TOKEN: Token = Token(0);
 
 /// The receive region a buffer starts with: room for the response heads seen in practice.
-const INITIAL_RECV: usize = 2048;
+const INITIAL_RECV: usize = 1024;
 
 /// Options shared by every upload of a [`Client`].
 #[derive(Debug, Clone)]
@@ -952,7 +952,7 @@ pub(crate) fn new_buffer(client: &Client, head_len: usize) -> FixedBuf {
         + 1;
     // Room for the head before the first chunk (exchange rule 7), rounded up so that a
     // spare buffer fits the heads of other uploads too.
-    let lead = head_len.next_multiple_of(256);
+    let lead = head_len.next_multiple_of(64);
     FixedBuf::with_lead(client.chunk_size, INITIAL_RECV.min(recv_limit), lead)
         .growable_to(recv_limit)
 }
