@@ -522,6 +522,9 @@ struct ExchangeSetup {
     expect: bool,
     capacity: usize,
     method: &'static str,
+    /// Exchange rule 7: the head waits for the first fill, the last chunk goes with the
+    /// last data chunk.
+    coalesce: bool,
 }
 
 /// Where an independent decoder of the accepted request bytes stands.
@@ -763,7 +766,12 @@ impl ResponseMirror {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut response = httparse::Response::new(&mut headers);
-            let (consumed, code) = match response.parse(&self.pending) {
+            // Folded field lines are valid in a response (RFC 9112 section 5.2: a user
+            // agent must accept obs-fold), as the exchange's parser takes them.
+            let parsed = httparse::ParserConfig::default()
+                .allow_obsolete_multiline_headers_in_responses(true)
+                .parse_response(&mut response, &self.pending);
+            let (consumed, code) = match parsed {
                 Ok(httparse::Status::Complete(n)) => (n, response.code.unwrap_or(0)),
                 Ok(httparse::Status::Partial) => return,
                 Err(_) => {
@@ -827,14 +835,22 @@ impl UploadRun {
             .max(limits.max_chunk_line_bytes)
             .max(limits.max_trailer_bytes)
             + 1;
-        let mut buf = FixedBuf::new(setup.capacity, recv_capacity, head.encoded_len());
+        let mut buf = if setup.coalesce {
+            FixedBuf::with_lead(setup.capacity, recv_capacity, head.encoded_len())
+        } else {
+            FixedBuf::new(setup.capacity, recv_capacity, head.encoded_len())
+        };
         let trailers = if trailer {
             vec![HeaderField::new("X-Fuzz-Trailer", "yes").unwrap()]
         } else {
             Vec::new()
         };
-        let exchange = Exchange::new(&head, trailers.clone(), limits, &mut buf)
-            .expect("the send region holds the head");
+        let exchange = if setup.coalesce {
+            Exchange::new_coalescing(&head, trailers.clone(), limits, &mut buf)
+        } else {
+            Exchange::new(&head, trailers.clone(), limits, &mut buf)
+        }
+        .expect("the send region holds the head");
         UploadRun {
             setup,
             exchange,
@@ -883,8 +899,21 @@ impl UploadRun {
         let SendWant::Fill(space) = self.exchange.poll_send(&mut self.buf) else {
             return;
         };
-        assert!(!self.source_ended, "a fill after the source ended");
+        // Coalescing: when the last chunk did not fit after the last data chunk, the
+        // source is asked once more, and a source at its end answers 0 again.
+        assert!(
+            !self.source_ended || self.setup.coalesce,
+            "a fill after the source ended"
+        );
+        let want = if self.source_ended { 0 } else { want };
         match (self.setup.framing, owed) {
+            // Coalescing offers the rest of a chunk after a short fill.
+            (BodyFraming::Chunked, _) if self.setup.coalesce => assert!(
+                (1..=self.setup.capacity).contains(&space.len()),
+                "fill space {} for chunks of {}",
+                space.len(),
+                self.setup.capacity
+            ),
             (BodyFraming::Chunked, _) => assert_eq!(space.len(), self.setup.capacity),
             (BodyFraming::Length(_), Some(0)) => {
                 assert_eq!(space.len(), 1, "the end-of-source probe is one byte")
@@ -913,7 +942,8 @@ impl UploadRun {
             Ok(()) => {
                 if n == 0 {
                     self.source_ended = true;
-                    if self.setup.framing == BodyFraming::Chunked {
+                    // Coalescing sends a waiting head first and finds out at the next fill.
+                    if self.setup.framing == BodyFraming::Chunked && !self.setup.coalesce {
                         assert!(last_chunk_needs <= region, "the last chunk cannot fit");
                     }
                 } else {
@@ -1010,6 +1040,11 @@ impl UploadRun {
                     "still waiting after 100 Continue"
                 );
             }
+        }
+        // An early 2xx is a go-ahead too: the body goes on to its end (exchange rule 4).
+        if let Some(status) = self.exchange.answered_early() {
+            assert!((200..300).contains(&status), "went on after {status}");
+            self.released = true;
         }
         if self.exchange.has_response() {
             self.decode_body();
@@ -1233,6 +1268,7 @@ pub fn exchange(data: &[u8]) {
         } else {
             "PUT"
         },
+        coalesce: flags & 0x20 != 0,
     };
     let mut run = UploadRun::new(setup, flags & 0x04 != 0);
     run.check();
@@ -2004,6 +2040,7 @@ impl ConnRun {
             expect,
             capacity: self.capacity,
             method: "PUT",
+            coalesce: false,
         };
         let target = Target::parse("http://fuzz.example/upload").unwrap();
         let mut head = RequestHead::new("PUT", &target).unwrap();
