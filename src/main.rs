@@ -207,7 +207,7 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         None => Output::Stdout(io::stdout().lock()),
     };
     if args.parallel {
-        return upload_parallel(&client, &args, &mut output);
+        return upload_parallel(&client, &args, &sources, &mut output);
     }
     for (index, file) in args.files.iter().enumerate() {
         let url = url_for(&args, file);
@@ -292,15 +292,20 @@ struct SourceId {
     dev: u64,
     ino: u64,
     name: String,
+    /// Its size when checked, and which FILE argument it is (standard input: `None`).
+    size: u64,
+    arg: Option<usize>,
 }
 
 impl SourceId {
-    fn of(meta: &std::fs::Metadata, name: String) -> Self {
+    fn of(meta: &std::fs::Metadata, name: String, arg: Option<usize>) -> Self {
         use std::os::unix::fs::MetadataExt;
         SourceId {
             dev: meta.dev(),
             ino: meta.ino(),
             name,
+            size: meta.len(),
+            arg,
         }
     }
 
@@ -328,7 +333,7 @@ fn unreadable(name: &str, why: impl std::fmt::Display) -> Failure {
 /// block or consume what its writer sent: it is opened once, when its turn comes.
 fn check_sources(files: &[PathBuf]) -> Result<Vec<SourceId>, Failure> {
     let mut regular = Vec::new();
-    for file in files {
+    for (arg, file) in files.iter().enumerate() {
         if is_stdin(file) {
             let name = "standard input";
             let Some(meta) = stdin_file().and_then(|f| f.metadata().ok()) else {
@@ -338,7 +343,7 @@ fn check_sources(files: &[PathBuf]) -> Result<Vec<SourceId>, Failure> {
                 return Err(unreadable(name, "it is a directory"));
             }
             if meta.is_file() {
-                regular.push(SourceId::of(&meta, name.to_owned()));
+                regular.push(SourceId::of(&meta, name.to_owned(), None));
             }
             continue;
         }
@@ -349,7 +354,7 @@ fn check_sources(files: &[PathBuf]) -> Result<Vec<SourceId>, Failure> {
         }
         if meta.is_file() {
             File::open(file).map_err(|e| unreadable(&name, e))?;
-            regular.push(SourceId::of(&meta, name));
+            regular.push(SourceId::of(&meta, name, Some(arg)));
         }
     }
     Ok(regular)
@@ -593,19 +598,22 @@ struct TotalProgress {
 fn upload_parallel<'c>(
     client: &'c Client,
     args: &UploadArgs,
+    checked: &[SourceId],
     output: &mut Output,
 ) -> Result<ExitCode, Failure> {
     // Files are opened when their upload first reads them, so thousands of queued files do
     // not hold thousands of descriptors; what can be checked without opening is checked now.
+    // The sizes come from the check before connecting: one path lookup less per file.
+    let mut sizes = vec![None; args.files.len()];
+    for id in checked {
+        if let Some(arg) = id.arg {
+            sizes[arg] = Some(id.size);
+        }
+    }
     let mut sources = Vec::with_capacity(args.files.len());
-    for file in &args.files {
+    for (file, size) in args.files.iter().zip(sizes) {
         let name = file.display().to_string();
-        let meta = if is_stdin(file) {
-            None
-        } else {
-            std::fs::metadata(file).ok()
-        };
-        let Some(meta) = meta.filter(std::fs::Metadata::is_file) else {
+        let Some(size) = size else {
             // Its reads would block the thread every other upload runs on.
             return Err(Failure::usage(format!(
                 "-Z uploads regular files only: {} is a pipe, a device or a terminal",
@@ -619,7 +627,7 @@ fn upload_parallel<'c>(
         sources.push(OpenOnRead {
             path: file.clone(),
             name,
-            size: meta.len(),
+            size,
             file: None,
         });
     }
