@@ -20,6 +20,8 @@
 //!    earlier, so a wake-up costs O(log n) whatever the number of uploads.
 //! 6. One upload's failure (a stalled server, a reset, a bad response, a timeout) ends
 //!    that upload alone.
+//! 7. At most `max_connecting` connections are opened at once; queued uploads wait for
+//!    them, so a burst of SYNs does not overflow the server's accept queue.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -43,6 +45,9 @@ use crate::transport::tls::TlsSummary;
 /// Uploads run at once unless [`Uploads::max_active`] says otherwise (curl's
 /// `--parallel-max` default).
 pub const DEFAULT_MAX_ACTIVE: usize = 50;
+
+/// Connections opened at once unless [`Uploads::max_connecting`] says otherwise.
+pub const DEFAULT_MAX_CONNECTING: usize = 64;
 
 /// Response body bytes kept per upload unless [`Uploads::keep_response_body`] says
 /// otherwise.
@@ -116,6 +121,9 @@ struct Task<'a> {
     spare: Option<FixedBuf>,
     /// Where its current attempt goes, for the idle pool.
     origin: Option<Origin>,
+    /// Its connection is being opened (resolve, connect, TLS handshake): counted against
+    /// `max_connecting`.
+    connecting: bool,
     /// The token its watched source is registered under, while it runs.
     source_token: Option<Token>,
 }
@@ -207,6 +215,9 @@ pub struct Uploads<'a> {
     active: usize,
     per_host: HashMap<HostKey, usize>,
     unfinished: usize,
+    /// Connections being opened now, and the most allowed (rule 7).
+    connecting: usize,
+    max_connecting: usize,
     /// Something changed that may let a queued upload start (one was added, one ended):
     /// without it the queue is not scanned again, which matters when a per-host limit
     /// holds back thousands of queued uploads.
@@ -292,6 +303,8 @@ impl<'a> Uploads<'a> {
             active: 0,
             per_host: HashMap::new(),
             unfinished: 0,
+            connecting: 0,
+            max_connecting: DEFAULT_MAX_CONNECTING,
             queue_changed: false,
         })
     }
@@ -299,6 +312,15 @@ impl<'a> Uploads<'a> {
     /// At most `n` uploads run at once (at least 1); the others wait in the queue.
     pub fn max_active(mut self, n: usize) -> Self {
         self.max_active = n.max(1);
+        self
+    }
+
+    /// At most `n` connections are being opened at once (resolving, connecting, in the TLS
+    /// handshake; at least 1; default [`DEFAULT_MAX_CONNECTING`]): queued uploads wait for
+    /// them, so a thousand uploads do not send a thousand SYNs at once and overflow the
+    /// server's accept queue, where each dropped one costs a 1 s retransmission.
+    pub fn max_connecting(mut self, n: usize) -> Self {
+        self.max_connecting = n.max(1);
         self
     }
 
@@ -374,6 +396,7 @@ impl<'a> Uploads<'a> {
                     spare: None,
                     origin: None,
                     source_token: None,
+                    connecting: false,
                 }));
                 self.queue.push_back(id);
                 self.queue_changed = true;
@@ -641,7 +664,7 @@ impl<'a> Uploads<'a> {
     }
 
     fn can_start(&self) -> bool {
-        self.active < self.max_active
+        self.active < self.max_active && self.connecting < self.max_connecting
     }
 
     /// Does the work due at `now`: fires due timers, starts queued uploads that have a
@@ -684,8 +707,11 @@ impl<'a> Uploads<'a> {
         self.start_queued(Instant::now());
     }
 
-    fn put_back(&mut self, task: Box<Task<'a>>, moved: Moved) {
+    fn put_back(&mut self, mut task: Box<Task<'a>>, moved: Moved) {
         let id = task.id;
+        if task.connecting && !task_is_connecting(&task) {
+            self.connection_opened(&mut task);
+        }
         let deadline = match &task.run {
             Run::ToHead { driven, .. } | Run::Body { driven, .. } => {
                 driven.machine().poll_timeout()
@@ -786,7 +812,13 @@ impl<'a> Uploads<'a> {
                 };
                 let machine = Connection::new(self.client.timeouts(), task.plan.started, now);
                 match Driven::connect(&self.waker, token, prepared, machine, task.plan.started) {
-                    Ok(driven) => (Box::new(driven), false),
+                    Ok(driven) => {
+                        if !task.connecting {
+                            task.connecting = true;
+                            self.connecting += 1;
+                        }
+                        (Box::new(driven), false)
+                    }
                     Err(e) => {
                         self.free_owner(token);
                         return self.conclude(task, Err(e));
@@ -1063,7 +1095,18 @@ impl<'a> Uploads<'a> {
         self.finished.push_back(Finished { id, result });
     }
 
-    fn end(&mut self, task: Box<Task<'a>>) {
+    /// A connection of `task` finished opening (or the task left it): the next queued
+    /// upload may open one.
+    fn connection_opened(&mut self, task: &mut Task<'a>) {
+        task.connecting = false;
+        self.connecting -= 1;
+        self.queue_changed = true;
+    }
+
+    fn end(&mut self, mut task: Box<Task<'a>>) {
+        if task.connecting {
+            self.connection_opened(&mut task);
+        }
         if let (Some(token), Some(fd)) = (task.source_token, task.body.watched_fd()) {
             // Before the source is dropped: the descriptor may be shared and live on.
             let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
@@ -1092,6 +1135,17 @@ impl Iterator for Uploads<'_> {
 
     fn next(&mut self) -> Option<Finished> {
         self.next_finished()
+    }
+}
+
+/// Whether the task's connection is still being opened.
+fn task_is_connecting(task: &Task<'_>) -> bool {
+    match &task.run {
+        Run::ToHead { driven, .. } => matches!(
+            driven.machine().phase(),
+            Phase::Resolving | Phase::Connecting | Phase::Handshaking
+        ),
+        Run::Body { .. } | Run::Queued | Run::Moving => false,
     }
 }
 

@@ -586,3 +586,39 @@ fn redirects_in_a_set_follow_the_same_policy_as_send() {
     );
     assert!(sink.next_report(Duration::from_millis(300)).is_none());
 }
+
+#[test]
+fn no_more_than_max_connecting_connections_open_at_once() {
+    // Each upload goes to a name of its own, whose lookup takes a while: the resolver sees
+    // how many connections are being opened at once.
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let port = sink.addr().port();
+    let now_resolving = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (resolving, seen) = (Arc::clone(&now_resolving), Arc::clone(&most));
+    let client = Client::builder()
+        .resolver(move |_, port| {
+            let at_once = resolving.fetch_add(1, Ordering::SeqCst) + 1;
+            seen.fetch_max(at_once, Ordering::SeqCst);
+            thread::sleep(Duration::from_millis(50));
+            resolving.fetch_sub(1, Ordering::SeqCst);
+            Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+        })
+        .build()
+        .unwrap();
+    let mut uploads = client.uploads().unwrap().max_active(20).max_connecting(3);
+    for i in 0..12 {
+        uploads.add(
+            client.upload(&format!("http://host{i}.test:{port}/c/{i}")),
+            &b"x"[..],
+        );
+    }
+    let mut done = 0;
+    for finished in uploads.by_ref() {
+        finished.result.unwrap();
+        done += 1;
+    }
+    assert_eq!(done, 12);
+    let most = most.load(Ordering::SeqCst);
+    assert_eq!(most, 3, "{most} connections opened at once, with a limit of 3");
+}
