@@ -87,8 +87,8 @@ pub use error::{Error, Progress, RequestError, Result, Stage, TimeoutKind};
 /// The event loop crate, as chunkwire uses it: [`Client::uploads_in`] takes its `Registry`.
 pub use mio;
 pub use multi::{
-    Completed, DEFAULT_KEPT_RESPONSE, DEFAULT_MAX_ACTIVE, DEFAULT_MAX_CONNECTING, Finished, UploadId,
-    Uploads,
+    Completed, DEFAULT_KEPT_RESPONSE, DEFAULT_MAX_ACTIVE, DEFAULT_MAX_CONNECTING, Finished,
+    UploadId, Uploads,
 };
 pub use proto::conn::Timeouts;
 pub use proto::limits::Limits;

@@ -1,7 +1,8 @@
 //! The `chunkwire` command: `upload` a file or standard input, run a loopback `sink`, or
 //! run the `demo`. Option names follow curl's where curl has the same option, and so do
-//! the exit codes (6 resolve, 7 connect, 22 HTTP error with `-f`, 28 timeout, 47 too many
-//! redirects, 52 no response, 55 send, 56 receive, 65 a redirect the body could not follow).
+//! the exit codes (6 resolve, 7 connect, 22 HTTP error with `-f`, 26 reading a source, 28
+//! timeout, 47 too many redirects, 52 no response, 55 send, 56 receive, 65 a redirect the
+//! body could not follow).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -144,7 +145,10 @@ impl From<Error> for Failure {
                 Stage::Resolve => 6,
                 Stage::Connect => 7,
                 Stage::TlsHandshake => 35,
-                Stage::Send | Stage::ReadSource => 55,
+                Stage::Send => 55,
+                // curl's CURLE_READ_ERROR: the local source could not be read (a file that
+                // vanished before its turn, shrank while it was sent, or failed a read).
+                Stage::ReadSource => READ_ERROR,
                 Stage::WriteOutput => 23,
                 _ => 56,
             }

@@ -250,7 +250,6 @@ fn an_early_2xx_then_a_server_that_stops_reading_is_an_early_answer() {
 /// joins the dead one. Both uploads here wait their full connect timeout and the resolver
 /// is never asked again. Expected: the first upload fails at once, the second asks again.
 #[test]
-#[ignore = "defect: a resolver panic leaves its name in flight forever"]
 fn a_resolver_that_panicked_once_is_asked_again() {
     let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
     let port = sink.addr().port();
@@ -289,7 +288,6 @@ fn a_resolver_that_panicked_once_is_asked_again() {
 /// good one: every upload to that name fails for a minute without asking the resolver.
 /// curl does not cache a lookup that gave no address.
 #[test]
-#[ignore = "defect: an answer with no address is kept for 60 s"]
 fn an_answer_with_no_address_is_not_kept() {
     let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
     let port = sink.addr().port();
@@ -319,7 +317,6 @@ fn an_answer_with_no_address_is_not_kept() {
 /// files, `--parallel-max 1`; the server holds the first upload's answer until the test
 /// has removed the second file.
 #[test]
-#[ignore = "defect: a -Z file removed before its turn exits 55, not 26"]
 fn z_a_file_removed_before_its_turn_exits_26() {
     let dir = std::env::temp_dir().join(format!("chunkwire-review-gone-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -620,5 +620,8 @@ fn no_more_than_max_connecting_connections_open_at_once() {
     }
     assert_eq!(done, 12);
     let most = most.load(Ordering::SeqCst);
-    assert_eq!(most, 3, "{most} connections opened at once, with a limit of 3");
+    assert_eq!(
+        most, 3,
+        "{most} connections opened at once, with a limit of 3"
+    );
 }

@@ -62,7 +62,7 @@ type Lookups = HashMap<(u64, String, u16), Lookup>;
 
 /// A second upload to a name being resolved waits for the same answer instead of starting
 /// a thread of its own, and an answer is used again for a while, so a thousand uploads to
-/// one host cost one lookup. Failures are not kept.
+/// one host cost one lookup. Failures, and answers without an address, are not kept.
 fn lookups() -> &'static Mutex<Lookups> {
     static LOOKUPS: OnceLock<Mutex<Lookups>> = OnceLock::new();
     LOOKUPS.get_or_init(Mutex::default)
@@ -109,19 +109,26 @@ pub(crate) fn resolve_in_background(
     let spawned = std::thread::Builder::new()
         .name("chunkwire-resolve".into())
         .spawn(move || {
-            let addrs = match &resolver {
-                Some(Resolver(resolve, _)) => resolve(&host, port),
-                None => (host.as_str(), port)
-                    .to_socket_addrs()
-                    .map(|addrs| addrs.collect()),
-            };
+            // A caller's resolver that panics must not leave its name in flight for good:
+            // the panic is this lookup's failure.
+            let addrs =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &resolver {
+                    Some(Resolver(resolve, _)) => resolve(&host, port),
+                    None => (host.as_str(), port)
+                        .to_socket_addrs()
+                        .map(|addrs| addrs.collect()),
+                }))
+                .unwrap_or_else(|_| Err(io::Error::other("the resolver panicked")));
             let waiters = {
                 let mut lookups = lookups().lock().unwrap_or_else(|e| e.into_inner());
                 let waiters = match lookups.remove(&thread_key) {
                     Some(Lookup::InFlight(waiters)) => waiters,
                     _ => Vec::new(),
                 };
-                if let Ok(addrs) = &addrs {
+                // No address is no answer to keep: the next upload asks again.
+                if let Ok(addrs) = &addrs
+                    && !addrs.is_empty()
+                {
                     let at = Instant::now();
                     let addrs = addrs.clone();
                     lookups.insert(thread_key, Lookup::Answered { addrs, at });
