@@ -462,6 +462,21 @@ impl Driven {
         source: &mut dyn Read,
         now: Instant,
     ) -> Result<Pumped, Error> {
+        let pumped = self.pump_links(registry, source, now);
+        // Whatever ends an upload after an early 2xx (a stall, a deadline), the answer it
+        // had is part of what went wrong.
+        match (&self.early_head, pumped) {
+            (Some(head), Err(e)) => Err(e.with_early_answer(head.status.as_u16())),
+            (_, pumped) => pumped,
+        }
+    }
+
+    fn pump_links(
+        &mut self,
+        registry: &Registry,
+        source: &mut dyn Read,
+        now: Instant,
+    ) -> Result<Pumped, Error> {
         self.run_timers(registry, now)?;
         loop {
             match &mut self.link {

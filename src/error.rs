@@ -219,6 +219,8 @@ struct Inner {
     progress: Progress,
     /// The host (and port) or address the error concerns, when there is one.
     peer: Option<String>,
+    /// A 2xx the server sent before the body was complete (the body went on, then this).
+    answered_early: Option<u16>,
 }
 
 /// An error from chunkwire: its stage, what went wrong, and how far the upload got.
@@ -234,6 +236,7 @@ impl Error {
                 kind,
                 progress: Progress::default(),
                 peer: None,
+                answered_early: None,
             }),
         }
     }
@@ -248,6 +251,12 @@ impl Error {
 
     pub(crate) fn with_progress(mut self, progress: Progress) -> Self {
         self.inner.progress = progress;
+        self
+    }
+
+    /// The server had answered `status` early, and the body went on until this error.
+    pub(crate) fn with_early_answer(mut self, status: u16) -> Self {
+        self.inner.answered_early = Some(status);
         self
     }
 
@@ -312,12 +321,13 @@ impl Error {
         }
     }
 
-    /// The status of a success (2xx) the server sent before the body was complete, when it
-    /// then stopped taking the body: the upload did not arrive whole, whatever it said.
+    /// The status of a success (2xx) the server sent before the body was complete, when the
+    /// upload then failed (the server closed, reset, or stopped reading until a timeout):
+    /// the body did not arrive whole, whatever it said.
     pub fn early_answer(&self) -> Option<u16> {
         match self.inner.kind {
             Kind::AnsweredEarlyThenLost { status, .. } => Some(status),
-            _ => None,
+            _ => self.inner.answered_early,
         }
     }
 
@@ -397,6 +407,15 @@ impl fmt::Display for Error {
             Kind::NoAddresses => f.write_str("the name resolved to no address")?,
             Kind::TooManyRedirects(max) => write!(f, "more than {max} redirects")?,
             Kind::BadRedirect(e) => write!(f, "the server's redirect cannot be followed: {e}")?,
+        }
+        if let (Some(status), false) = (
+            inner.answered_early,
+            matches!(inner.kind, Kind::AnsweredEarlyThenLost { .. }),
+        ) {
+            write!(
+                f,
+                " (the server had answered {status} before the body was complete)"
+            )?;
         }
         if inner.stage != Stage::Request {
             let p = inner.progress;

@@ -218,7 +218,6 @@ fn a_small_token_range_queues_uploads_instead_of_failing_them() {
 /// Without a stall timeout it would wait forever. curl, for comparison, ends such a
 /// transfer with its own timeout too, but the README promises the early answer here.
 #[test]
-#[ignore = "defect: an early 2xx followed by a server that stops reading is a plain stall, not early_answer"]
 fn an_early_2xx_then_a_server_that_stops_reading_is_an_early_answer() {
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let done_rx = std::sync::Mutex::new(done_rx);
