@@ -701,7 +701,17 @@ impl<'a> Uploads<'a> {
             };
             // The source's read may take any time: each upload is judged at its own now.
             let now = Instant::now();
-            self.work_on(task, now);
+            let held = Held::of(&task);
+            let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.work_on(task, now);
+            }));
+            if let Err(panic) = worked {
+                // The caller's code (a source's read, a progress callback) panicked, and the
+                // upload went with the unwind: give back what it held, so that a caller who
+                // catches the panic finds the set whole, then let the panic go on.
+                self.forget(held);
+                std::panic::resume_unwind(panic);
+            }
         }
         // Slots freed this round go to the queue at once.
         self.start_queued(Instant::now());
@@ -765,6 +775,12 @@ impl<'a> Uploads<'a> {
             {
                 at += 1;
                 continue;
+            }
+            // A connection token, and one more for a watched source: without them it waits
+            // (a caller's token range may be smaller than `max_active`).
+            let needed = 1 + usize::from(task.body.watched_fd().is_some());
+            if self.tokens_free() < needed {
+                break;
             }
             self.queue.remove(at);
             let mut task = self.take_task(id).expect("looked up above");
@@ -1011,6 +1027,42 @@ impl<'a> Uploads<'a> {
         None
     }
 
+    /// What an upload taken away by a panic held.
+    fn forget(&mut self, held: Held) {
+        if self.task(held.id).is_some() {
+            return; // It was put back before the panic: nothing was lost.
+        }
+        for token in held.tokens.into_iter().flatten() {
+            self.free_owner(token);
+        }
+        if let Some(fd) = held.watched_fd {
+            let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
+        }
+        if let Some(host) = &held.host {
+            self.active -= 1;
+            if let Some(count) = self.per_host.get_mut(host) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_host.remove(host);
+                }
+            }
+        }
+        if held.connecting {
+            self.connecting -= 1;
+        }
+        self.queue_changed = true;
+        self.unfinished -= 1;
+        self.release_slot(held.id);
+    }
+
+    /// Tokens a new connection or source could take now: never used, given back, or held
+    /// by an idle connection that would give its own up.
+    fn tokens_free(&self) -> usize {
+        let capacity = self.token_count - 1;
+        let held = self.owners.len() - self.free_owners.len();
+        capacity - held + self.idle.len()
+    }
+
     /// Registers the source descriptor of task `slot` for readability.
     fn watch(&mut self, slot: u32, fd: std::os::fd::RawFd) -> Result<Token> {
         let token = self.take_owner(slot).ok_or_else(|| {
@@ -1135,6 +1187,44 @@ impl Iterator for Uploads<'_> {
 
     fn next(&mut self) -> Option<Finished> {
         self.next_finished()
+    }
+}
+
+/// The accounts of a task being worked on, kept aside in case the caller's code panics.
+struct Held {
+    id: UploadId,
+    host: Option<HostKey>,
+    connecting: bool,
+    tokens: [Option<Token>; 2],
+    watched_fd: Option<std::os::fd::RawFd>,
+}
+
+impl Held {
+    fn of(task: &Task<'_>) -> Held {
+        let link = match &task.run {
+            Run::ToHead { driven, .. } | Run::Body { driven, .. } => Some(driven.token()),
+            Run::Queued | Run::Moving => None,
+        };
+        Held {
+            id: task.id,
+            host: task.host.clone(),
+            connecting: task.connecting,
+            tokens: [link, task.source_token],
+            watched_fd: task.source_token.and(task.body.watched_fd()),
+        }
+    }
+}
+
+/// A set dropped with uploads still running leaves nothing registered with a caller's
+/// registry: watched descriptors may be the caller's and live on (sockets close with
+/// their uploads).
+impl Drop for Uploads<'_> {
+    fn drop(&mut self) {
+        for task in self.slots.iter().filter_map(|(_, task)| task.as_deref()) {
+            if let (Some(_), Some(fd)) = (task.source_token, task.body.watched_fd()) {
+                let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
+            }
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! Defects found in review of the upload set (`src/multi.rs`), the shared name lookups
-//! (`src/transport/tcp.rs`), rule 4 of the exchange and `chunkwire upload -Z`. Each test
-//! fails today and is ignored so the suite stays green; run them with
-//! `cargo test --test review_findings -- --ignored`.
+//! (`src/transport/tcp.rs`), rule 4 of the exchange and `chunkwire upload -Z`, kept as
+//! tests: each failed before its fix.
 #![cfg(feature = "cli")]
 
 use std::io::{self, Read, Write};
@@ -104,7 +103,6 @@ impl Read for Panics {
 /// with no timeout and nothing registered. Expected: after the panic the set still runs
 /// the other uploads (or reports the panicked one as failed) and ends.
 #[test]
-#[ignore = "defect: a panic in one source's read leaves the set hung for good"]
 fn a_panicking_source_does_not_leave_the_set_hung() {
     let outcome = within(Duration::from_secs(8), || {
         let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
@@ -149,7 +147,6 @@ impl AsRawFd for Borrowed<'_> {
 /// events under a token of a set that is gone, and registering that descriptor again (a
 /// second set, or its own use) fails with EEXIST.
 #[test]
-#[ignore = "defect: dropping a set leaves watched sources registered in the caller's registry"]
 fn dropping_a_set_deregisters_its_watched_sources() {
     let (held_tx, held_rx) = mpsc::channel::<()>();
     let held_rx = std::sync::Mutex::new(held_rx);
@@ -192,7 +189,6 @@ fn dropping_a_set_deregisters_its_watched_sources() {
 /// later. Expected: the tokens bound how many run at once, like `max_active` (or
 /// `uploads_in` refuses a range smaller than `max_active` up front).
 #[test]
-#[ignore = "defect: uploads beyond the token range fail instead of waiting for a token"]
 fn a_small_token_range_queues_uploads_instead_of_failing_them() {
     let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
     let client = Client::new();
