@@ -148,7 +148,9 @@ enum Run {
     Moving,
 }
 
-type HostKey = (String, u16);
+/// A host and port, shared: a task and the per-host count hold the same one, and keeping it
+/// aside for each round (in case of a panic) must not allocate.
+type HostKey = std::rc::Rc<(String, u16)>;
 
 /// Who a connection token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -766,10 +768,10 @@ impl<'a> Uploads<'a> {
                 self.queue.remove(at);
                 continue;
             };
-            let host = (
+            let host = HostKey::new((
                 task.plan.target.host.to_ascii_lowercase(),
                 task.plan.target.port,
-            );
+            ));
             if self.max_per_host > 0
                 && self.per_host.get(&host).copied().unwrap_or(0) >= self.max_per_host
             {
