@@ -199,7 +199,9 @@ impl RequestHead {
         Ok(())
     }
 
-    /// Sets how the body is framed.
+    /// Sets how the body is framed. A `Transfer-Encoding: chunked` given to
+    /// [`RequestHead::push`] before was taken as chunked framing's own field: with another
+    /// framing it is not sent (`Upload` refuses that pair before it gets here).
     pub fn set_framing(&mut self, framing: BodyFraming) {
         self.framing = framing;
     }
