@@ -549,9 +549,9 @@ impl Upload<'_> {
     }
 
     /// Sends `Expect: 100-continue` and holds the body until the server answers `100
-    /// Continue`, or for at most `timeout` (curl waits 1 s). A final response instead (401,
-    /// 413, 417, a redirect) is returned and the body is never sent. Off by default: see the
-    /// README for why.
+    /// Continue`, or for at most `timeout` (curl waits 1 s). A final refusal instead (401,
+    /// 413, 417, a redirect) is returned and the body is never sent; a 2xx instead lets the
+    /// body go. Off by default: see the README for why.
     pub fn expect_continue(mut self, timeout: Duration) -> Self {
         self.expect_continue = Some(timeout);
         self

@@ -43,7 +43,8 @@
 //! https goes through rustls on the same buffer and event loop ([`TlsConfig`]).
 //! Also: redirects that resend a seekable body, one retry of a connection that died before
 //! any response, keep-alive, `Expect: 100-continue`, trailers and checksums, progress and
-//! rate limits. Not: HTTP/2, proxies, cookies.
+//! rate limits, and many uploads at once on one thread ([`Uploads`], on its own mio `Poll`
+//! or inside the caller's), each with a fixed memory cost. Not: HTTP/2, proxies, cookies.
 //!
 //! # Features
 //!
