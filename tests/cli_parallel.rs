@@ -223,3 +223,27 @@ fn more_files_than_open_file_descriptors_upload_at_once() {
     }
     assert_eq!(seen, 300);
 }
+
+#[test]
+fn the_progress_line_shows_the_total_of_all_files() {
+    let files = Files::new("progress", 0);
+    let mut paths = Vec::new();
+    for name in ["a", "b"] {
+        let path = files.dir.join(name);
+        std::fs::write(&path, vec![7u8; 3_000_000]).unwrap();
+        paths.push(path.to_str().unwrap().to_owned());
+    }
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let url = sink.url("/total/");
+    let mut args = vec!["upload", "-Z", "-#", "-o", "/dev/null", &url];
+    args.extend(paths.iter().map(String::as_str));
+    let output = chunkwire(&args);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    // 6,000,000 bytes in all, one line for both uploads.
+    assert!(err.contains("5.7 MiB / 5.7 MiB"), "{err}");
+    assert!(
+        !err.contains("/ 2.9 MiB"),
+        "a line of one file's size: {err}"
+    );
+}
