@@ -1179,6 +1179,10 @@ impl<'a> Uploads<'a> {
         let id = task.id;
         drop(task);
         self.release_slot(id);
+        if self.active == 0 && self.queue.is_empty() {
+            // Nothing runs: what is left in the heap would only wake the loop for nothing.
+            self.timers.clear();
+        }
     }
 }
 

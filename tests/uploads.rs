@@ -625,3 +625,14 @@ fn no_more_than_max_connecting_connections_open_at_once() {
         "{most} connections opened at once, with a limit of 3"
     );
 }
+
+#[test]
+fn an_empty_set_asks_for_no_wake_up() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let client = client();
+    let mut uploads = client.uploads().unwrap();
+    uploads.add(client.upload(&sink.url("/once")), &b"once"[..]);
+    uploads.next_finished().unwrap().result.unwrap();
+    // Its stall deadline went with it: nothing is left to wake for.
+    assert_eq!(uploads.next_timeout(Instant::now()), None);
+}
