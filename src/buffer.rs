@@ -71,6 +71,15 @@ impl FixedBuf {
         // Room for the longest size line this buffer can need, and its CRLF.
         let headroom = hex_digits(payload_capacity) + CRLF.len();
         let send_region = (headroom + payload_capacity + CRLF.len()).max(min_send_region);
+        FixedBuf::laid_out(headroom, payload_capacity, send_region, recv_capacity)
+    }
+
+    fn laid_out(
+        headroom: usize,
+        payload_capacity: usize,
+        send_region: usize,
+        recv_capacity: usize,
+    ) -> Self {
         FixedBuf {
             bytes: vec![0; send_region + recv_capacity].into_boxed_slice(),
             headroom,
@@ -88,13 +97,7 @@ impl FixedBuf {
         assert!(payload_capacity > 0 && recv_capacity > 0);
         let headroom = lead + hex_digits(payload_capacity) + CRLF.len();
         let send_region = headroom + payload_capacity + CRLF.len() + LAST_CHUNK.len();
-        FixedBuf {
-            bytes: vec![0; send_region + recv_capacity].into_boxed_slice(),
-            headroom,
-            payload_capacity,
-            send_region,
-            recv_limit: recv_capacity,
-        }
+        FixedBuf::laid_out(headroom, payload_capacity, send_region, recv_capacity)
     }
 
     /// Bytes before the largest chunk-size line: room for a request head that goes out in

@@ -302,15 +302,29 @@ impl Driven {
         )
         .map_err(|e| e.with_peer(destination.host.clone()))?;
         let peer = destination.authority.clone();
-        Ok(Driven {
+        let mut driven = Driven::with(token, Link::Resolving(answer), destination, machine, buf);
+        driven.pending = Some((exchange, options, upload_started));
+        driven.peer = peer;
+        Ok(driven)
+    }
+
+    /// A connection in `link`'s state with nothing seen or set on it yet.
+    fn with(
+        token: Token,
+        link: Link,
+        destination: Destination,
+        machine: Connection,
+        buf: FixedBuf,
+    ) -> Driven {
+        Driven {
             token,
-            link: Link::Resolving(answer),
+            link,
             destination,
             machine,
             buf,
-            pending: Some((exchange, options, upload_started)),
+            pending: None,
             early_head: None,
-            peer,
+            peer: String::new(),
             readable: false,
             writable: false,
             closed: false,
@@ -318,7 +332,7 @@ impl Driven {
             progress: None,
             body_hooks: BodyHooks::default(),
             source_watched: false,
-        })
+        }
     }
 
     /// The `prepared` attempt on a connection kept from an earlier upload.
@@ -342,25 +356,12 @@ impl Driven {
             ..
         } = prepared;
         machine.start_exchange(exchange, options, upload_started, now);
-        Driven {
-            token,
-            link: Link::Open(transport),
-            destination,
-            machine,
-            buf,
-            pending: None,
-            early_head: None,
-            peer,
-            // Its reuse began with a peek that found nothing to read: a read now would
-            // only return WouldBlock. The next event says when something comes.
-            readable: false,
-            writable: true,
-            closed: false,
-            trace: TraceSlot(None),
-            progress: None,
-            body_hooks: BodyHooks::default(),
-            source_watched: false,
-        }
+        let mut driven = Driven::with(token, Link::Open(transport), destination, machine, buf);
+        driven.peer = peer;
+        // Its reuse began with a peek that found nothing to read: a read now would only
+        // return WouldBlock. The next event says when something comes.
+        driven.writable = true;
+        driven
     }
 
     /// The source is a file descriptor registered with the loop, which will call

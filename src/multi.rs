@@ -921,36 +921,30 @@ impl<'a> Uploads<'a> {
                 mut kept,
                 mut body_len,
             } => {
-                for _ in 0..BODY_STEPS_PER_ROUND {
-                    match driven.pump_body(&self.registry, now) {
-                        Ok(Some(BodyStep::Data(range))) => {
-                            let bytes = &driven.buf().recv_region()[range];
-                            let room = self.keep_response.saturating_sub(kept.len());
-                            kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
-                            body_len += bytes.len() as u64;
-                        }
-                        Ok(Some(BodyStep::End)) => {
-                            let origin = task.origin.take().expect("set by begin_attempt");
-                            let completed =
-                                self.complete(driven, origin, reused, head, kept, body_len);
-                            return self.conclude(task, Ok(completed));
-                        }
-                        Ok(Some(BodyStep::NeedMore)) | Ok(None) => {
-                            task.run = Run::Body {
-                                driven,
-                                reused,
-                                head,
-                                kept,
-                                body_len,
-                            };
-                            return self.put_back(task, Moved::Blocked);
-                        }
-                        Err(e) => {
-                            self.retire(driven);
-                            return self.conclude(task, Err(e));
+                let moved = 'steps: {
+                    for _ in 0..BODY_STEPS_PER_ROUND {
+                        match driven.pump_body(&self.registry, now) {
+                            Ok(Some(BodyStep::Data(range))) => {
+                                let bytes = &driven.buf().recv_region()[range];
+                                let room = self.keep_response.saturating_sub(kept.len());
+                                kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                                body_len += bytes.len() as u64;
+                            }
+                            Ok(Some(BodyStep::End)) => {
+                                let origin = task.origin.take().expect("set by begin_attempt");
+                                let completed =
+                                    self.complete(driven, origin, reused, head, kept, body_len);
+                                return self.conclude(task, Ok(completed));
+                            }
+                            Ok(Some(BodyStep::NeedMore)) | Ok(None) => break 'steps Moved::Blocked,
+                            Err(e) => {
+                                self.retire(driven);
+                                return self.conclude(task, Err(e));
+                            }
                         }
                     }
-                }
+                    Moved::Busy
+                };
                 task.run = Run::Body {
                     driven,
                     reused,
@@ -958,7 +952,7 @@ impl<'a> Uploads<'a> {
                     kept,
                     body_len,
                 };
-                self.put_back(task, Moved::Busy);
+                self.put_back(task, moved);
             }
             Run::Queued | Run::Moving => self.put_back(task, Moved::Blocked),
         }
