@@ -247,3 +247,49 @@ fn the_progress_line_shows_the_total_of_all_files() {
         "a line of one file's size: {err}"
     );
 }
+
+#[test]
+fn max_time_ends_a_z_upload_that_gets_no_answer() {
+    // -m applies to each upload of -Z: one to a server that never answers ends at 1 s with
+    // curl's 28; uploads of another run to the sink finish meanwhile.
+    let files = Files::new("max-time", 3);
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/silent", silent.local_addr().unwrap());
+    let held = thread::spawn(move || {
+        let (stream, _) = silent.accept().unwrap();
+        thread::sleep(Duration::from_millis(2500));
+        drop(stream);
+    });
+    let started = std::time::Instant::now();
+    let slow = Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .args([
+            "upload",
+            "-Z",
+            "-s",
+            "-m",
+            "1",
+            &silent_url,
+            &files.paths[2],
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    let url = sink.url("/mt/");
+    let fast = chunkwire(&[
+        "upload",
+        "-Z",
+        "-s",
+        "-m",
+        "1",
+        &url,
+        &files.paths[0],
+        &files.paths[1],
+    ]);
+    assert_eq!(slow.status.code(), Some(28), "{}", stderr(&slow));
+    assert!(stderr(&slow).contains("maximum time"), "{}", stderr(&slow));
+    assert!(waited < Duration::from_millis(2400), "took {waited:?}");
+    assert_eq!(fast.status.code(), Some(0), "{}", stderr(&fast));
+    held.join().unwrap();
+}
