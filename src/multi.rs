@@ -152,6 +152,23 @@ enum Run {
 /// aside for each round (in case of a panic) must not allocate.
 type HostKey = std::rc::Rc<(String, u16)>;
 
+impl Run {
+    /// The connection of a running task.
+    fn driven(&self) -> Option<&Driven> {
+        match self {
+            Run::ToHead { driven, .. } | Run::Body { driven, .. } => Some(driven),
+            Run::Queued | Run::Moving => None,
+        }
+    }
+
+    fn driven_mut(&mut self) -> Option<&mut Driven> {
+        match self {
+            Run::ToHead { driven, .. } | Run::Body { driven, .. } => Some(driven),
+            Run::Queued | Run::Moving => None,
+        }
+    }
+}
+
 /// Who a connection token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -343,22 +360,13 @@ impl<'a> Uploads<'a> {
     /// Adds an upload of `body`, a stream: it waits in the queue until a slot is free. Its
     /// result comes from [`Uploads::next_finished`] (an invalid URL or option too).
     pub fn add(&mut self, upload: Upload<'a>, body: impl Read + 'a) -> UploadId {
-        self.add_body(upload, Body::Stream(Box::new(body)))
+        self.add_body(upload, Ok(Body::Stream(Box::new(body))))
     }
 
     /// Like [`Uploads::add`], for a body that can be rewound to where it is now, so it can
     /// be sent again after a 307/308 or once more on a failed kept connection.
     pub fn add_seekable(&mut self, upload: Upload<'a>, body: impl Read + Seek + 'a) -> UploadId {
-        match Body::seekable(body) {
-            Ok(body) => self.add_body(upload, body),
-            Err(e) => {
-                let id = self.take_slot();
-                self.unfinished += 1;
-                self.finished.push_back(Finished { id, result: Err(e) });
-                self.release_slot(id);
-                id
-            }
-        }
+        self.add_body(upload, Body::seekable(body))
     }
 
     /// Like [`Uploads::add`], for a body read from a file descriptor in non-blocking mode
@@ -374,18 +382,19 @@ impl<'a> Uploads<'a> {
         let fd = body.as_raw_fd();
         self.add_body(
             upload,
-            Body::Watched {
+            Ok(Body::Watched {
                 reader: Box::new(body),
                 fd,
-            },
+            }),
         )
     }
 
-    fn add_body(&mut self, upload: Upload<'a>, body: Body<'a>) -> UploadId {
+    /// Queues the upload, or gives its result at once when its body or its URL is refused.
+    fn add_body(&mut self, upload: Upload<'a>, body: Result<Body<'a>>) -> UploadId {
         let id = self.take_slot();
         self.unfinished += 1;
-        match Plan::new(&upload, Instant::now()) {
-            Ok(plan) => {
+        match body.and_then(|body| Ok((body, Plan::new(&upload, Instant::now())?))) {
+            Ok((body, plan)) => {
                 self.slots[id.slot as usize].1 = Some(Box::new(Task {
                     id,
                     upload,
@@ -445,7 +454,7 @@ impl<'a> Uploads<'a> {
     /// Uploads added and not yet finished (queued or running), results not yet taken
     /// excluded.
     pub fn len(&self) -> usize {
-        self.slots.iter().filter(|(_, t)| t.is_some()).count()
+        self.unfinished - self.finished.len()
     }
 
     /// True when no upload is queued or running.
@@ -460,11 +469,7 @@ impl<'a> Uploads<'a> {
 
     /// How far an upload got; `None` once it finished, or for an unknown id.
     pub fn progress(&self, id: UploadId) -> Option<Progress> {
-        let task = self.task(id)?;
-        Some(match &task.run {
-            Run::ToHead { driven, .. } | Run::Body { driven, .. } => driven.machine().progress(),
-            Run::Queued | Run::Moving => Progress::default(),
-        })
+        self.task(id).map(progress_of)
     }
 
     /// Stops an upload, queued or running, without disturbing the others; its connection
@@ -551,7 +556,7 @@ impl<'a> Uploads<'a> {
             .collect();
         for id in ids {
             if let Some(mut task) = self.take_task(id) {
-                let progress = self.progress_of(&task);
+                let progress = progress_of(&task);
                 match std::mem::replace(&mut task.run, Run::Moving) {
                     Run::ToHead { driven, .. } | Run::Body { driven, .. } => self.retire(driven),
                     Run::Queued | Run::Moving => {}
@@ -562,13 +567,6 @@ impl<'a> Uploads<'a> {
             }
         }
         self.queue.clear();
-    }
-
-    fn progress_of(&self, task: &Task<'_>) -> Progress {
-        match &task.run {
-            Run::ToHead { driven, .. } | Run::Body { driven, .. } => driven.machine().progress(),
-            Run::Queued | Run::Moving => Progress::default(),
-        }
     }
 
     /// Takes one event of the caller's loop; false if its token is not one of this set's.
@@ -585,13 +583,13 @@ impl<'a> Uploads<'a> {
         let readable = event.is_readable() || event.is_read_closed() || event.is_error();
         let writable = event.is_writable() || event.is_write_closed() || event.is_error();
         match self.owners.get(index).copied() {
-            Some(Owner::Task(slot)) => {
+            Some(owner @ (Owner::Task(slot) | Owner::Source(slot))) => {
                 if let Some((_, Some(task))) = self.slots.get_mut(slot as usize) {
-                    match &mut task.run {
-                        Run::ToHead { driven, .. } | Run::Body { driven, .. } => {
-                            driven.on_readiness(readable, writable)
+                    if let Some(driven) = task.run.driven_mut() {
+                        match owner {
+                            Owner::Source(_) => driven.on_source_ready(),
+                            _ => driven.on_readiness(readable, writable),
                         }
-                        Run::Queued | Run::Moving => {}
                     }
                     let id = task.id;
                     self.schedule(id);
@@ -605,18 +603,6 @@ impl<'a> Uploads<'a> {
                     let (_, link) = self.idle.remove(at);
                     self.free_owner(link.token());
                     link.close();
-                }
-            }
-            Some(Owner::Source(slot)) => {
-                if let Some((_, Some(task))) = self.slots.get_mut(slot as usize) {
-                    match &mut task.run {
-                        Run::ToHead { driven, .. } | Run::Body { driven, .. } => {
-                            driven.on_source_ready()
-                        }
-                        Run::Queued | Run::Moving => {}
-                    }
-                    let id = task.id;
-                    self.schedule(id);
                 }
             }
             Some(Owner::Free) | None => {}
@@ -724,12 +710,7 @@ impl<'a> Uploads<'a> {
         if task.connecting && !task_is_connecting(&task) {
             self.connection_opened(&mut task);
         }
-        let deadline = match &task.run {
-            Run::ToHead { driven, .. } | Run::Body { driven, .. } => {
-                driven.machine().poll_timeout()
-            }
-            Run::Queued | Run::Moving => None,
-        };
+        let deadline = task.run.driven().and_then(|d| d.machine().poll_timeout());
         self.slots[id.slot as usize].1 = Some(task);
         let task = self.slots[id.slot as usize].1.as_mut().expect("just put");
         if let Some(at) = deadline
@@ -1028,11 +1009,19 @@ impl<'a> Uploads<'a> {
         if self.task(held.id).is_some() {
             return; // It was put back before the panic: nothing was lost.
         }
-        for token in held.tokens.into_iter().flatten() {
-            self.free_owner(token);
-        }
+        self.give_back(&held);
+        self.unfinished -= 1;
+        self.release_slot(held.id);
+    }
+
+    /// What an upload that ends held: its tokens, its watched source's registration (the
+    /// descriptor may be the caller's and live on), its slots in the limits.
+    fn give_back(&mut self, held: &Held) {
         if let Some(fd) = held.watched_fd {
             let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
+        }
+        for token in held.tokens.into_iter().flatten() {
+            self.free_owner(token);
         }
         if let Some(host) = &held.host {
             self.active -= 1;
@@ -1047,8 +1036,6 @@ impl<'a> Uploads<'a> {
             self.connecting -= 1;
         }
         self.queue_changed = true;
-        self.unfinished -= 1;
-        self.release_slot(held.id);
     }
 
     /// Tokens a new connection or source could take now: never used, given back, or held
@@ -1151,28 +1138,12 @@ impl<'a> Uploads<'a> {
         self.queue_changed = true;
     }
 
-    fn end(&mut self, mut task: Box<Task<'a>>) {
-        if task.connecting {
-            self.connection_opened(&mut task);
-        }
-        if let (Some(token), Some(fd)) = (task.source_token, task.body.watched_fd()) {
-            // Before the source is dropped: the descriptor may be shared and live on.
-            let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
-            self.free_owner(token);
-        }
-        if let Some(host) = &task.host {
-            self.queue_changed = true;
-            self.active -= 1;
-            if let Some(count) = self.per_host.get_mut(host) {
-                *count -= 1;
-                if *count == 0 {
-                    self.per_host.remove(host);
-                }
-            }
-        }
-        let id = task.id;
+    fn end(&mut self, task: Box<Task<'a>>) {
+        // Given back before the source is dropped, so its registration goes first.
+        let held = Held::of(&task);
+        self.give_back(&held);
         drop(task);
-        self.release_slot(id);
+        self.release_slot(held.id);
         if self.active == 0 && self.queue.is_empty() {
             // Nothing runs: what is left in the heap would only wake the loop for nothing.
             self.timers.clear();
@@ -1190,7 +1161,8 @@ impl Iterator for Uploads<'_> {
     }
 }
 
-/// The accounts of a task being worked on, kept aside in case the caller's code panics.
+/// What a task holds in the set's accounts: given back when it ends, and kept aside while
+/// it is worked on in case the caller's code panics.
 struct Held {
     id: UploadId,
     host: Option<HostKey>,
@@ -1201,10 +1173,7 @@ struct Held {
 
 impl Held {
     fn of(task: &Task<'_>) -> Held {
-        let link = match &task.run {
-            Run::ToHead { driven, .. } | Run::Body { driven, .. } => Some(driven.token()),
-            Run::Queued | Run::Moving => None,
-        };
+        let link = task.run.driven().map(Driven::token);
         Held {
             id: task.id,
             host: task.host.clone(),
@@ -1230,13 +1199,19 @@ impl Drop for Uploads<'_> {
 
 /// Whether the task's connection is still being opened.
 fn task_is_connecting(task: &Task<'_>) -> bool {
-    match &task.run {
-        Run::ToHead { driven, .. } => matches!(
+    task.run.driven().is_some_and(|driven| {
+        matches!(
             driven.machine().phase(),
             Phase::Resolving | Phase::Connecting | Phase::Handshaking
-        ),
-        Run::Body { .. } | Run::Queued | Run::Moving => false,
-    }
+        )
+    })
+}
+
+/// How far a task got (nothing yet while queued).
+fn progress_of(task: &Task<'_>) -> Progress {
+    task.run
+        .driven()
+        .map_or_else(Progress::default, |d| d.machine().progress())
 }
 
 #[cfg(test)]
