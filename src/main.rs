@@ -664,7 +664,9 @@ fn upload_parallel<'c>(
                 Box::new(move |p: &UploadProgress| {
                     let mut t = totals.borrow_mut();
                     let started = *t.started.get_or_insert_with(Instant::now);
-                    t.sum += p.body_bytes_sent - t.sent[index];
+                    // An upload sent again (a redirect, a retry) starts again from 0: the
+                    // total holds each upload's latest figure, not a sum of its attempts.
+                    t.sum = t.sum - t.sent[index] + p.body_bytes_sent;
                     t.sent[index] = p.body_bytes_sent;
                     let elapsed = started.elapsed();
                     let all = UploadProgress {

@@ -293,3 +293,47 @@ fn max_time_ends_a_z_upload_that_gets_no_answer() {
     assert_eq!(fast.status.code(), Some(0), "{}", stderr(&fast));
     held.join().unwrap();
 }
+
+#[test]
+fn the_total_progress_survives_an_upload_sent_again_after_a_307() {
+    // A 307 sends the file again from its start: its progress starts again from 0, and
+    // the total line must not count it twice or underflow.
+    let files = Files::new("progress-307", 1);
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let landing = sink.url("/landed");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/first", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !seen.ends_with(b"\r\n0\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        let answer =
+            format!("HTTP/1.1 307 Again\r\nLocation: {landing}\r\nContent-Length: 0\r\n\r\n");
+        let _ = stream.write_all(answer.as_bytes());
+    });
+    let output = chunkwire(&[
+        "upload",
+        "-Z",
+        "-#",
+        "-L",
+        "-o",
+        "/dev/null",
+        &url,
+        &files.paths[0],
+    ]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let report = sink.next_report(Duration::from_secs(10)).unwrap();
+    assert_eq!(report.bytes, files.contents[0].len() as u64);
+    // 150,001 bytes once: the line never shows more than the file's size.
+    assert!(err.contains("146.5 KiB / 146.5 KiB"), "{err}");
+}

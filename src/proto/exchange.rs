@@ -538,8 +538,7 @@ impl Exchange {
     /// The write of the last chunk: after the pending head, if any, when it fits there;
     /// else the head goes alone and the last chunk follows.
     fn last_chunk_write(&mut self, buf: &mut FixedBuf) -> Result<SendState, RequestError> {
-        if let Some(head) = self.head_pending.clone() {
-            self.head_pending = None;
+        if let Some(head) = self.head_pending.take() {
             let out = Outgoing::head(&head);
             return Ok(match write_last_chunk_at(buf, head.end, &self.trailers) {
                 Ok(last) => SendState::Writing {
