@@ -512,3 +512,54 @@ fn two_hundred_uploads_at_once_on_one_thread_land_whole() {
     }
     assert_eq!(stored, 200);
 }
+
+#[test]
+fn coalesced_writes_of_seekable_bodies_land_intact() {
+    // A seekable body goes out with its head and last chunk in the same writes as its
+    // data (exchange rule 7): nginx must take those bytes as it takes the head-first ones,
+    // one by one and in a set, chunked and with Content-Length, with trailers.
+    let server = Nginx::start();
+    let chunk = 16 * 1024;
+    let client = client(chunk);
+    let sizes = [0, 1, 100, chunk - 1, chunk, chunk + 1, 3 * chunk + 7];
+    for (seed, len) in sizes.into_iter().enumerate() {
+        let data = pattern(100 + seed as u64, len);
+        let chunked = format!("/coalesced/chunked-{len}");
+        let response = client
+            .upload(&server.url(&chunked))
+            .trailer("X-Sum", "kept-out")
+            .send_seekable(std::io::Cursor::new(&data[..]))
+            .unwrap();
+        assert_stored(&response, len);
+        finish(response);
+        server.assert_file(&chunked, &data);
+        let sized = format!("/coalesced/length-{len}");
+        let response = client
+            .upload(&server.url(&sized))
+            .content_length(len as u64)
+            .send_seekable(std::io::Cursor::new(&data[..]))
+            .unwrap();
+        assert_stored(&response, len);
+        finish(response);
+        server.assert_file(&sized, &data);
+    }
+    let bodies: Vec<Vec<u8>> = (0..40)
+        .map(|i| pattern(200 + i, (i as usize * 977) % 5000))
+        .collect();
+    let mut uploads = client.uploads().unwrap().max_active(8);
+    let mut paths = std::collections::HashMap::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let path = format!("/coalesced/set-{i}");
+        let id = uploads.add_seekable(
+            client.upload(&server.url(&path)),
+            std::io::Cursor::new(&body[..]),
+        );
+        paths.insert(id, (path, i));
+    }
+    for finished in uploads.by_ref() {
+        let (path, i) = &paths[&finished.id];
+        let completed = finished.result.unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(matches!(completed.status.as_u16(), 201 | 204), "{path}");
+        server.assert_file(path, &bodies[*i]);
+    }
+}
