@@ -636,3 +636,26 @@ fn an_empty_set_asks_for_no_wake_up() {
     // Its stall deadline went with it: nothing is left to wake for.
     assert_eq!(uploads.next_timeout(Instant::now()), None);
 }
+
+#[test]
+fn a_resolver_slower_than_the_connect_timeout_is_not_waited_for() {
+    let client = Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .resolver(|_, _| {
+            thread::sleep(Duration::from_secs(3));
+            Err(io::Error::other("too late anyway"))
+        })
+        .build()
+        .unwrap();
+    let mut uploads = client.uploads().unwrap();
+    let started = Instant::now();
+    uploads.add(client.upload("http://slow-dns.test/x"), &b"x"[..]);
+    let err = uploads.next_finished().unwrap().result.unwrap_err();
+    assert_eq!(err.stage(), chunkwire::Stage::Resolve, "{err}");
+    assert_eq!(err.timeout_kind(), Some(TimeoutKind::Connect), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
