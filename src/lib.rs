@@ -65,6 +65,7 @@ pub mod checksum;
 mod client;
 mod driver;
 mod error;
+pub mod json;
 mod multi;
 pub mod proto;
 #[cfg(feature = "sink")]
