@@ -221,6 +221,8 @@ struct Inner {
     peer: Option<String>,
     /// A 2xx the server sent before the body was complete (the body went on, then this).
     answered_early: Option<u16>,
+    /// What the upload took until it failed, when it got as far as an attempt.
+    transfer: Option<Box<crate::Transfer>>,
 }
 
 /// An error from chunkwire: its stage, what went wrong, and how far the upload got.
@@ -237,6 +239,7 @@ impl Error {
                 progress: Progress::default(),
                 peer: None,
                 answered_early: None,
+                transfer: None,
             }),
         }
     }
@@ -265,6 +268,19 @@ impl Error {
             self.inner.peer = Some(peer.into());
         }
         self
+    }
+
+    /// What the upload took until it failed (curl's `-w` variables on an error).
+    pub(crate) fn with_transfer(mut self, transfer: crate::Transfer) -> Self {
+        self.inner.transfer = Some(Box::new(transfer));
+        self
+    }
+
+    /// What the upload took until it failed: its times, connections, redirects, bytes and
+    /// last URL, as curl's `--write-out` shows them for a failed transfer. `None` for an
+    /// error before any attempt (a bad URL or option).
+    pub fn transfer(&self) -> Option<&crate::Transfer> {
+        self.inner.transfer.as_deref()
     }
 
     /// The stage the upload was in when it failed.

@@ -72,6 +72,7 @@ pub mod proto;
 pub mod sink;
 mod target;
 pub mod trace;
+mod transfer;
 mod transport;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
@@ -98,6 +99,7 @@ pub use proto::peer_error::PeerError;
 pub use target::{
     Credentials, MAX_URL_LEN, Scheme, Target, redact_userinfo, resolve_reference, with_path_segment,
 };
+pub use transfer::{Timings, Transfer};
 #[cfg(feature = "sink")]
 pub use transport::tls::{ServerStream, ServerTls};
 pub use transport::tls::{TlsConfig, TlsConfigBuilder, TlsSummary};

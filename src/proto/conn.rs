@@ -144,6 +144,42 @@ impl RateLimit {
     }
 }
 
+/// The instants an attempt passed its stages, from the `now` values passed to the machine
+/// (it reads no clock): what curl's `time_*` variables measure. `None` for a stage the
+/// attempt did not reach. On a connection kept from an earlier upload, the connect stages
+/// are the instant the exchange started on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stages {
+    /// The attempt began: the connection was created, or the kept one taken up.
+    pub started: Instant,
+    /// The host's addresses arrived (the first TCP attempt starts).
+    pub resolved: Option<Instant>,
+    /// The TCP connection opened.
+    pub connected: Option<Instant>,
+    /// The TLS handshake completed (https only).
+    pub tls_done: Option<Instant>,
+    /// The exchange started: the request is about to be sent.
+    pub request_started: Option<Instant>,
+    /// The first response byte arrived (an interim 1xx counts).
+    pub first_byte: Option<Instant>,
+    /// The response was read to its end.
+    pub ended: Option<Instant>,
+}
+
+impl Stages {
+    fn new(started: Instant) -> Stages {
+        Stages {
+            started,
+            resolved: None,
+            connected: None,
+            tls_done: None,
+            request_started: None,
+            first_byte: None,
+            ended: None,
+        }
+    }
+}
+
 /// The machine of one connection. See the module docs for its rules.
 #[derive(Debug)]
 pub struct Connection {
@@ -171,6 +207,7 @@ pub struct Connection {
     exchanges: u32,
     notices: [Option<Notice>; 2],
     peer_closed: bool,
+    stages: Stages,
 }
 
 impl Connection {
@@ -195,6 +232,7 @@ impl Connection {
             exchanges: 0,
             notices: [None; 2],
             peer_closed: false,
+            stages: Stages::new(now),
         }
     }
 
@@ -207,6 +245,7 @@ impl Connection {
     /// addresses (this one included) still to try.
     pub fn on_connect_attempt(&mut self, now: Instant, addresses_left: usize) {
         self.phase = Phase::Connecting;
+        self.stages.resolved.get_or_insert(now);
         if let Some(deadline) = self.connect_deadline {
             let left = deadline.saturating_duration_since(now);
             let share = left / u32::try_from(addresses_left.max(1)).unwrap_or(u32::MAX);
@@ -216,6 +255,7 @@ impl Connection {
 
     /// The TCP connection is open; `tls` says whether a handshake comes next.
     pub fn on_connected(&mut self, now: Instant, tls: bool) {
+        self.stages.connected = Some(now);
         self.attempt_deadline = None;
         self.last_progress = now;
         if tls {
@@ -227,6 +267,7 @@ impl Connection {
 
     /// The TLS handshake completed.
     pub fn on_handshake_done(&mut self, now: Instant) {
+        self.stages.tls_done = Some(now);
         self.last_progress = now;
         self.on_ready();
     }
@@ -247,6 +288,14 @@ impl Connection {
         now: Instant,
     ) {
         debug_assert!(matches!(self.phase, Phase::Ready | Phase::Idle));
+        if self.phase == Phase::Idle {
+            // A kept connection: this attempt's connect stages are now.
+            let tls = self.stages.tls_done.is_some();
+            self.stages = Stages::new(now);
+            (self.stages.resolved, self.stages.connected) = (Some(now), Some(now));
+            self.stages.tls_done = tls.then_some(now);
+        }
+        self.stages.request_started = Some(now);
         self.phase = Phase::Exchanging;
         self.upload_started = upload_started;
         self.total_deadline = self
@@ -540,6 +589,9 @@ impl Connection {
             return Ok(None);
         };
         self.last_progress = now;
+        if n > 0 {
+            self.stages.first_byte.get_or_insert(now);
+        }
         let parsed = exchange.on_received_with(buf, n, emit);
         parsed.map_err(|e| {
             Error::new(Stage::Receive, Kind::Peer(e)).with_progress(exchange.progress())
@@ -581,6 +633,16 @@ impl Connection {
             .map_err(|e: PeerError| {
                 Error::new(Stage::Receive, Kind::Peer(e)).with_progress(exchange.progress())
             })
+    }
+
+    /// The response was read to its end at `now`.
+    pub fn on_response_end(&mut self, now: Instant) {
+        self.stages.ended.get_or_insert(now);
+    }
+
+    /// When this attempt passed each stage so far.
+    pub fn stages(&self) -> Stages {
+        self.stages
     }
 
     /// How the response body is framed, once the final head is in.
