@@ -538,6 +538,9 @@ impl Driven {
                             unreachable!()
                         };
                         self.link = Link::Open(Transport::Tls(tls));
+                        // The handshake may have run its round trips within this one
+                        // pump (a fast peer): its end is now, not when the pump began.
+                        let now = Instant::now();
                         self.machine.on_handshake_done(now);
                         if let Some(summary) = self.transport().and_then(Transport::tls_summary) {
                             self.trace_note(Direction::Sent, || summary.to_string());

@@ -731,6 +731,57 @@ mod tests {
     }
 
     #[test]
+    fn stages_are_the_instants_passed_in_and_restart_on_a_kept_connection() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut conn = Connection::new(timeouts(None, None), t0, t0);
+        conn.on_connect_attempt(at(2), 2);
+        conn.on_connect_attempt(at(5), 1);
+        conn.on_connected(at(7), true);
+        conn.on_handshake_done(at(11));
+        let (ex, mut buf) = exchange(false);
+        conn.start_exchange(ex, ExchangeOptions::default(), t0, at(12));
+        send_all(&mut conn, &mut buf, at(13));
+        if let Ok(Transmit::Fill(_)) = conn.poll_transmit(&mut buf, at(13)) {
+            conn.on_filled(&mut buf, 0, at(13)).unwrap();
+        }
+        send_all(&mut conn, &mut buf, at(13));
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let space = conn.recv_space(&mut buf);
+        space[..reply.len()].copy_from_slice(reply);
+        conn.on_received(&buf, reply.len(), at(20), &mut |_, _| {})
+            .unwrap();
+        assert_eq!(
+            conn.decode_body(&buf, &mut |_, _| {}).unwrap(),
+            BodyStep::End
+        );
+        conn.on_response_end(at(30));
+        let stages = conn.stages();
+        assert_eq!(
+            stages,
+            Stages {
+                started: t0,
+                // The first address's answer: a later attempt is not a second lookup.
+                resolved: Some(at(2)),
+                connected: Some(at(7)),
+                tls_done: Some(at(11)),
+                request_started: Some(at(12)),
+                first_byte: Some(at(20)),
+                ended: Some(at(30)),
+            }
+        );
+        // Kept for the next upload: its connect stages are the instant it is taken up.
+        assert!(conn.finish_exchange(true));
+        let (ex, _) = exchange(false);
+        conn.start_exchange(ex, ExchangeOptions::default(), at(40), at(41));
+        let stages = conn.stages();
+        assert_eq!(stages.started, at(41));
+        assert_eq!(stages.connected, Some(at(41)));
+        assert_eq!(stages.tls_done, Some(at(41)));
+        assert_eq!((stages.first_byte, stages.ended), (None, None));
+    }
+
+    #[test]
     fn connect_deadline_is_shared_between_addresses_and_then_fails() {
         let t0 = Instant::now();
         let mut conn = Connection::new(timeouts(None, None), t0, t0);
