@@ -210,7 +210,7 @@ Output:
   -f, --fail                      Exit with code 22 when the status is 400 or above
   -w, --write-out <FORMAT>        After each upload, write FORMAT with curl's variables:
                                   %{http_code} %{size_upload} %{time_total} %{json} ...
-                                  (see the README); `\n`, %{stderr}, %{stdout};
+                                  (see the README); `\\n`, %{stderr}, %{stdout};
                                   @FILE reads FORMAT from FILE (@-: standard input)
   -v, --verbose                   Print the response status line and headers on stderr
   -#, --progress-bar              Show a progress bar on stderr (the default on a terminal)
