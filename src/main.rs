@@ -621,6 +621,7 @@ fn upload_one(
         }
     };
     values.take(&response.transfer());
+    values.take_headers(response.headers());
     if args.verbose {
         let mut err = io::stderr().lock();
         let _ = writeln!(
@@ -784,6 +785,7 @@ fn upload_parallel<'c>(
         match &finished.result {
             Ok(completed) => {
                 values.take(&completed.transfer);
+                values.take_headers(&completed.headers);
                 // -f stops at the head, as curl does: no body is written.
                 if !(args.fail && completed.status.as_u16() >= 400) {
                     values.size_download = completed.body_len;

@@ -458,12 +458,12 @@ fn the_format_language_streams_and_files() {
         "-o",
         "/dev/null",
         "-w",
-        "a\\t%{http_code}\\n%{stderr}b %{Bogus} %{HTTP_CODE}%{stdout}c%%\\q",
+        "a\\t%{http_code}\\n%{stderr}b %{Bogus} %{HTTP_CODE}%{stdout}c%%\\q [%header{Content-LENGTH}]",
         &url,
         file.path(),
     ]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), "a\t200\nc%\\q");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "a\t200\nc%\\q [2]");
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
         "b chunkwire: unknown --write-out variable: 'Bogus'\n 200"

@@ -4,7 +4,8 @@
 //! `%{name}` is a variable (names match in any case, as in curl), `%%` a `%`, `\n`, `\r`
 //! and `\t` the control characters; any other `%` or `\` sequence is written as it is, as
 //! curl 7.88 writes it. `%{stdout}` and `%{stderr}` switch the stream the rest goes to,
-//! `%{onerror}` ends the output of an upload that succeeded, `%{json}` writes every
+//! `%{onerror}` ends the output of an upload that succeeded, `%header{name}` writes a
+//! field of the last response, `%{json}` writes every
 //! variable as one JSON object, with curl's key names. An unknown variable writes nothing
 //! and a warning on standard error, as curl does.
 
@@ -36,6 +37,8 @@ pub struct Values {
     pub exitcode: u8,
     /// The error message; `None` on success.
     pub errormsg: Option<String>,
+    /// The last response's header fields, for `%header{name}`.
+    pub headers: http::HeaderMap,
 }
 
 impl Values {
@@ -48,6 +51,11 @@ impl Values {
             method: method.to_owned(),
             ..Values::default()
         }
+    }
+
+    /// The last response's header fields.
+    pub fn take_headers(&mut self, headers: &http::HeaderMap) {
+        self.headers.clone_from(headers);
     }
 
     /// What the upload took, as the library tells it.
@@ -143,6 +151,8 @@ enum Piece {
     OnError,
     /// A `%{name}` chunkwire does not know: a warning when written.
     Unknown(String),
+    /// `%header{name}`: the last response's field of that name.
+    Header(String),
 }
 
 /// A parsed `-w` format.
@@ -187,6 +197,14 @@ impl WriteOut {
                         pieces.push(Piece::Text(std::mem::take(&mut text)));
                     }
                     pieces.push(piece);
+                }
+                ('%', Some('h')) if rest[1..].starts_with("header{") && rest.contains('}') => {
+                    let end = rest.find('}').expect("checked");
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(Piece::Header(rest["%header{".len()..end].to_owned()));
+                    rest = &rest[end + 1..];
                 }
                 ('\\', Some(escaped @ ('n' | 'r' | 't'))) => {
                     text.push(match escaped {
@@ -235,6 +253,7 @@ impl WriteOut {
                     line.clear();
                     to_stderr = *piece == Piece::Stderr;
                 }
+                Piece::Header(name) => push_header(&mut line, name, &values.headers),
                 Piece::OnError if values.errormsg.is_none() => break,
                 Piece::OnError => {}
                 Piece::Unknown(name) => {
@@ -249,6 +268,17 @@ impl WriteOut {
         let out: &mut dyn Write = if to_stderr { stderr } else { stdout };
         out.write_all(line.as_bytes())?;
         out.flush()
+    }
+}
+
+/// The values of the field `name` (any case), joined with `, ` when there are several, as
+/// curl writes them; nothing when there is none.
+fn push_header(out: &mut String, name: &str, headers: &http::HeaderMap) {
+    for (i, value) in headers.get_all(name).iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&String::from_utf8_lossy(value.as_bytes()));
     }
 }
 
@@ -350,6 +380,12 @@ mod tests {
             method: "PUT".into(),
             exitcode: 0,
             errormsg: None,
+            headers: [(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            )]
+            .into_iter()
+            .collect(),
         }
     }
 
@@ -385,6 +421,8 @@ mod tests {
                 "bchunkwire: unknown --write-out variable: 'bogus'\n"
             )
         );
+        let (out, _) = written("[%header{Content-TYPE}] [%header{none}] %header{x", &v);
+        assert_eq!(out, "[text/plain] [] %header{x");
         let (out, _) = written("ok%{onerror}failed: %{errormsg}", &v);
         assert_eq!(out, "ok");
         let failed = Values {
