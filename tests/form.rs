@@ -198,6 +198,25 @@ fn status_307_sends_the_whole_form_again_and_a_stream_part_cannot_follow() {
 }
 
 #[test]
+fn after_a_303_the_get_has_neither_the_form_nor_its_content_type() {
+    let see_other = "HTTP/1.1 303 See Other\r\nLocation: /done\r\nContent-Length: 0\r\n\r\n";
+    let (base, seen) = server(vec![see_other.into(), OK.into()]);
+    let mut response = small_chunks()
+        .upload(&format!("{base}/form"))
+        .method("POST")
+        .max_redirects(2)
+        .send_form(Form::new().text("a", "1"))
+        .unwrap();
+    assert_eq!(response.text().unwrap(), "ok");
+    let first = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(first.header("content-type").is_some());
+    let second = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(second.head.starts_with("GET /done "), "{}", second.head);
+    assert_eq!(second.header("content-type"), None, "{}", second.head);
+    assert!(second.body.is_empty());
+}
+
+#[test]
 fn an_unsized_part_with_a_required_length_is_refused_before_connecting() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
