@@ -3,7 +3,7 @@
 //! connecting, a file that changes size while it is sent, the trace's labels, trailers,
 //! progress, 100-continue, an early answer, and forms in a set of uploads. The bodies are
 //! split by a small multipart reader of the test's own, independent of the crate's writer.
-#![cfg(feature = "sink")]
+#![cfg(feature = "cli")]
 
 use std::io::{self, Cursor, Write};
 use std::net::TcpListener;
