@@ -571,6 +571,12 @@ fn upload_form(client: &Client, args: &UploadArgs) -> Result<ExitCode, Failure> 
     if let Some(meter) = &meter {
         meter.borrow_mut().finish();
     }
+    // `--content-length` with a part of unknown size (a pipe, a device) is a usage error,
+    // as with a FILE argument.
+    let sent = sent.map_err(|err| match err.request_error() {
+        Some(chunkwire::RequestError::FormPartUnsized { .. }) => Failure::usage(err.to_string()),
+        _ => Failure::from(err),
+    });
     let mut output = match &args.output {
         Some(path) => Output::File {
             path: path.clone(),

@@ -582,11 +582,29 @@ fn a_missing_file_or_a_directory_is_an_error_before_connecting() {
 }
 
 #[test]
-fn a_content_type_header_of_the_callers_is_refused_with_a_form() {
+fn a_callers_multipart_type_gets_the_boundary_and_another_type_is_refused() {
+    let (base, seen) = server(vec![OK.into()]);
+    let mut response = Client::new()
+        .upload(&format!("{base}/up"))
+        .method("POST")
+        .header("content-type", "multipart/related; type=\"text/plain\"")
+        .send_form(Form::new().boundary("bb").text("a", "1"))
+        .unwrap();
+    response.text().unwrap();
+    let seen = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    let types: Vec<&str> = seen
+        .head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("content-type:"))
+        .collect();
+    assert_eq!(
+        types,
+        ["Content-Type: multipart/related; type=\"text/plain\"; boundary=bb"]
+    );
     let err = Client::new()
         .upload("http://127.0.0.1:9/up")
-        .header("Content-Type", "multipart/form-data")
+        .header("Content-Type", "text/plain")
         .send_form(Form::new().text("a", "1"))
         .unwrap_err();
-    assert!(err.to_string().contains("a form sets its own"), "{err}");
+    assert!(err.to_string().contains("not a multipart type"), "{err}");
 }

@@ -194,6 +194,11 @@ fn form_command_lines_that_cannot_work_are_refused_before_connecting() {
             "part \"f\" is standard input",
         ),
         (&["-F", "f=@-", "-F", "g=<-", url], 2, "only one -F part"),
+        (
+            &["-F", "f=@/dev/null", "--content-length", url],
+            2,
+            "form part \"f\" has no known size",
+        ),
         (&["-F", "x=a;b", url], 2, "unknown parameter \"b\""),
         (&["-F", "x=\"open", url], 2, "no closing quote"),
         (&["-F", "novalue", url], 2, "not of the form 'name=value'"),
