@@ -608,3 +608,44 @@ fn a_callers_multipart_type_gets_the_boundary_and_another_type_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("not a multipart type"), "{err}");
 }
+
+#[test]
+fn a_kept_connection_that_fails_sends_the_whole_form_again_on_a_new_one() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/up", listener.local_addr().unwrap());
+    let (sender, bodies) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        // The first connection answers one upload, keeps the connection, then takes the
+        // form and closes without a word; the second answers the form.
+        let (mut kept, _) = listener.accept().unwrap();
+        multipart::read_request(&mut kept);
+        kept.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        let _ = sender.send(multipart::read_request(&mut kept));
+        drop(kept);
+        let (mut fresh, _) = listener.accept().unwrap();
+        let _ = sender.send(multipart::read_request(&mut fresh));
+        fresh.write_all(OK.as_bytes()).unwrap();
+    });
+    let dir = TempDir::new("retry");
+    let path = dir.file("r.bin", &pattern(70_000, 12));
+    let client = small_chunks();
+    client
+        .upload(&url)
+        .send(&b"first"[..])
+        .unwrap()
+        .text()
+        .unwrap();
+    // PUT: idempotent, so a request that went out whole may be sent again (RFC 9110
+    // section 9.2.2); a POST would not be.
+    let mut retried = client
+        .upload(&url)
+        .send_form(Form::new().text("t", "v").file("f", &path))
+        .unwrap();
+    assert_eq!(retried.text().unwrap(), "ok");
+    assert!(!retried.connection_reused(), "answered on a new connection");
+    let lost = bodies.recv_timeout(Duration::from_secs(10)).unwrap();
+    let answered = bodies.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(lost.body, answered.body);
+    assert_eq!(answered.parts()[1].data, pattern(70_000, 12));
+}
