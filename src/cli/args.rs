@@ -262,7 +262,8 @@ HTTP/1.1 streaming uploads in constant memory
 Usage: chunkwire <COMMAND> [OPTIONS]
 
 Commands:
-  upload  Upload FILE (or standard input, `-`) to URL, chunked unless --content-length
+  upload  Upload FILE (or standard input, `-`) to URL, chunked unless --content-length;
+          or a multipart form (-F), with a Content-Length when every size is known
   sink    Run a loopback upload server that answers each request with a JSON report
   demo    Upload a generated stream to a built-in sink on loopback and show what happened
   help    Print this text, or a command's (`chunkwire help upload`)
