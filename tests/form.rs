@@ -649,3 +649,42 @@ fn a_kept_connection_that_fails_sends_the_whole_form_again_on_a_new_one() {
     assert_eq!(lost.body, answered.body);
     assert_eq!(answered.parts()[1].data, pattern(70_000, 12));
 }
+
+#[test]
+fn a_form_goes_over_tls_with_its_exact_length() {
+    let tls = chunkwire::ServerTls::self_signed().unwrap();
+    let sink = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .with_tls(tls.clone())
+        .spawn()
+        .unwrap();
+    let config = chunkwire::TlsConfig::builder()
+        .add_ca_pem(tls.ca_pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let client = Client::builder()
+        .chunk_size(4096)
+        .tls_config(config)
+        .build()
+        .unwrap();
+    let make = || {
+        Form::new()
+            .boundary("tls-boundary")
+            .text("t", "v")
+            .part("b", FormPart::bytes(pattern(100_000, 13)))
+    };
+    let mut response = client
+        .upload(&sink.url("/tls"))
+        .method("POST")
+        .send_form(make())
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let report = response.text().unwrap();
+    assert!(
+        report.contains("\"framing\":\"content-length\""),
+        "{report}"
+    );
+    let sunk = sink.next_report(Duration::from_secs(10)).unwrap();
+    assert_eq!(sunk.bytes, form_len(make()));
+}
