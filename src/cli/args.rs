@@ -306,10 +306,10 @@ Form (multipart/form-data, curl's syntax; no FILE argument, method POST unless -
   -F, --form <name=value>         A text field (repeatable). `name=@path` sends a file
                                   part, `name=@-` standard input (a pipe is streamed,
                                   chunked), `name=<path` a file's content as a field
-                                  value. Add
-                                  `;type=TYPE` and `;filename=NAME`; quote a value that
-                                  holds `;` (name=@\"a;b.txt\"). With every size known the
-                                  form has a Content-Length; --content-length requires it.
+                                  value. Add `;type=TYPE` and `;filename=NAME`; quote a
+                                  value that holds `;` (name=@\"a;b.txt\"). With every
+                                  size known the form has a Content-Length;
+                                  --content-length requires it.
       --form-string <name=value>  A text field taken as it is: no @, < or ; meaning
 
 Connection:
