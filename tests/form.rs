@@ -292,7 +292,7 @@ fn send_changing(change: fn(&std::path::Path), chunked: bool) -> chunkwire::Erro
 }
 
 #[test]
-fn a_file_that_shrinks_or_grows_while_it_is_sent_is_an_error() {
+fn a_file_that_shrinks_grows_or_goes_while_it_is_sent_is_an_error() {
     fn shrink(path: &std::path::Path) {
         std::fs::OpenOptions::new()
             .write(true)
@@ -309,7 +309,18 @@ fn a_file_that_shrinks_or_grows_while_it_is_sent_is_an_error() {
             .write_all(b"more")
             .unwrap();
     }
+    fn remove(path: &std::path::Path) {
+        std::fs::remove_file(path).unwrap();
+    }
     for chunked in [false, true] {
+        // Opened only when its turn comes, a file removed before then is named as missing.
+        let err = send_changing(remove, chunked);
+        assert_eq!(err.stage(), chunkwire::Stage::ReadSource, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("form part \"f\"") && text.contains("No such file"),
+            "{text}"
+        );
         let err = send_changing(shrink, chunked);
         assert_eq!(err.stage(), chunkwire::Stage::ReadSource, "{err}");
         let text = err.to_string();
