@@ -17,6 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
+use chunkwire::sink::Sink;
 use sha2::{Digest, Sha256};
 
 #[path = "support/form_peers.rs"]
@@ -559,4 +560,53 @@ fn content_length_in_trace(trace: &Path) -> u64 {
         .unwrap_or_else(|| panic!("no Content-Length in curl's trace:\n{text}"))
         .parse()
         .unwrap()
+}
+
+/// The sink's own multipart decoder (`chunkwire sink`), checked against what curl sends:
+/// part names and file names as the parsers above decode them, sizes and CRC-32s, with a
+/// Content-Length and chunked.
+#[test]
+fn the_sink_decodes_what_curl_sends() {
+    let files = Files::new("sink");
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    // Content full of near-delimiters: CRs, LFs and dashes.
+    let mut tricky = b"\r\n--\r\n-\r\r\n--x".repeat(5000);
+    tricky.extend_from_slice(&noise(9, 300_000));
+    let tricky_path = files.add("tricky.bin", &tricky);
+    let empty_path = files.add("empty.bin", b"");
+    let field_name = "a \"quoted\"; name\r\nwith ü";
+    let args = forms(&[
+        format!("{field_name}=value"),
+        format!("f=@{tricky_path};type=application/x-test"),
+        format!("e=@{empty_path}"),
+    ]);
+    for chunked in [false, true] {
+        let mut args = args.clone();
+        if chunked {
+            args.extend(["-H".to_owned(), "Transfer-Encoding: chunked".to_owned()]);
+        }
+        let output = Tool::Curl.run(&args, &sink.url("/form"), None);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report = sink.next_report(Duration::from_secs(10)).expect("a report");
+        let form = report.form.expect("a form report");
+        assert_eq!(form.error, None, "chunked {chunked}");
+        assert!(form.complete, "chunked {chunked}");
+        assert_eq!(form.parts.len(), 3, "chunked {chunked}");
+        let [field, file, empty] = &form.parts[..] else {
+            unreachable!()
+        };
+        assert_eq!(field.name, as_browsers_escape(field_name));
+        assert_eq!(field.filename, None);
+        assert_eq!(field.crc32, crc32fast::hash(b"value"));
+        assert_eq!(file.filename.as_deref(), Some("tricky.bin"));
+        assert_eq!(file.content_type.as_deref(), Some("application/x-test"));
+        assert_eq!(file.bytes, tricky.len() as u64, "chunked {chunked}");
+        assert_eq!(file.crc32, crc32fast::hash(&tricky), "chunked {chunked}");
+        assert_eq!(empty.bytes, 0);
+        assert_eq!(empty.filename.as_deref(), Some("empty.bin"));
+    }
 }
