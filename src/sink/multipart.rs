@@ -46,9 +46,9 @@ pub struct FormPart {
 pub struct FormReport {
     /// The boundary named by the request's `Content-Type`.
     pub boundary: String,
-    /// The parts, in order (the first [`MAX_LISTED_PARTS`]).
+    /// The parts, in order (the first 10,000).
     pub parts: Vec<FormPart>,
-    /// Parts seen past [`MAX_LISTED_PARTS`].
+    /// Parts seen past the first 10,000, counted but not listed.
     pub unlisted: u64,
     /// The closing delimiter (`--boundary--`) arrived.
     pub complete: bool,
