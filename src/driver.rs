@@ -23,6 +23,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use crate::buffer::FixedBuf;
 use crate::client::Prepared;
 use crate::error::{Error, Kind, RequestError, Stage};
+use crate::form::SectionLog;
 use crate::proto::conn::{Connection, ExchangeOptions, Notice, Transmit};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::HeaderField;
@@ -275,6 +276,8 @@ pub(crate) struct Driven {
     /// The source is a file descriptor the loop watches: when it would block, the body
     /// waits for [`Driven::on_source_ready`] instead of a retry timer.
     source_watched: bool,
+    /// The sections of a form body, by which its traced bytes are labelled.
+    body_sections: Option<SectionLog>,
 }
 
 impl Driven {
@@ -332,6 +335,7 @@ impl Driven {
             progress: None,
             body_hooks: BodyHooks::default(),
             source_watched: false,
+            body_sections: None,
         }
     }
 
@@ -378,6 +382,12 @@ impl Driven {
     /// Runs `hooks` on the body as it is read and at its end.
     pub(crate) fn set_body_hooks(&mut self, hooks: BodyHooks) {
         self.body_hooks = hooks;
+    }
+
+    /// Labels the traced body bytes by the sections of a form (boundaries, part headers,
+    /// part data) instead of as plain body.
+    pub(crate) fn set_body_sections(&mut self, sections: SectionLog) {
+        self.body_sections = Some(sections);
     }
 
     /// Calls `callback` as body bytes go out; `total` is the body's size when known.
@@ -740,8 +750,16 @@ impl Driven {
                         if let (Some(trace), Some(exchange)) =
                             (self.trace.0.as_deref_mut(), self.machine.exchange_mut())
                         {
-                            exchange.label_sent(&bytes[..n], &mut |part, sent| {
-                                trace.bytes(Direction::Sent, part, sent)
+                            // The payload of a write starts at the body bytes sent so far.
+                            let offset = exchange.progress().body_bytes_sent;
+                            let sections = self.body_sections.as_ref();
+                            exchange.label_sent(&bytes[..n], &mut |part, sent| match sections {
+                                Some(sections) if part.is_data() => {
+                                    sections.split(offset, sent, &mut |part, piece| {
+                                        trace.bytes(Direction::Sent, part, piece)
+                                    })
+                                }
+                                _ => trace.bytes(Direction::Sent, part, sent),
                             });
                         }
                         self.machine.on_sent(n, now);

@@ -195,6 +195,9 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         None
     };
     let client = client(args.chunk_size, args.connect_timeout, args.max_time, tls)?;
+    if !args.form.is_empty() {
+        return upload_form(&client, &args);
+    }
     if args.files.iter().filter(|f| is_stdin(f)).count() > 1 {
         return Err(Failure::usage(
             "standard input (-) can be uploaded only once",
@@ -486,7 +489,8 @@ fn request_for<'c>(
     if let Some(writer) = args.trace.writer(append_trace)? {
         request = request.trace(FlushOnDrop(writer));
     }
-    if args.content_length {
+    // A form states its own length (`--content-length` requires it: see `upload_form`).
+    if args.content_length && args.form.is_empty() {
         let len = known_len.ok_or_else(|| {
             Failure::usage("--content-length needs a regular file whose size is known, not a pipe")
         })?;
@@ -539,7 +543,84 @@ fn upload_one(
     if let Some(meter) = &meter {
         meter.borrow_mut().finish();
     }
-    let mut response = sent?;
+    deliver(args, sent?, output)
+}
+
+/// `-F`: one upload of the form the parts make, to the URL. Every file is checked before
+/// connecting, as FILE arguments are; each is opened only when its part is sent.
+fn upload_form(client: &Client, args: &UploadArgs) -> Result<ExitCode, Failure> {
+    let paths: Vec<PathBuf> = args
+        .form
+        .iter()
+        .filter_map(|part| part.value.path().map(Path::to_path_buf))
+        .collect();
+    let sources = check_sources(&paths)?;
+    check_destinations(args, &sources)?;
+    let mut form = chunkwire::Form::new().require_length(args.content_length);
+    for part in &args.form {
+        form = form.part(&part.name, form_part(part));
+    }
+    let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
+    let meter = show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))));
+    let progress = meter.as_ref().map(|meter| {
+        let meter = Rc::clone(meter);
+        Box::new(move |p: &UploadProgress| meter.borrow_mut().update(p)) as ProgressFn
+    });
+    let request = request_for(client, args, &args.url, None, false, progress)?;
+    let sent = request.send_form(form);
+    if let Some(meter) = &meter {
+        meter.borrow_mut().finish();
+    }
+    let mut output = match &args.output {
+        Some(path) => Output::File {
+            path: path.clone(),
+            file: None,
+        },
+        None => Output::Stdout(io::stdout().lock()),
+    };
+    deliver(args, sent?, &mut output)?;
+    output.finish().map_err(|e| Failure {
+        message: format!("cannot write the response body: {e}"),
+        code: 23,
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The part one `-F` asks for, laid out as curl lays it out: a file part has the path's
+/// name and a type guessed from its extension; standard input (`@-`) is named `-` and has
+/// no type; `<file` and text have neither.
+fn form_part(part: &args::FormArg) -> chunkwire::FormPart<'static> {
+    use args::FormValue;
+    let made = match &part.value {
+        FormValue::Text(text) => chunkwire::FormPart::text(text.clone()),
+        FormValue::File(path) if is_stdin(path) => chunkwire::FormPart::reader(io::stdin())
+            .file_name("-")
+            .content_type(""),
+        FormValue::File(path) => chunkwire::FormPart::file(path.clone()),
+        FormValue::Content(path) if is_stdin(path) => {
+            chunkwire::FormPart::reader(io::stdin()).content_type("")
+        }
+        FormValue::Content(path) => chunkwire::FormPart::file(path.clone())
+            .without_file_name()
+            .content_type(""),
+    };
+    let made = match &part.file_name {
+        Some(name) => made.file_name(name.clone()),
+        None => made,
+    };
+    match &part.content_type {
+        Some(content_type) => made.content_type(content_type.clone()),
+        None => made,
+    }
+}
+
+/// The response of one upload: `-v` prints its head, `-f` fails on 400 and above, and
+/// its body goes to `output`.
+fn deliver(
+    args: &UploadArgs,
+    mut response: chunkwire::Response,
+    output: &mut Output,
+) -> Result<(), Failure> {
     if args.verbose {
         let mut err = io::stderr().lock();
         let _ = writeln!(
