@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use chunkwire::sink::Sink;
+use chunkwire::sink::{Framing, Sink};
 use sha2::{Digest, Sha256};
 
 #[path = "support/form_peers.rs"]
@@ -239,6 +239,7 @@ with_each_tool!(
     a_part_from_stdin_arrives_whole,
     a_307_resends_the_whole_form,
     many_part_sizes_arrive_with_the_exact_length,
+    the_sink_decodes_the_form,
 );
 
 fn files_and_fields_arrive_byte_for_byte(tool: Tool) {
@@ -311,15 +312,21 @@ fn awkward_names_arrive_as_the_browser_rule_says(tool: Tool) {
     // curl's syntax: a quoted filename= takes `\"` for a quote, and ends at the closing
     // quote, so the semicolon inside is part of the name.
     let quoted_file_name = file_name.replace('"', "\\\"");
+    // A file whose own name is awkward, its name taken from the path: quoted in curl's
+    // syntax too, since a `;` would end the path.
+    let on_disk = "dis\"k; na me ü.bin";
+    let disk_content = noise(33, 777);
+    let disk_path = files.add(on_disk, &disk_content).replace('"', "\\\"");
     let args = forms(&[
         format!("{field_name}=value"),
         format!("{file_field}=@{path};filename=\"{quoted_file_name}\""),
+        format!("disk=@\"{disk_path}\""),
     ]);
     for peer in peers() {
         let kind = peer.kind();
         let report = tool.send(&args, &peer.upload_url(), None, peer);
         assert_exact_length(kind, &report);
-        assert_eq!(report.parts.len(), 2, "{}: {:?}", kind.name(), report.parts);
+        assert_eq!(report.parts.len(), 3, "{}: {:?}", kind.name(), report.parts);
         let field = &report.parts[0];
         assert_eq!(
             field.name,
@@ -331,6 +338,12 @@ fn awkward_names_arrive_as_the_browser_rule_says(tool: Tool) {
         let file = &report.parts[1];
         assert_eq!(file.name, as_browsers_escape(file_field), "{}", kind.name());
         assert_file(kind, file, &as_browsers_escape(file_name), &content);
+        assert_file(
+            kind,
+            &report.parts[2],
+            &as_browsers_escape(on_disk),
+            &disk_content,
+        );
     }
 }
 
@@ -562,12 +575,12 @@ fn content_length_in_trace(trace: &Path) -> u64 {
         .unwrap()
 }
 
-/// The sink's own multipart decoder (`chunkwire sink`), checked against what curl sends:
-/// part names and file names as the parsers above decode them, sizes and CRC-32s, with a
-/// Content-Length and chunked.
-#[test]
-fn the_sink_decodes_what_curl_sends() {
-    let files = Files::new("sink");
+/// The sink's own multipart decoder (`chunkwire sink`), checked against what curl sends and
+/// what chunkwire sends: part names and file names as the parsers above decode them, sizes
+/// and CRC-32s, with a Content-Length and chunked (curl told so by a header; chunkwire by a
+/// part from standard input).
+fn the_sink_decodes_the_form(tool: Tool) {
+    let files = Files::new(&format!("sink-{tool:?}"));
     let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
     // Content full of near-delimiters: CRs, LFs and dashes.
     let mut tricky = b"\r\n--\r\n-\r\r\n--x".repeat(5000);
@@ -575,23 +588,32 @@ fn the_sink_decodes_what_curl_sends() {
     let tricky_path = files.add("tricky.bin", &tricky);
     let empty_path = files.add("empty.bin", b"");
     let field_name = "a \"quoted\"; name\r\nwith ü";
-    let args = forms(&[
-        format!("{field_name}=value"),
-        format!("f=@{tricky_path};type=application/x-test"),
-        format!("e=@{empty_path}"),
-    ]);
     for chunked in [false, true] {
-        let mut args = args.clone();
-        if chunked {
+        let (file_arg, stdin) = match (chunked, tool) {
+            (true, Tool::Chunkwire) => ("f=@-;filename=tricky.bin".to_owned(), Some(&tricky[..])),
+            _ => (format!("f=@{tricky_path}"), None),
+        };
+        let mut args = forms(&[
+            format!("{field_name}=value"),
+            format!("{file_arg};type=application/x-test"),
+            format!("e=@{empty_path}"),
+        ]);
+        if chunked && tool == Tool::Curl {
             args.extend(["-H".to_owned(), "Transfer-Encoding: chunked".to_owned()]);
         }
-        let output = Tool::Curl.run(&args, &sink.url("/form"), None);
+        let output = tool.run(&args, &sink.url("/form"), stdin);
         assert!(
             output.status.success(),
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
         let report = sink.next_report(Duration::from_secs(10)).expect("a report");
+        let expected_framing = if chunked {
+            Framing::Chunked
+        } else {
+            Framing::ContentLength
+        };
+        assert_eq!(report.framing, expected_framing);
         let form = report.form.expect("a form report");
         assert_eq!(form.error, None, "chunked {chunked}");
         assert!(form.complete, "chunked {chunked}");
@@ -608,5 +630,33 @@ fn the_sink_decodes_what_curl_sends() {
         assert_eq!(file.crc32, crc32fast::hash(&tricky), "chunked {chunked}");
         assert_eq!(empty.bytes, 0);
         assert_eq!(empty.filename.as_deref(), Some("empty.bin"));
+    }
+}
+
+/// A form with a part from standard input cannot be sent again: after a 307 chunkwire
+/// fails with the clear error of a plain stream (curl's exit code 65, "rewind failed"),
+/// never a success for a form that did not arrive.
+#[test]
+fn a_307_to_a_form_with_a_stdin_part_fails_clearly() {
+    let args: Vec<String> = ["-L"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(forms(&["a=1", "f=@-"]))
+        .collect();
+    for peer in peers() {
+        let output = Tool::Chunkwire.run(&args, &peer.redirect_url(), Some(&noise(10, 100_000)));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(65),
+            "{}: {stderr}",
+            peer.kind().name()
+        );
+        assert!(
+            stderr.contains("cannot be sent again"),
+            "{}: {stderr}",
+            peer.kind().name()
+        );
+        assert!(output.stdout.is_empty(), "{}", peer.kind().name());
     }
 }
