@@ -214,6 +214,7 @@ impl Client {
             max_redirects: None,
             error: None,
             form_sections: None,
+            form_content_type: None,
         }
     }
 }
@@ -264,6 +265,8 @@ pub struct Upload<'c> {
     error: Option<RequestError>,
     /// Where the sections of a form body start, while a trace is on (see [`Upload::send_form`]).
     form_sections: Option<crate::form::SectionLog>,
+    /// `multipart/form-data; boundary=...`: sent only with the body (not after a 303).
+    form_content_type: Option<HeaderField>,
 }
 
 /// The body as the caller gave it: only a seekable one can be sent again.
@@ -638,6 +641,9 @@ impl Upload<'_> {
             head.set_framing(BodyFraming::None);
             return Ok(head);
         }
+        if let Some(content_type) = &self.form_content_type {
+            head.push(content_type.clone())?;
+        }
         let announced: Vec<&str> = self
             .trailers
             .iter()
@@ -791,8 +797,7 @@ impl Upload<'_> {
             (Some(len), _) => self.content_length = Some(len),
             (None, _) => {}
         }
-        let content_type = HeaderField::new("Content-Type", reader.content_type())?;
-        self.fields.push(content_type);
+        self.form_content_type = Some(HeaderField::new("Content-Type", reader.content_type())?);
         if self.trace.is_some() {
             self.form_sections = Some(reader.log_sections());
         }

@@ -3,12 +3,12 @@
 //! connecting, a file that changes size while it is sent, the trace's labels, trailers,
 //! progress, 100-continue, an early answer, and forms in a set of uploads. The bodies are
 //! split by a small multipart reader of the test's own, independent of the crate's writer.
-#![cfg(feature = "sink")]
+#![cfg(feature = "cli")]
 
-use std::io::{self, Cursor, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, Cursor, Write};
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -16,179 +16,9 @@ use chunkwire::sink::Sink;
 use chunkwire::trace::{Direction, Part, Trace};
 use chunkwire::{Client, Form, FormPart};
 
-/// A request as the server saw it: its head, and its body with any chunk framing removed.
-#[derive(Debug, Clone)]
-struct Seen {
-    head: String,
-    body: Vec<u8>,
-    chunked: bool,
-    /// The trailer section of a chunked body, as sent.
-    trailers: String,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    fn boundary(&self) -> String {
-        let content_type = self.header("content-type").expect("a Content-Type");
-        let (kind, boundary) = content_type.split_once("; boundary=").expect("a boundary");
-        assert_eq!(kind, "multipart/form-data");
-        boundary.trim_matches('"').to_owned()
-    }
-
-    fn parts(&self) -> Vec<Decoded> {
-        split_multipart(&self.body, &self.boundary())
-    }
-}
-
-fn read_some(stream: &mut TcpStream, data: &mut Vec<u8>) {
-    let mut buf = [0u8; 16384];
-    let n = stream.read(&mut buf).unwrap();
-    assert!(n > 0, "the client closed in the middle of its request");
-    data.extend_from_slice(&buf[..n]);
-}
-
-fn read_request(stream: &mut TcpStream) -> Seen {
-    let mut data = Vec::new();
-    let head_end = loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        read_some(stream, &mut data);
-    };
-    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
-    let mut raw = data.split_off(head_end);
-    let mut seen = Seen {
-        head,
-        body: Vec::new(),
-        chunked: false,
-        trailers: String::new(),
-    };
-    if let Some(len) = seen.header("content-length") {
-        let len: usize = len.parse().unwrap();
-        while raw.len() < len {
-            read_some(stream, &mut raw);
-        }
-        assert_eq!(raw.len(), len, "bytes after the stated length");
-        seen.body = raw;
-        return seen;
-    }
-    assert_eq!(seen.header("transfer-encoding"), Some("chunked"));
-    seen.chunked = true;
-    let mut at = 0;
-    loop {
-        let line_end = loop {
-            if let Some(end) = raw[at..].windows(2).position(|w| w == b"\r\n") {
-                break at + end;
-            }
-            read_some(stream, &mut raw);
-        };
-        let line = std::str::from_utf8(&raw[at..line_end]).unwrap();
-        let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
-        at = line_end + 2;
-        if size == 0 {
-            loop {
-                let rest = &raw[at..];
-                if rest.starts_with(b"\r\n") || rest.windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-                read_some(stream, &mut raw);
-            }
-            seen.trailers = String::from_utf8_lossy(&raw[at..]).into_owned();
-            return seen;
-        }
-        while raw.len() < at + size + 2 {
-            read_some(stream, &mut raw);
-        }
-        seen.body.extend_from_slice(&raw[at..at + size]);
-        assert_eq!(&raw[at + size..at + size + 2], b"\r\n");
-        at += size + 2;
-    }
-}
-
-/// Serves one connection per reply, in turn (`{base}` becomes the server's URL).
-fn server(replies: Vec<String>) -> (String, mpsc::Receiver<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (sender, seen) = mpsc::channel();
-    let own = base.clone();
-    thread::spawn(move || {
-        for reply in replies {
-            let Ok((mut stream, _)) = listener.accept() else {
-                return;
-            };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(20)))
-                .unwrap();
-            let request = read_request(&mut stream);
-            let _ = sender.send(request);
-            let _ = stream.write_all(reply.replace("{base}", &own).as_bytes());
-        }
-    });
-    (base, seen)
-}
-
-const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
-
-/// One part as the test's own splitter read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Decoded {
-    headers: Vec<String>,
-    data: Vec<u8>,
-}
-
-impl Decoded {
-    fn disposition(&self) -> &str {
-        self.headers
-            .iter()
-            .find(|h| h.starts_with("Content-Disposition: "))
-            .map_or("", |h| h.as_str())
-    }
-}
-
-/// Splits a multipart body at its delimiters (RFC 2046 section 5.1.1); panics on anything
-/// malformed, so a test fails on a bad body.
-fn split_multipart(body: &[u8], boundary: &str) -> Vec<Decoded> {
-    let first = format!("--{boundary}");
-    let delimiter = format!("\r\n--{boundary}");
-    assert!(
-        body.starts_with(first.as_bytes()),
-        "the body starts with a delimiter"
-    );
-    let mut rest = &body[first.len()..];
-    let mut parts = Vec::new();
-    loop {
-        if rest == b"--\r\n" {
-            return parts;
-        }
-        assert!(rest.starts_with(b"\r\n"), "a delimiter line ends in CRLF");
-        rest = &rest[2..];
-        let end = rest
-            .windows(delimiter.len())
-            .position(|w| w == delimiter.as_bytes())
-            .expect("each part is followed by a delimiter");
-        let part = &rest[..end];
-        let head_end = part
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("part headers end in an empty line");
-        let headers = String::from_utf8(part[..head_end].to_vec())
-            .unwrap()
-            .split("\r\n")
-            .map(str::to_owned)
-            .collect();
-        parts.push(Decoded {
-            headers,
-            data: part[head_end + 4..].to_vec(),
-        });
-        rest = &rest[end + delimiter.len()..];
-    }
-}
+#[path = "support/multipart.rs"]
+mod multipart;
+use multipart::{OK, read_some, server};
 
 /// A directory of the test's own, removed when dropped.
 struct TempDir(PathBuf);
@@ -365,6 +195,25 @@ fn status_307_sends_the_whole_form_again_and_a_stream_part_cannot_follow() {
         .send_form(form)
         .unwrap_err();
     assert!(err.is_redirect_body_not_resendable(), "{err}");
+}
+
+#[test]
+fn after_a_303_the_get_has_neither_the_form_nor_its_content_type() {
+    let see_other = "HTTP/1.1 303 See Other\r\nLocation: /done\r\nContent-Length: 0\r\n\r\n";
+    let (base, seen) = server(vec![see_other.into(), OK.into()]);
+    let mut response = small_chunks()
+        .upload(&format!("{base}/form"))
+        .method("POST")
+        .max_redirects(2)
+        .send_form(Form::new().text("a", "1"))
+        .unwrap();
+    assert_eq!(response.text().unwrap(), "ok");
+    let first = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(first.header("content-type").is_some());
+    let second = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(second.head.starts_with("GET /done "), "{}", second.head);
+    assert_eq!(second.header("content-type"), None, "{}", second.head);
+    assert!(second.body.is_empty());
 }
 
 #[test]

@@ -759,6 +759,96 @@ mod tests {
     }
 
     #[test]
+    fn form_arguments_are_read_with_curls_syntax() {
+        let file = |path: &str| FormValue::File(path.into());
+        // The argument, then the name, value, type and file name it gives.
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            FormValue,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let table: &[Case<'_>] = &[
+            ("a=1", "a", FormValue::Text("1".into()), None, None),
+            ("a=", "a", FormValue::Text(String::new()), None, None),
+            ("a=x=y", "a", FormValue::Text("x=y".into()), None, None),
+            ("a=\"x;y\"", "a", FormValue::Text("x;y".into()), None, None),
+            (
+                "a=hi;type=text/html",
+                "a",
+                FormValue::Text("hi".into()),
+                Some("text/html"),
+                None,
+            ),
+            ("f=@p.txt", "f", file("p.txt"), None, None),
+            ("f=@-", "f", file("-"), None, None),
+            ("f=@\"a;b.txt\"", "f", file("a;b.txt"), None, None),
+            ("f=@\"q\\\"t\\\\.txt\"", "f", file("q\"t\\.txt"), None, None),
+            (
+                "f=@p;type=image/png;filename=n.png",
+                "f",
+                file("p"),
+                Some("image/png"),
+                Some("n.png"),
+            ),
+            ("f=@p; filename=\"a;b\"", "f", file("p"), None, Some("a;b")),
+            ("f=@p;FILENAME=x", "f", file("p"), None, Some("x")),
+            (
+                "c=<p.txt",
+                "c",
+                FormValue::Content("p.txt".into()),
+                None,
+                None,
+            ),
+            (
+                "we\"ird=1",
+                "we\"ird",
+                FormValue::Text("1".into()),
+                None,
+                None,
+            ),
+        ];
+        for (arg, name, value, content_type, file_name) in table {
+            let form = parse_form(arg).unwrap_or_else(|e| panic!("{arg}: {e}"));
+            assert_eq!(form.name, *name, "{arg}");
+            assert_eq!(form.value, *value, "{arg}");
+            assert_eq!(form.content_type.as_deref(), *content_type, "{arg}");
+            assert_eq!(form.file_name.as_deref(), *file_name, "{arg}");
+        }
+        for (arg, why) in [
+            ("novalue", "not of the form"),
+            ("a=x;b", "unknown parameter \"b\""),
+            ("a=\"open", "no closing quote"),
+            ("a=\"x\"y", "closing quote must be followed"),
+            ("f=@", "no file name after @"),
+            ("f=<", "no file name after <"),
+            ("f=@p;encoder=base64", ";encoder is not supported"),
+        ] {
+            let err = parse_form(arg).unwrap_err();
+            assert!(err.contains(why), "{arg}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_form_means_post_and_no_file_argument() {
+        let args = upload(&["-F", "a=1", "--form-string", "b=@x;y", "http://h/"]);
+        assert_eq!(args.method, "POST");
+        assert_eq!(args.form.len(), 2);
+        assert_eq!(args.form[1].value, FormValue::Text("@x;y".into()));
+        assert_eq!(
+            upload(&["-F", "a=1", "-X", "PATCH", "http://h/"]).method,
+            "PATCH"
+        );
+        assert_eq!(upload(&["-XPUT", "-F", "a=1", "http://h/"]).method, "PUT");
+        assert!(refused(&["upload", "-F", "a=1", "http://h/", "f"]).contains("no FILE argument"));
+        assert!(
+            refused(&["upload", "--form-string", "novalue", "http://h/"])
+                .contains("not of the form")
+        );
+    }
+
+    #[test]
     fn help_and_version_are_printed_not_refused() {
         for args in [
             &["--help"][..],
