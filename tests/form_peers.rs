@@ -660,3 +660,26 @@ fn a_307_to_a_form_with_a_stdin_part_fails_clearly() {
         assert!(output.stdout.is_empty(), "{}", peer.kind().name());
     }
 }
+
+/// `--content-length` with a form whose every part is sized: it goes with its exact length,
+/// and `-X PUT` sends it with that method.
+#[test]
+fn a_required_length_is_met_by_a_sized_form() {
+    let files = Files::new("sized-required");
+    let content = noise(11, 123_457);
+    let path = files.add("sized.bin", &content);
+    let mut args = vec![
+        "--content-length".to_owned(),
+        "-X".to_owned(),
+        "PUT".to_owned(),
+    ];
+    args.extend(forms(&[format!("f=@{path}"), "t=text".to_owned()]));
+    for peer in peers() {
+        let kind = peer.kind();
+        let report = Tool::Chunkwire.send(&args, &peer.upload_url(), None, peer);
+        assert_eq!(report.method, "PUT", "{}", kind.name());
+        assert_exact_length(kind, &report);
+        assert_file(kind, &report.parts[0], "sized.bin", &content);
+        assert_field(kind, &report.parts[1], "text");
+    }
+}
