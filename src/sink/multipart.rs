@@ -694,4 +694,97 @@ mod tests {
              \"bytes\":3,\"crc32\":\"00001234\"}],\"unlisted\":0,\"complete\":true,\"error\":null}"
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        /// Content biased towards the bytes a delimiter is made of.
+        fn content() -> impl Strategy<Value = Vec<u8>> {
+            vec(
+                prop_oneof![
+                    Just(b'\r'),
+                    Just(b'\n'),
+                    Just(b'-'),
+                    Just(b'b'),
+                    any::<u8>()
+                ],
+                0..300,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+
+            /// Any parts, with any boundary of delimiter-like characters, split anywhere,
+            /// decode to exactly what was encoded.
+            #[test]
+            fn what_is_encoded_is_decoded(
+                boundary in "[-b]{1,3}[a-z0-9'()+_,./:=? -]{0,6}[b-]",
+                parts in vec((r#"[a-z;" ]{0,8}"#, proptest::option::of("[a-z. ]{0,8}"), content()), 0..6),
+                cuts in vec(1usize..50, 1..40),
+            ) {
+                // A delimiter inside some content (with the CRLF after it) would end that
+                // part early, in any decoder: an encoder must pick another boundary, so
+                // these are skipped. (CR is only at the delimiter's start, so no occurrence
+                // can straddle the content's end and the real delimiter.)
+                let delimiter = format!("\r\n--{boundary}").into_bytes();
+                prop_assume!(!parts.iter().any(|(_, _, data)| {
+                    let mut framed = data.clone();
+                    framed.extend_from_slice(b"\r\n");
+                    framed.windows(delimiter.len()).any(|w| w == delimiter.as_slice())
+                }));
+                let mut wire = Vec::new();
+                for (name, filename, data) in &parts {
+                    let name = name.replace('"', "%22");
+                    wire.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());
+                    if let Some(f) = filename {
+                        wire.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
+                    }
+                    wire.extend_from_slice(b"\r\n\r\n");
+                    wire.extend_from_slice(data);
+                    wire.extend_from_slice(b"\r\n");
+                }
+                wire.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+                let mut decoder = FormDecoder::new(&boundary);
+                let mut at = 0;
+                for cut in cuts.iter().cycle() {
+                    if at >= wire.len() {
+                        break;
+                    }
+                    let end = (at + cut).min(wire.len());
+                    decoder.feed(&wire[at..end]);
+                    at = end;
+                }
+                let report = decoder.finish();
+                prop_assert_eq!(report.error, None);
+                prop_assert!(report.complete);
+                prop_assert_eq!(report.parts.len(), parts.len());
+                for (got, (name, filename, data)) in report.parts.iter().zip(&parts) {
+                    prop_assert_eq!(&got.name, &name.replace('"', "%22"));
+                    prop_assert_eq!(got.filename.as_deref(), filename.as_deref());
+                    prop_assert_eq!(got.bytes, data.len() as u64);
+                    prop_assert_eq!(got.crc32, crc32fast::hash(data));
+                }
+            }
+
+            /// Any bytes at all, in any slices: no panic, and the report accounts for no more
+            /// content than was fed.
+            #[test]
+            fn any_bytes_are_survived(
+                body in vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'-'), Just(b'x'), Just(b':'), any::<u8>()], 0..2000),
+                cut in 1usize..64,
+            ) {
+                let mut decoder = FormDecoder::new("x");
+                for slice in body.chunks(cut) {
+                    decoder.feed(slice);
+                }
+                let report = decoder.finish();
+                let content: u64 = report.parts.iter().map(|p| p.bytes).sum();
+                prop_assert!(content <= body.len() as u64);
+                prop_assert!(report.complete || report.error.is_some());
+            }
+        }
+    }
 }
