@@ -771,16 +771,29 @@ impl Upload<'_> {
         if let Some(err) = &self.error {
             return Err(err.clone().into());
         }
-        if self
+        // A caller's multipart type (multipart/related, multipart/mixed) is kept and gets
+        // the boundary, as curl does; any other type cannot describe a form.
+        let mut media_type = "multipart/form-data".to_owned();
+        if let Some(at) = self
             .fields
             .iter()
-            .any(|f| f.name().eq_ignore_ascii_case("content-type"))
+            .position(|f| f.name().eq_ignore_ascii_case("content-type"))
         {
-            return Err(RequestError::InvalidOption {
-                option: "Content-Type header",
-                reason: "a form sets its own (multipart/form-data with its boundary)".into(),
+            let given = String::from_utf8_lossy(self.fields[at].value())
+                .trim()
+                .to_owned();
+            if !given
+                .get(..10)
+                .is_some_and(|t| t.eq_ignore_ascii_case("multipart/"))
+            {
+                return Err(RequestError::InvalidOption {
+                    option: "Content-Type header",
+                    reason: format!("{given:?} is not a multipart type, and a form is one"),
+                }
+                .into());
             }
-            .into());
+            media_type = given;
+            self.fields.remove(at);
         }
         let required = form.requires_length() || self.content_length.is_some();
         let mut reader = form.require_length(required).into_reader()?;
@@ -797,7 +810,8 @@ impl Upload<'_> {
             (Some(len), _) => self.content_length = Some(len),
             (None, _) => {}
         }
-        self.form_content_type = Some(HeaderField::new("Content-Type", reader.content_type())?);
+        let content_type = format!("{media_type}; {}", reader.boundary_parameter());
+        self.form_content_type = Some(HeaderField::new("Content-Type", content_type)?);
         if self.trace.is_some() {
             self.form_sections = Some(reader.log_sections());
         }

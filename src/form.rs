@@ -646,15 +646,19 @@ impl<'r> FormReader<'r> {
 
     /// `multipart/form-data; boundary=…`, the request's Content-Type.
     pub fn content_type(&self) -> String {
-        // RFC 2045 tspecials in a boundary need a quoted parameter value.
+        format!("multipart/form-data; {}", self.boundary_parameter())
+    }
+
+    /// `boundary=…`, quoted when the boundary holds RFC 2045 tspecials.
+    pub fn boundary_parameter(&self) -> String {
         let plain = self
             .boundary
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"'+_-.".contains(&b));
         if plain {
-            format!("multipart/form-data; boundary={}", self.boundary)
+            format!("boundary={}", self.boundary)
         } else {
-            format!("multipart/form-data; boundary=\"{}\"", self.boundary)
+            format!("boundary=\"{}\"", self.boundary)
         }
     }
 

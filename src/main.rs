@@ -571,6 +571,12 @@ fn upload_form(client: &Client, args: &UploadArgs) -> Result<ExitCode, Failure> 
     if let Some(meter) = &meter {
         meter.borrow_mut().finish();
     }
+    // `--content-length` with a part of unknown size (a pipe, a device) is a usage error,
+    // as with a FILE argument.
+    let sent = sent.map_err(|err| match err.request_error() {
+        Some(chunkwire::RequestError::FormPartUnsized { .. }) => Failure::usage(err.to_string()),
+        _ => Failure::from(err),
+    });
     let mut output = match &args.output {
         Some(path) => Output::File {
             path: path.clone(),
@@ -593,13 +599,9 @@ fn form_part(part: &args::FormArg) -> chunkwire::FormPart<'static> {
     use args::FormValue;
     let made = match &part.value {
         FormValue::Text(text) => chunkwire::FormPart::text(text.clone()),
-        FormValue::File(path) if is_stdin(path) => chunkwire::FormPart::reader(io::stdin())
-            .file_name("-")
-            .content_type(""),
+        FormValue::File(path) if is_stdin(path) => stdin_part().file_name("-").content_type(""),
         FormValue::File(path) => chunkwire::FormPart::file(path.clone()),
-        FormValue::Content(path) if is_stdin(path) => {
-            chunkwire::FormPart::reader(io::stdin()).content_type("")
-        }
+        FormValue::Content(path) if is_stdin(path) => stdin_part().content_type(""),
         FormValue::Content(path) => chunkwire::FormPart::file(path.clone())
             .without_file_name()
             .content_type(""),
@@ -611,6 +613,17 @@ fn form_part(part: &args::FormArg) -> chunkwire::FormPart<'static> {
     match &part.content_type {
         Some(content_type) => made.content_type(content_type.clone()),
         None => made,
+    }
+}
+
+/// Standard input as a part: redirected from a regular file (`@- < file`), sized and
+/// rewindable from where it stands; else (a pipe, a terminal) streamed, of unknown size.
+fn stdin_part() -> chunkwire::FormPart<'static> {
+    match stdin_file() {
+        Some(file) if file.metadata().is_ok_and(|meta| meta.is_file()) => {
+            chunkwire::FormPart::seekable(file)
+        }
+        _ => chunkwire::FormPart::reader(io::stdin()),
     }
 }
 

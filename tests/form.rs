@@ -292,7 +292,7 @@ fn send_changing(change: fn(&std::path::Path), chunked: bool) -> chunkwire::Erro
 }
 
 #[test]
-fn a_file_that_shrinks_or_grows_while_it_is_sent_is_an_error() {
+fn a_file_that_shrinks_grows_or_goes_while_it_is_sent_is_an_error() {
     fn shrink(path: &std::path::Path) {
         std::fs::OpenOptions::new()
             .write(true)
@@ -309,7 +309,18 @@ fn a_file_that_shrinks_or_grows_while_it_is_sent_is_an_error() {
             .write_all(b"more")
             .unwrap();
     }
+    fn remove(path: &std::path::Path) {
+        std::fs::remove_file(path).unwrap();
+    }
     for chunked in [false, true] {
+        // Opened only when its turn comes, a file removed before then is named as missing.
+        let err = send_changing(remove, chunked);
+        assert_eq!(err.stage(), chunkwire::Stage::ReadSource, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("form part \"f\"") && text.contains("No such file"),
+            "{text}"
+        );
         let err = send_changing(shrink, chunked);
         assert_eq!(err.stage(), chunkwire::Stage::ReadSource, "{err}");
         let text = err.to_string();
@@ -582,11 +593,109 @@ fn a_missing_file_or_a_directory_is_an_error_before_connecting() {
 }
 
 #[test]
-fn a_content_type_header_of_the_callers_is_refused_with_a_form() {
+fn a_callers_multipart_type_gets_the_boundary_and_another_type_is_refused() {
+    let (base, seen) = server(vec![OK.into()]);
+    let mut response = Client::new()
+        .upload(&format!("{base}/up"))
+        .method("POST")
+        .header("content-type", "multipart/related; type=\"text/plain\"")
+        .send_form(Form::new().boundary("bb").text("a", "1"))
+        .unwrap();
+    response.text().unwrap();
+    let seen = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    let types: Vec<&str> = seen
+        .head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("content-type:"))
+        .collect();
+    assert_eq!(
+        types,
+        ["Content-Type: multipart/related; type=\"text/plain\"; boundary=bb"]
+    );
     let err = Client::new()
         .upload("http://127.0.0.1:9/up")
-        .header("Content-Type", "multipart/form-data")
+        .header("Content-Type", "text/plain")
         .send_form(Form::new().text("a", "1"))
         .unwrap_err();
-    assert!(err.to_string().contains("a form sets its own"), "{err}");
+    assert!(err.to_string().contains("not a multipart type"), "{err}");
+}
+
+#[test]
+fn a_kept_connection_that_fails_sends_the_whole_form_again_on_a_new_one() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/up", listener.local_addr().unwrap());
+    let (sender, bodies) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        // The first connection answers one upload, keeps the connection, then takes the
+        // form and closes without a word; the second answers the form.
+        let (mut kept, _) = listener.accept().unwrap();
+        multipart::read_request(&mut kept);
+        kept.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        let _ = sender.send(multipart::read_request(&mut kept));
+        drop(kept);
+        let (mut fresh, _) = listener.accept().unwrap();
+        let _ = sender.send(multipart::read_request(&mut fresh));
+        fresh.write_all(OK.as_bytes()).unwrap();
+    });
+    let dir = TempDir::new("retry");
+    let path = dir.file("r.bin", &pattern(70_000, 12));
+    let client = small_chunks();
+    client
+        .upload(&url)
+        .send(&b"first"[..])
+        .unwrap()
+        .text()
+        .unwrap();
+    // PUT: idempotent, so a request that went out whole may be sent again (RFC 9110
+    // section 9.2.2); a POST would not be.
+    let mut retried = client
+        .upload(&url)
+        .send_form(Form::new().text("t", "v").file("f", &path))
+        .unwrap();
+    assert_eq!(retried.text().unwrap(), "ok");
+    assert!(!retried.connection_reused(), "answered on a new connection");
+    let lost = bodies.recv_timeout(Duration::from_secs(10)).unwrap();
+    let answered = bodies.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(lost.body, answered.body);
+    assert_eq!(answered.parts()[1].data, pattern(70_000, 12));
+}
+
+#[test]
+fn a_form_goes_over_tls_with_its_exact_length() {
+    let tls = chunkwire::ServerTls::self_signed().unwrap();
+    let sink = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .with_tls(tls.clone())
+        .spawn()
+        .unwrap();
+    let config = chunkwire::TlsConfig::builder()
+        .add_ca_pem(tls.ca_pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let client = Client::builder()
+        .chunk_size(4096)
+        .tls_config(config)
+        .build()
+        .unwrap();
+    let make = || {
+        Form::new()
+            .boundary("tls-boundary")
+            .text("t", "v")
+            .part("b", FormPart::bytes(pattern(100_000, 13)))
+    };
+    let mut response = client
+        .upload(&sink.url("/tls"))
+        .method("POST")
+        .send_form(make())
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let report = response.text().unwrap();
+    assert!(
+        report.contains("\"framing\":\"content-length\""),
+        "{report}"
+    );
+    let sunk = sink.next_report(Duration::from_secs(10)).unwrap();
+    assert_eq!(sunk.bytes, form_len(make()));
 }

@@ -191,9 +191,14 @@ fn form_command_lines_that_cannot_work_are_refused_before_connecting() {
         (
             &["-F", "f=@-", "--content-length", url],
             2,
-            "part \"f\" is standard input",
+            "form part \"f\" has no known size",
         ),
         (&["-F", "f=@-", "-F", "g=<-", url], 2, "only one -F part"),
+        (
+            &["-F", "f=@/dev/null", "--content-length", url],
+            2,
+            "form part \"f\" has no known size",
+        ),
         (&["-F", "x=a;b", url], 2, "unknown parameter \"b\""),
         (&["-F", "x=\"open", url], 2, "no closing quote"),
         (&["-F", "novalue", url], 2, "not of the form 'name=value'"),
@@ -278,4 +283,32 @@ fn many_file_parts_go_under_a_low_open_file_limit() {
     let parts = seen.parts();
     assert_eq!(parts.len(), files);
     assert_eq!(parts[299].data, b"file 299");
+}
+
+#[test]
+fn standard_input_redirected_from_a_file_is_a_sized_part() {
+    let dir = TempDir::new("stdin-file");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let path = dir.file("in.bin", &data);
+    let (base, seen) = server(vec![OK.into()]);
+    let output = chunkwire(&[
+        "upload",
+        "-s",
+        "--content-length",
+        "-F",
+        "f=@-",
+        &format!("{base}/in"),
+    ])
+    .stdin(std::fs::File::open(&path).unwrap())
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let seen = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(!seen.chunked, "{}", seen.head);
+    let parts = seen.parts();
+    assert_eq!(
+        parts[0].headers,
+        ["Content-Disposition: form-data; name=\"f\"; filename=\"-\""]
+    );
+    assert_eq!(parts[0].data, data);
 }

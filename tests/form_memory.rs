@@ -64,8 +64,38 @@ impl Drop for TempDir {
 /// text field), and a recording part; returns the counters at the first part's second
 /// read and at the last part's last read, and the live heap before the form was built.
 fn send(files: usize, file_size: u64, chunk: usize) -> ((u64, i64), (u64, i64), i64) {
+    send_traced(files, file_size, chunk, false)
+}
+
+/// Counts traced body bytes by label, allocating nothing.
+struct CountingTrace {
+    form_data: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl chunkwire::trace::Trace for CountingTrace {
+    fn bytes(
+        &mut self,
+        _: chunkwire::trace::Direction,
+        part: chunkwire::trace::Part,
+        bytes: &[u8],
+    ) {
+        if part == chunkwire::trace::Part::FormPartData {
+            self.form_data
+                .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn note(&mut self, _: chunkwire::trace::Direction, _: &str) {}
+}
+
+fn send_traced(
+    files: usize,
+    file_size: u64,
+    chunk: usize,
+    traced: bool,
+) -> ((u64, i64), (u64, i64), i64) {
     // Fixed-width names: the paths held by the form are the same size for every file size.
-    let dir = TempDir::new(&format!("{files}-{file_size:012}"));
+    let dir = TempDir::new(&format!("{files}-{file_size:012}-{}", u8::from(traced)));
     let paths: Vec<PathBuf> = (0..files)
         .map(|i| {
             let path = dir.0.join(format!("f{i:05}.bin"));
@@ -105,15 +135,23 @@ fn send(files: usize, file_size: u64, chunk: usize) -> ((u64, i64), (u64, i64), 
         form = form.text("i", i.to_string()).file("f", path);
     }
     form = form.part("tail", FormPart::reader_with_length(tail, lead_len as u64));
-    let mut response = client
-        .upload(&sink.url("/form"))
-        .method("POST")
-        .send_form(form)
-        .unwrap();
+    let form_data = std::sync::Arc::default();
+    let mut upload = client.upload(&sink.url("/form")).method("POST");
+    if traced {
+        upload = upload.trace(CountingTrace {
+            form_data: std::sync::Arc::clone(&form_data),
+        });
+    }
+    let mut response = upload.send_form(form).unwrap();
     assert_eq!(response.status(), 200);
     response.text().unwrap();
     let report = sink.next_report(Duration::from_secs(30)).unwrap();
     assert!(report.bytes > files as u64 * file_size + 2 * lead_len as u64);
+    if traced {
+        let data = form_data.load(std::sync::atomic::Ordering::Relaxed);
+        let texts: u64 = (0..files).map(|i| i.to_string().len() as u64).sum();
+        assert_eq!(data, files as u64 * file_size + 2 * lead_len as u64 + texts);
+    }
     (first.get().unwrap(), last.get().unwrap(), live_before)
 }
 
@@ -148,4 +186,21 @@ fn the_heap_does_not_grow_with_the_files_sizes() {
     println!("live heap at the end of the form, over the start: {live:?} bytes");
     assert_eq!(live[0], live[1], "memory grew with the files' sizes");
     assert!(live[0] < 256 * 1024, "about one 64 KiB buffer: {}", live[0]);
+}
+
+#[test]
+fn labelling_a_forms_trace_allocates_nothing_per_part() {
+    // The section log between the form and the trace grows to the most sections one write
+    // holds, then is reused: as many allocations for 300 parts as for 100, and few.
+    let mut allocations = Vec::new();
+    for files in [100, 300] {
+        let ((before, _), (after, _), _) = send_traced(files, 20_000, 16 * 1024, true);
+        allocations.push(after - before);
+    }
+    println!("allocations while a traced form was sent (100, 300 file parts): {allocations:?}");
+    assert_eq!(
+        allocations[0], allocations[1],
+        "allocations grew with the parts"
+    );
+    assert!(allocations[1] <= 4, "{allocations:?}");
 }

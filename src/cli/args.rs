@@ -262,7 +262,8 @@ HTTP/1.1 streaming uploads in constant memory
 Usage: chunkwire <COMMAND> [OPTIONS]
 
 Commands:
-  upload  Upload FILE (or standard input, `-`) to URL, chunked unless --content-length
+  upload  Upload FILE (or standard input, `-`) to URL, chunked unless --content-length;
+          or a multipart form (-F), with a Content-Length when every size is known
   sink    Run a loopback upload server that answers each request with a JSON report
   demo    Upload a generated stream to a built-in sink on loopback and show what happened
   help    Print this text, or a command's (`chunkwire help upload`)
@@ -303,11 +304,12 @@ Request:
 
 Form (multipart/form-data, curl's syntax; no FILE argument, method POST unless -X):
   -F, --form <name=value>         A text field (repeatable). `name=@path` sends a file
-                                  part, `name=@-` standard input (streamed, chunked),
-                                  `name=<path` a file's content as a field value. Add
-                                  `;type=TYPE` and `;filename=NAME`; quote a value that
-                                  holds `;` (name=@\"a;b.txt\"). With every size known the
-                                  form has a Content-Length; --content-length requires it.
+                                  part, `name=@-` standard input (a pipe is streamed,
+                                  chunked), `name=<path` a file's content as a field
+                                  value. Add `;type=TYPE` and `;filename=NAME`; quote a
+                                  value that holds `;` (name=@\"a;b.txt\"). With every
+                                  size known the form has a Content-Length;
+                                  --content-length requires it.
       --form-string <name=value>  A text field taken as it is: no @, < or ; meaning
 
 Connection:
@@ -534,8 +536,8 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
     Ok(Command::Upload(Box::new(args)))
 }
 
-/// What cannot go with a form: a FILE argument, -Z, standard input twice, a required
-/// length with standard input.
+/// What cannot go with a form: a FILE argument, -Z, standard input twice. (A required
+/// length with standard input is judged when it is opened: a file redirected to it has one.)
 fn check_form_args(args: &UploadArgs) -> Result<(), lexopt::Error> {
     if let Some(file) = args.files.first() {
         return Err(format!(
@@ -556,14 +558,6 @@ fn check_form_args(args: &UploadArgs) -> Result<(), lexopt::Error> {
         .collect();
     if stdin_parts.len() > 1 {
         return Err("standard input (-) can be read by only one -F part".into());
-    }
-    if let (true, Some(part)) = (args.content_length, stdin_parts.first()) {
-        return Err(format!(
-            "--content-length needs every form part's size, and part {:?} is standard \
-             input, whose size is not known",
-            part.name
-        )
-        .into());
     }
     Ok(())
 }
