@@ -683,3 +683,41 @@ fn a_required_length_is_met_by_a_sized_form() {
         assert_field(kind, &report.parts[1], "text");
     }
 }
+
+/// `-F f=@-` with standard input redirected from a file: chunkwire takes it as a sized part
+/// (as curl, which reads it all, does), so the form goes with its exact length.
+#[test]
+fn a_part_from_stdin_redirected_from_a_file_goes_with_its_length() {
+    let files = Files::new("stdin-file");
+    let data = noise(12, 654_321);
+    let path = files.add("input.bin", &data);
+    let args = forms(&["f=@-", "t=after"]);
+    for tool in [Tool::Curl, Tool::Chunkwire] {
+        for peer in peers() {
+            let kind = peer.kind();
+            let output = tool
+                .command(&args, &peer.upload_url())
+                .stdin(std::fs::File::open(&path).unwrap())
+                .stderr(Stdio::piped())
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{tool:?} to {}: {}",
+                kind.name(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let report = Report::parse(&output.stdout).unwrap();
+            assert_exact_length(kind, &report);
+            let part = &report.parts[0];
+            assert_eq!(part.size, data.len() as u64, "{tool:?} to {}", kind.name());
+            assert_eq!(
+                part.sha256,
+                Some(sha256(&data)),
+                "{tool:?} to {}",
+                kind.name()
+            );
+            assert_field(kind, &report.parts[1], "after");
+        }
+    }
+}
