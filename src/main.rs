@@ -21,6 +21,8 @@ use std::rc::Rc;
 mod args;
 #[path = "cli/progress.rs"]
 mod progress;
+#[path = "cli/walkthrough.rs"]
+mod walkthrough;
 #[path = "cli/write_out.rs"]
 mod write_out;
 
@@ -105,6 +107,9 @@ fn main() -> ExitCode {
         Command::Upload(args) => upload(*args),
         Command::Sink(args) => sink(&args),
         Command::Demo(args) => demo(&args),
+        Command::Walkthrough(args) => {
+            walkthrough::run(&args).map_err(|message| Failure { message, code: 1 })
+        }
     };
     match result {
         Ok(code) => code,
@@ -1030,6 +1035,9 @@ fn sink(args: &SinkArgs) -> Result<ExitCode, Failure> {
             code: 7,
         })?
         .max_connections(args.max_connections);
+    if let Some(max) = args.max_body {
+        sink = sink.max_body(max);
+    }
     let addr = sink
         .local_addr()
         .map_err(|e| Failure::usage(e.to_string()))?;

@@ -187,6 +187,7 @@ pub struct Sink {
     tls: Option<ServerTls>,
     trace: Option<SharedTrace>,
     max_connections: usize,
+    max_body: Option<u64>,
 }
 
 /// A sink serving on a background thread. Reports of finished requests arrive on
@@ -224,6 +225,7 @@ impl Sink {
             tls: None,
             trace: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_body: None,
         })
     }
 
@@ -233,6 +235,17 @@ impl Sink {
     /// Unavailable` with `Connection: close` and closed.
     pub fn max_connections(mut self, n: usize) -> Sink {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// Refuses a request body longer than `bytes` with `413 Content Too Large` and
+    /// `Connection: close`, as a server with an upload limit does (RFC 9110 section
+    /// 15.5.14): at once when its `Content-Length` says so (instead of a `100 Continue`,
+    /// when one is expected: section 10.1.1), else as soon as more than `bytes` of a
+    /// chunked body have arrived. Then it reads and drops what still comes for a moment
+    /// before closing, so the client gets the answer.
+    pub fn max_body(mut self, bytes: u64) -> Sink {
+        self.max_body = Some(bytes);
         self
     }
 
@@ -275,9 +288,13 @@ impl Sink {
         match self.tls {
             None => {
                 // Only making the poller can fail, and then there is nothing to serve with.
-                if let Err(err) =
-                    event_loop::serve(self.listener, self.max_connections, self.trace, &on_report)
-                {
+                if let Err(err) = event_loop::serve(
+                    self.listener,
+                    self.max_connections,
+                    self.trace,
+                    self.max_body,
+                    &on_report,
+                ) {
                     eprintln!("chunkwire sink: cannot serve: {err}");
                 }
             }
@@ -286,6 +303,7 @@ impl Sink {
                 tls,
                 self.max_connections,
                 self.trace,
+                self.max_body,
                 on_report,
             ),
         }
@@ -423,6 +441,65 @@ mod tests {
                 .error
                 .unwrap()
                 .contains("without a boundary")
+        );
+    }
+
+    /// Sends `request` to a sink with a body limit of 4 bytes; its reply.
+    fn limited_exchange(request: &[u8]) -> (Option<Report>, String) {
+        let sink = Sink::bind("127.0.0.1:0")
+            .unwrap()
+            .max_body(4)
+            .spawn()
+            .unwrap();
+        let mut stream = TcpStream::connect(sink.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut reply = String::new();
+        // The sink closes after a 413 (reading what still comes for a moment first) and
+        // keeps the connection after a 200: read until the close or the whole report.
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => reply.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+            if reply.starts_with("HTTP/1.1 200") && reply.ends_with("}\n") {
+                break;
+            }
+        }
+        (sink.next_report(Duration::from_millis(100)), reply)
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_refused_with_413() {
+        // A declared length over the limit: refused at once, instead of the 100.
+        let (report, reply) = limited_exchange(
+            b"PUT /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        );
+        assert!(report.is_none());
+        assert!(
+            reply.starts_with("HTTP/1.1 413 Content Too Large\r\n"),
+            "{reply}"
+        );
+        assert!(reply.contains("Connection: close\r\n"), "{reply}");
+        assert!(!reply.contains("100 Continue"), "{reply}");
+        // A chunked body: refused once it passes the limit, in its second chunk.
+        let (report, reply) = limited_exchange(
+            b"PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n",
+        );
+        assert!(report.is_none());
+        assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+        assert!(reply.contains("limit of 4 bytes"), "{reply}");
+        // At the limit: taken, with a 100 first when it is expected.
+        let (report, reply) = limited_exchange(
+            b"PUT /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nabcd",
+        );
+        assert_eq!(report.expect("a report").bytes, 4);
+        assert!(
+            reply.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK"),
+            "{reply}"
         );
     }
 

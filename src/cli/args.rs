@@ -18,6 +18,7 @@ pub enum Command {
     Upload(Box<UploadArgs>),
     Sink(SinkArgs),
     Demo(DemoArgs),
+    Walkthrough(WalkthroughArgs),
     /// Print this text on standard output and exit 0 (`--help`, `--version`).
     Print(String),
 }
@@ -166,9 +167,17 @@ fn form_word(text: &str) -> Result<(String, &str), &'static str> {
 pub struct SinkArgs {
     pub listen: String,
     pub max_connections: usize,
+    /// `--max-body`: longer bodies are refused with a 413.
+    pub max_body: Option<u64>,
     pub tls: bool,
     pub ca_out: PathBuf,
     pub trace: TraceArgs,
+}
+
+/// `chunkwire walkthrough`: where the document goes (`None`: standard output).
+#[derive(Debug)]
+pub struct WalkthroughArgs {
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -268,6 +277,9 @@ Commands:
           or a multipart form (-F), with a Content-Length when every size is known
   sink    Run a loopback upload server that answers each request with a JSON report
   demo    Upload a generated stream to a built-in sink on loopback and show what happened
+  walkthrough
+          Run the exchanges of the wire walkthrough on loopback and write it as Markdown
+          (docs/wire-walkthrough.md)
   help    Print this text, or a command's (`chunkwire help upload`)
 
 Options:
@@ -357,10 +369,28 @@ Options:
       --listen <ADDR>             Address to listen on [default: 127.0.0.1:8080]
       --max-connections <N>       Connections served at once; more are answered 503
                                   [default: 1024]
+      --max-body <SIZE>           Answer 413 to a body longer than SIZE (k and M suffixes
+                                  allowed): at once for a longer Content-Length (instead
+                                  of 100 Continue), else when the chunks pass SIZE
       --tls                       Serve https with a new self-signed CA; its certificate is
                                   written to --ca-out
       --ca-out <FILE>             Where --tls writes the CA certificate (PEM) for clients
                                   to trust [default: chunkwire-sink-ca.pem]
+  -h, --help                      Print help
+";
+
+const WALKTHROUGH_HELP: &str = "\
+Run the exchanges of the wire walkthrough on loopback and write it as Markdown
+
+Each exchange (a chunked upload, 100-continue answered and refused, an early 413, a
+checksum trailer, a multipart form) is run with the chunkwire command shown for it,
+against a sink this command starts, and its --trace-ascii output goes into the document
+with the port shown as 18081. docs/wire-walkthrough.md is its output.
+
+Usage: chunkwire walkthrough [OPTIONS]
+
+Options:
+  -o, --output <FILE>             Write the document here instead of standard output
   -h, --help                      Print help
 ";
 
@@ -397,24 +427,30 @@ fn parse_command(parser: &mut lexopt::Parser) -> Result<Command, Failed> {
         Some(Short('h') | Long("help")) => return Ok(Command::Print(MAIN_HELP.into())),
         Some(Short('V') | Long("version")) => return Ok(Command::Print(VERSION.into())),
         Some(other) => return Err(top(other.unexpected())),
-        None => return Err(top("a command is needed: upload, sink or demo".into())),
+        None => {
+            return Err(top(
+                "a command is needed: upload, sink, demo or walkthrough".into(),
+            ));
+        }
     };
     match command.as_str() {
         "upload" => parse_upload(parser).map_err(|e| (e, "chunkwire upload --help")),
         "sink" => parse_sink(parser).map_err(|e| (e, "chunkwire sink --help")),
         "demo" => parse_demo(parser).map_err(|e| (e, "chunkwire demo --help")),
+        "walkthrough" => parse_walkthrough(parser).map_err(|e| (e, "chunkwire walkthrough --help")),
         "help" => {
             let topic = parser.next().map_err(top)?;
             Ok(Command::Print(match topic {
                 Some(Value(name)) if name == "upload" => format!("{UPLOAD_HELP}{TRACE_HELP}"),
                 Some(Value(name)) if name == "sink" => format!("{SINK_HELP}{TRACE_HELP}"),
                 Some(Value(name)) if name == "demo" => DEMO_HELP.into(),
+                Some(Value(name)) if name == "walkthrough" => WALKTHROUGH_HELP.into(),
                 None => MAIN_HELP.into(),
                 Some(other) => return Err(top(other.unexpected())),
             }))
         }
         other => Err(top(format!(
-            "unknown command {other:?}: the commands are upload, sink and demo"
+            "unknown command {other:?}: the commands are upload, sink, demo and walkthrough"
         )
         .into())),
     }
@@ -574,6 +610,7 @@ fn parse_sink(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
     let mut args = SinkArgs {
         listen: "127.0.0.1:8080".into(),
         max_connections: chunkwire::sink::DEFAULT_MAX_CONNECTIONS,
+        max_body: None,
         tls: false,
         ca_out: "chunkwire-sink-ca.pem".into(),
         trace: TraceArgs::new(),
@@ -586,6 +623,9 @@ fn parse_sink(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         match arg {
             Long("listen") => args.listen = parser.value()?.string()?,
             Long("max-connections") => args.max_connections = parser.value()?.parse()?,
+            Long("max-body") => {
+                args.max_body = Some(parser.value()?.parse_with(parse_size)? as u64)
+            }
             Long("tls") => args.tls = true,
             Long("ca-out") => args.ca_out = parser.value()?.into(),
             Short('h') | Long("help") => {
@@ -595,6 +635,18 @@ fn parse_sink(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         }
     }
     Ok(Command::Sink(args))
+}
+
+fn parse_walkthrough(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+    let mut args = WalkthroughArgs { output: None };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('o') | Long("output") => args.output = Some(parser.value()?.into()),
+            Short('h') | Long("help") => return Ok(Command::Print(WALKTHROUGH_HELP.into())),
+            other => return Err(other.unexpected()),
+        }
+    }
+    Ok(Command::Walkthrough(args))
 }
 
 fn parse_demo(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
@@ -752,6 +804,8 @@ mod tests {
             ),
             (&["sink", "extra"], "unexpected argument"),
             (&["demo", "--size-mib", "x"], "cannot parse argument"),
+            (&["walkthrough", "extra"], "unexpected argument"),
+            (&["sink", "--max-body", "lots"], "is not a size"),
         ];
         for (args, expected) in cases {
             let message = refused(args);
@@ -858,6 +912,8 @@ mod tests {
             &["-V"],
             &["upload", "-h"],
             &["help", "sink"],
+            &["help", "walkthrough"],
+            &["walkthrough", "-h"],
         ] {
             assert!(matches!(parse(args), Ok(Command::Print(_))), "{args:?}");
         }

@@ -247,6 +247,7 @@ pub(super) fn serve(
     listener: std::net::TcpListener,
     max_connections: usize,
     trace: Option<SharedTrace>,
+    max_body: Option<u64>,
     on_report: &dyn Fn(&Report),
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
@@ -312,7 +313,8 @@ pub(super) fn serve(
                     }
                 };
                 backoff = Duration::ZERO;
-                if let Some(i) = admit(stream, &mut conns, &poll, max_connections, &trace) {
+                if let Some(i) = admit(stream, &mut conns, &poll, max_connections, &trace, max_body)
+                {
                     turn.push(i);
                 }
             }
@@ -350,6 +352,7 @@ fn admit(
     poll: &Poll,
     max_connections: usize,
     trace: &Option<SharedTrace>,
+    max_body: Option<u64>,
 ) -> Option<usize> {
     let counted = conns.serving < max_connections;
     if !counted && conns.rejecting >= REJECT_QUEUE {
@@ -361,7 +364,7 @@ fn admit(
         if let (Some(trace), Ok(peer)) = (trace, stream.peer_addr()) {
             trace.note(Direction::Received, &format!("connection from {peer}"));
         }
-        Session::new(trace.clone())
+        Session::new(trace.clone(), max_body)
     } else {
         Session::rejecting()
     };

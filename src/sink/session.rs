@@ -83,21 +83,24 @@ pub(super) struct Session {
     output: Vec<u8>,
     limits: Limits,
     trace: Option<SharedTrace>,
+    /// Longer bodies are refused with a 413 ([`super::Sink::max_body`]).
+    max_body: Option<u64>,
 }
 
 impl Session {
-    pub(super) fn new(trace: Option<SharedTrace>) -> Session {
+    pub(super) fn new(trace: Option<SharedTrace>, max_body: Option<u64>) -> Session {
         Session {
             phase: Phase::Head,
             output: Vec::new(),
             limits: Limits::default(),
             trace,
+            max_body,
         }
     }
 
     /// A connection past the cap: a 503, then the close.
     pub(super) fn rejecting() -> Session {
-        let mut session = Session::new(None);
+        let mut session = Session::new(None, None);
         session.output.extend_from_slice(
             error_reply(
                 (503, "Service Unavailable"),
@@ -140,7 +143,7 @@ impl Session {
         loop {
             let step = match &mut self.phase {
                 Phase::Head => self.head(&input[used..]),
-                Phase::Body(body) => body.take(&input[used..], self.trace.as_ref()),
+                Phase::Body(body) => body.take(&input[used..], self.trace.as_ref(), self.max_body),
                 Phase::Flush { .. } | Phase::Closed => return used,
             };
             match step {
@@ -152,6 +155,10 @@ impl Session {
                 Ok(Step::BodyDone(n)) => {
                     used += n;
                     self.finish(on_report);
+                }
+                Ok(Step::TooLarge(n)) => {
+                    self.too_large();
+                    return used + n;
                 }
                 Err(err) => {
                     self.refuse(&err);
@@ -177,6 +184,14 @@ impl Session {
     }
 
     fn start_body(&mut self, head: ReceivedRequest, on_report: &dyn Fn(&Report)) {
+        // A declared length over the limit is refused before a byte of the body is read,
+        // and instead of the 100 an `Expect: 100-continue` asks for.
+        if let (Some(max), BodyFraming::ContentLength(len)) = (self.max_body, &head.framing)
+            && *len > max
+        {
+            self.too_large();
+            return;
+        }
         // RFC 9110 section 10.1.1: never a 100 to an HTTP/1.0 client.
         if head.expects_continue() && head.version_minor >= 1 {
             let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -273,6 +288,23 @@ impl Session {
         self.phase = Phase::Flush { close };
     }
 
+    /// Answers `413 Content Too Large` to a body over the limit, then closes.
+    fn too_large(&mut self) {
+        let max = self.max_body.unwrap_or(0);
+        let reply = error_reply(
+            (413, "Content Too Large"),
+            &format!("the body is longer than this sink's limit of {max} bytes"),
+        );
+        if let Some(trace) = &self.trace {
+            let head_len = reply.find("\r\n\r\n").map_or(reply.len(), |end| end + 4);
+            let (head, body) = reply.as_bytes().split_at(head_len);
+            trace.lines(Direction::Sent, Part::StatusLine, head);
+            trace.bytes(Direction::Sent, Part::Body, body);
+        }
+        self.output.extend_from_slice(reply.as_bytes());
+        self.phase = Phase::Flush { close: true };
+    }
+
     /// Answers a request the message rules refused, then closes.
     fn refuse(&mut self, err: &PeerError) {
         let reply = error_reply(message::request_error_status(err), &err.to_string());
@@ -292,10 +324,17 @@ enum Step {
     Head(usize, ReceivedRequest),
     /// The body ended after this many bytes.
     BodyDone(usize),
+    /// The body passed the limit within this many bytes.
+    TooLarge(usize),
 }
 
 impl Body {
-    fn take(&mut self, input: &[u8], trace: Option<&SharedTrace>) -> Result<Step, PeerError> {
+    fn take(
+        &mut self,
+        input: &[u8],
+        trace: Option<&SharedTrace>,
+        max_body: Option<u64>,
+    ) -> Result<Step, PeerError> {
         match &mut self.framing {
             BodyState::Length { owed } => {
                 let take = usize::try_from(*owed).map_or(input.len(), |o| o.min(input.len()));
@@ -332,6 +371,9 @@ impl Body {
                             self.crc.update(data);
                             self.form.feed(data);
                             self.report.bytes += data.len() as u64;
+                            if max_body.is_some_and(|max| self.report.bytes > max) {
+                                return Ok(Step::TooLarge(used));
+                            }
                         }
                         ChunkEvent::Trailer { name, value } => self.report.trailers.push((
                             String::from_utf8_lossy(name).into_owned(),

@@ -24,6 +24,7 @@ pub(super) fn serve(
     tls: ServerTls,
     max_connections: usize,
     trace: Option<SharedTrace>,
+    max_body: Option<u64>,
     on_report: impl Fn(&Report) + Send + Clone + 'static,
 ) {
     let active = Arc::new(AtomicUsize::new(0));
@@ -68,7 +69,7 @@ pub(super) fn serve(
                 let Ok(mut stream) = tls.accept(stream) else {
                     return;
                 };
-                serve_connection(&mut stream, Session::new(trace), &on_report);
+                serve_connection(&mut stream, Session::new(trace, max_body), &on_report);
                 stream.close();
                 linger_close(&tcp);
             });

@@ -1,0 +1,226 @@
+//! docs/wire-walkthrough.md is what `chunkwire walkthrough` prints today, and every command
+//! it shows works: the setup commands make the files, the sink command starts a sink, and
+//! each upload command (trace and capture) succeeds against a sink with the same limit.
+#![cfg(feature = "cli")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use chunkwire::sink::Sink;
+
+const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/wire-walkthrough.md");
+const BIN: &str = env!("CARGO_BIN_EXE_chunkwire");
+const SHOWN: &str = "127.0.0.1:18081";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chunkwire-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_walkthrough_is_what_the_tool_prints() {
+    let dir = scratch("walkthrough-doc");
+    let out = dir.join("walkthrough.md");
+    let run = Command::new(BIN)
+        .args(["walkthrough", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let printed = std::fs::read_to_string(&out).unwrap();
+    let checked_in = std::fs::read_to_string(DOC).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    for (n, (now, then)) in printed.lines().zip(checked_in.lines()).enumerate() {
+        assert_eq!(
+            now,
+            then,
+            "docs/wire-walkthrough.md differs from the tool's output at line {}; \
+             regenerate it: cargo run -- walkthrough -o docs/wire-walkthrough.md",
+            n + 1
+        );
+    }
+    assert_eq!(
+        printed, checked_in,
+        "docs/wire-walkthrough.md differs from the tool's output in length; regenerate it"
+    );
+}
+
+/// The lines of the document's ```sh blocks.
+fn shell_lines(doc: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for line in doc.lines() {
+        match (inside, line) {
+            (false, "```sh") => inside = true,
+            (true, "```") => inside = false,
+            (true, line) => lines.push(line.to_owned()),
+            _ => {}
+        }
+    }
+    lines
+}
+
+/// Splits a command line as the shell would, for the quoting the document uses (words,
+/// single quotes).
+fn words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quoted = false;
+    for c in line.chars() {
+        match (quoted, c) {
+            (false, '\'') => {
+                quoted = true;
+                word.get_or_insert_with(String::new);
+            }
+            (true, '\'') => quoted = false,
+            (false, ' ') => words.extend(word.take()),
+            (_, c) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    assert!(!quoted, "unbalanced quote in {line:?}");
+    words.extend(word);
+    words
+}
+
+/// Runs `line` as a command (its first word `chunkwire` meaning this build) in `dir`.
+fn run_words(line: &str, dir: &Path, port: u16) -> std::process::Output {
+    let words: Vec<String> = words(line)
+        .into_iter()
+        .map(|w| w.replace(SHOWN, &format!("127.0.0.1:{port}")))
+        .collect();
+    let program = if words[0] == "chunkwire" {
+        BIN
+    } else {
+        &words[0]
+    };
+    Command::new(program)
+        .args(&words[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+fn tshark_installed() -> bool {
+    Command::new("tshark")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn every_command_in_the_walkthrough_works() {
+    let doc = std::fs::read_to_string(DOC).unwrap();
+    let lines = shell_lines(&doc);
+    assert!(lines.len() > 10, "{lines:?}");
+    let dir = scratch("walkthrough-commands");
+    let sink = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .max_body(1024)
+        .spawn()
+        .unwrap();
+    let port = sink.addr().port();
+    let pcap_supported = {
+        let help = Command::new(BIN).args(["help", "upload"]).output().unwrap();
+        String::from_utf8_lossy(&help.stdout).contains("--trace-pcap")
+    };
+    let tshark = tshark_installed();
+    let (mut uploads, mut captures, mut dissected) = (0, 0, 0);
+    for line in &lines {
+        let first = line.split(' ').next().unwrap();
+        match first {
+            "chunkwire" if line.starts_with("chunkwire sink ") => {
+                // It serves until stopped: it must start listening, on a free port here.
+                let words: Vec<String> = words(line)
+                    .into_iter()
+                    .map(|w| w.replace(SHOWN, "127.0.0.1:0"))
+                    .collect();
+                let mut child = Command::new(BIN)
+                    .args(&words[1..])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let mut first_line = String::new();
+                BufReader::new(child.stderr.take().unwrap())
+                    .read_line(&mut first_line)
+                    .unwrap();
+                let _ = child.kill();
+                let _ = child.wait();
+                assert!(
+                    first_line.contains("listening on http://127.0.0.1:"),
+                    "{line}: {first_line}"
+                );
+            }
+            "chunkwire" => {
+                let capture = line.contains("--trace-pcap");
+                if capture && !pcap_supported {
+                    eprintln!("not run, this build has no --trace-pcap: {line}");
+                    continue;
+                }
+                let output = run_words(line, &dir, port);
+                assert!(
+                    output.status.success(),
+                    "{line}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                if capture {
+                    captures += 1;
+                } else {
+                    uploads += 1;
+                    assert!(
+                        String::from_utf8_lossy(&output.stdout).contains("> * connected to"),
+                        "{line} printed no trace"
+                    );
+                }
+            }
+            "tshark" => {
+                let file = words(line)[2].clone();
+                if !dir.join(&file).exists() {
+                    assert!(!pcap_supported, "{line}: {file} was not written");
+                    continue;
+                }
+                if !tshark {
+                    eprintln!("not run, tshark is not installed: {line}");
+                    continue;
+                }
+                let port_line = line.replace("18081", &port.to_string());
+                let output = run_words(&port_line, &dir, port);
+                let text = String::from_utf8_lossy(&output.stdout);
+                assert!(output.status.success(), "{line}: {text}");
+                assert!(
+                    text.contains("Hypertext Transfer Protocol"),
+                    "{line}: {text}"
+                );
+                dissected += 1;
+            }
+            // A window on the desktop: what it opens is checked by tshark above.
+            "wireshark" => {}
+            // The setup: the sample files.
+            _ => {
+                let status = Command::new("sh")
+                    .args(["-c", line])
+                    .current_dir(&dir)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "{line}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(uploads, 6, "every exchange's command ran");
+    if pcap_supported {
+        assert_eq!(captures, 6, "every exchange's capture command ran");
+        if tshark {
+            assert_eq!(dissected, 6, "tshark read every capture");
+        }
+    }
+}
