@@ -100,7 +100,19 @@ fn run_words(line: &str, dir: &Path, port: u16) -> std::process::Output {
     } else {
         &words[0]
     };
-    Command::new(program)
+    let mut command = Command::new(program);
+    // The uploads go to the loopback sink directly, whatever the environment's proxy says.
+    for name in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        command.env_remove(name);
+    }
+    command
         .args(&words[1..])
         .current_dir(dir)
         .output()

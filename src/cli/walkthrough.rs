@@ -33,6 +33,19 @@ const SETUP: &[&str] = &[
     "head -c 4194304 /dev/zero | tr '\\0' a > big.bin",
 ];
 
+/// The proxy variables chunkwire reads, as curl does: the exchanges run without them, so
+/// that the uploads go to the loopback sink directly whatever the environment says.
+const PROXY_VARIABLES: &[&str] = &[
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
 /// Replaces the port of the URLs in `args`.
 const PORT: &str = "PORT";
 
@@ -385,7 +398,11 @@ fn run_exchange(exe: &Path, dir: &Path, port: u16, exchange: &Exchange) -> Resul
         .iter()
         .map(|arg| arg.replace(PORT, &port.to_string()))
         .collect();
-    let output = Command::new(exe)
+    let mut command = Command::new(exe);
+    for name in PROXY_VARIABLES {
+        command.env_remove(name);
+    }
+    let output = command
         .args(&args)
         .current_dir(dir)
         .output()
@@ -544,6 +561,7 @@ Too Large` to a body over 1 KiB, as a server with an upload limit does:
 {SINK_COMMAND}
 ```
 
+(With `--trace-ascii -` as well, the sink prints each exchange from the receiving side.)
 The sample files, in a scratch directory:
 
 ```sh
