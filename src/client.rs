@@ -21,6 +21,8 @@ use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
 use crate::proto::limits::Limits;
 use crate::proto::policy::{self, AfterResponse, BodyState, FailedAttempt, ResponseFacts};
 use crate::proto::response::ResponseHead;
+use crate::proto::tunnel::TunnelSetup;
+use crate::proxy::{NoProxy, Proxy, ProxyEnvironment, ProxyRules, Route};
 use crate::target::{Scheme, Target};
 use crate::trace::{Direction, Trace};
 use crate::transport::tcp::Resolver;
@@ -54,12 +56,19 @@ pub struct Client {
     tls: Option<TlsConfig>,
     /// Name resolution of the caller's own, in place of the system's.
     resolver: Option<Resolver>,
+    /// Which uploads go through which proxy (see [`crate::Proxy`]).
+    proxy: ProxyRules,
+    /// Fields sent to the proxy only (curl's `--proxy-header`).
+    proxy_headers: Vec<HeaderField>,
+    /// For https:// proxies; the default (webpki-roots) is made on first use.
+    proxy_tls: Option<TlsConfig>,
     /// The connection left open by the last upload whose response was read to its end.
     idle: Arc<Mutex<Option<IdleConnection>>>,
 }
 
-/// Where a connection goes: connections are reused only for the same one.
-pub(crate) type Origin = (Scheme, String, u16);
+/// Where a connection goes: connections are reused only for the same one. The last part
+/// names the proxy and how it is used (absolute form, or a tunnel), `None` when direct.
+pub(crate) type Origin = (Scheme, String, u16, Option<String>);
 
 /// A connection kept open between uploads (keep-alive), with the loop it is registered on.
 #[derive(Debug)]
@@ -70,7 +79,17 @@ struct IdleConnection {
 }
 
 pub(crate) fn origin_of(target: &Target) -> Origin {
-    (target.scheme, target.host.to_ascii_lowercase(), target.port)
+    (
+        target.scheme,
+        target.host.to_ascii_lowercase(),
+        target.port,
+        None,
+    )
+}
+
+/// The process environment, as the proxy rules read it.
+fn process_environment(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 impl Default for Client {
@@ -85,6 +104,12 @@ impl Default for Client {
             limits: Limits::default(),
             tls: None,
             resolver: None,
+            proxy: ProxyRules {
+                environment: Some(ProxyEnvironment::read(&process_environment)),
+                ..ProxyRules::default()
+            },
+            proxy_headers: Vec::new(),
+            proxy_tls: None,
             idle: Arc::default(),
         }
     }
@@ -94,6 +119,8 @@ impl Default for Client {
 #[derive(Debug, Clone, Default)]
 pub struct ClientBuilder {
     client: Client,
+    /// The first option refused, returned by `build`.
+    error: Option<RequestError>,
 }
 
 impl ClientBuilder {
@@ -148,8 +175,79 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends every upload through `proxy` (curl's `-x`), in place of the proxy variables
+    /// of the environment. The no-proxy list still applies, as in curl. See [`Proxy`] for
+    /// the rules.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.client.proxy.explicit = Some(proxy);
+        self
+    }
+
+    /// Whether the proxy variables (`https_proxy`, `http_proxy`, `all_proxy`, `no_proxy`
+    /// and their upper-case spellings) are read. On by default, as in curl and reqwest;
+    /// `false` ignores them all. The variables are read when this is called (and when the
+    /// client is made), not per upload.
+    pub fn proxy_from_environment(mut self, read: bool) -> Self {
+        self.client.proxy.environment = read.then(|| ProxyEnvironment::read(&process_environment));
+        self
+    }
+
+    /// Reads the proxy variables through `lookup` instead of the process environment (a
+    /// test's, or a configuration's own), by the same rules.
+    pub fn proxy_environment(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        self.client.proxy.environment = Some(ProxyEnvironment::read(&lookup));
+        self
+    }
+
+    /// The hosts reached directly, in place of the environment's `no_proxy` (curl's
+    /// `--noproxy`): a comma-separated list; `""` sends every host through the proxy.
+    pub fn noproxy(mut self, list: &str) -> Self {
+        self.client.proxy.no_proxy = Some(NoProxy::parse(list));
+        self
+    }
+
+    /// Authenticates to the proxy with these credentials (curl's `-U`), in place of any
+    /// in the proxy URL: `Proxy-Authorization: Basic`, sent to the proxy only.
+    pub fn proxy_credentials(mut self, user: &str, password: &str) -> Self {
+        self.client.proxy.credentials = Some(crate::Credentials {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        });
+        self
+    }
+
+    /// Opens a CONNECT tunnel for http:// targets too, as for https:// (curl's
+    /// `--proxytunnel`). Inside a tunnel the proxy forwards bytes and cannot touch the
+    /// request: trailers arrive as sent.
+    pub fn proxy_tunnel(mut self, always: bool) -> Self {
+        self.client.proxy.tunnel_http = always;
+        self
+    }
+
+    /// A header for the proxy only (curl's `--proxy-header`): sent with the CONNECT, and
+    /// with requests in absolute form (which the proxy may pass on).
+    pub fn proxy_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        match HeaderField::new(name, value) {
+            Ok(field) => self.client.proxy_headers.push(field),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// TLS settings for an https:// proxy (curl's `--proxy-cacert`); by default Mozilla's
+    /// roots.
+    pub fn proxy_tls_config(mut self, config: TlsConfig) -> Self {
+        self.client.proxy_tls = Some(config);
+        self
+    }
+
     /// Checks the options and builds the client.
     pub fn build(self) -> Result<Client> {
+        if let Some(err) = self.error {
+            return Err(err.into());
+        }
         let client = self.client;
         if client.chunk_size == 0 || client.chunk_size > MAX_CHUNK_SIZE {
             return Err(RequestError::InvalidOption {
@@ -192,6 +290,13 @@ impl Client {
         self.timeouts
     }
 
+    /// How an upload to `url` would go: directly or through which proxy, and why (the
+    /// option or variable it came from, or the no-proxy entry that sent it direct).
+    pub fn route(&self, url: &str) -> Result<Route> {
+        let target = Target::parse(url)?;
+        Ok(self.proxy.route(&target)?)
+    }
+
     /// Starts an upload to `url` (method PUT unless changed).
     pub fn upload(&self, url: &str) -> Upload<'_> {
         Upload {
@@ -213,6 +318,102 @@ impl Client {
             max_redirects: None,
             error: None,
         }
+    }
+}
+
+impl Client {
+    /// What goes to the proxy itself: `Proxy-Authorization` from its credentials (unless
+    /// the caller set one with the request's headers) and the proxy headers.
+    fn proxy_fields(
+        &self,
+        proxy: &Proxy,
+        request_fields: &[HeaderField],
+    ) -> std::result::Result<Vec<HeaderField>, RequestError> {
+        let mut fields = Vec::new();
+        let given = |name: &str| {
+            (request_fields.iter().chain(&self.proxy_headers))
+                .any(|f| f.name().eq_ignore_ascii_case(name))
+        };
+        let credentials = self.proxy.credentials.as_ref().or(proxy.credentials());
+        if let (false, Some(credentials)) = (given("proxy-authorization"), credentials) {
+            fields.push(HeaderField::new(
+                "Proxy-Authorization",
+                credentials.basic_authorization(),
+            )?);
+        }
+        fields.extend(self.proxy_headers.iter().cloned());
+        Ok(fields)
+    }
+
+    /// Where the connection of an upload to `target` goes, and its key in the pool of
+    /// kept connections: the target itself, or the proxy on `route`.
+    fn destination(
+        &self,
+        target: &Target,
+        route: &Route,
+        request_fields: &[HeaderField],
+    ) -> std::result::Result<(Destination, Origin), Error> {
+        let origin_tls = || match target.scheme {
+            Scheme::Http => None,
+            Scheme::Https => Some(self.tls.clone().unwrap_or_else(default_tls)),
+        };
+        let Some(proxy) = &route.proxy else {
+            let destination = Destination {
+                host: target.host.clone(),
+                port: target.port,
+                authority: target.authority(),
+                tls: origin_tls(),
+                tls_name: target.host.clone(),
+                resolver: self.resolver.clone(),
+                tunnel: None,
+                via_proxy: false,
+            };
+            return Ok((destination, origin_of(target)));
+        };
+        let proxy_tls = match proxy.scheme() {
+            Scheme::Http => None,
+            Scheme::Https => Some(self.proxy_tls.clone().unwrap_or_else(default_tls)),
+        };
+        let (tls, tls_name, tunnel, origin) = if route.tunnel {
+            if proxy_tls.is_some() {
+                return Err(RequestError::InvalidOption {
+                    option: "proxy",
+                    reason: format!(
+                        "a CONNECT tunnel through an https:// proxy ({proxy}) is not supported \
+                         yet; use an http:// proxy for https:// targets"
+                    ),
+                }
+                .into());
+            }
+            let fields = self.proxy_fields(proxy, request_fields)?;
+            let setup = TunnelSetup::new(&target.authority(), &fields, self.limits);
+            let key = (
+                target.scheme,
+                target.host.to_ascii_lowercase(),
+                target.port,
+                Some(format!("tunnel via {proxy}")),
+            );
+            (origin_tls(), target.host.clone(), Some(setup), key)
+        } else {
+            let key = (
+                proxy.scheme(),
+                proxy.host().to_ascii_lowercase(),
+                proxy.port(),
+                Some(format!("absolute form via {proxy}")),
+            );
+            (proxy_tls, proxy.host().to_owned(), None, key)
+        };
+        let destination = Destination {
+            host: proxy.host().to_owned(),
+            port: proxy.port(),
+            authority: format!("proxy {}", proxy.authority()),
+            tls,
+            tls_name,
+            resolver: self.resolver.clone(),
+            tunnel: tunnel.map(Box::new),
+            via_proxy: true,
+        };
+        Ok((destination, origin))
     }
 }
 
@@ -764,9 +965,18 @@ impl Upload<'_> {
         spare: Option<FixedBuf>,
         body: &Body<'_>,
     ) -> std::result::Result<Prepared, Error> {
-        let head = self.head(&plan.target, &plan.method, plan.with_body)?;
+        let mut head = self.head(&plan.target, &plan.method, plan.with_body)?;
         let client = self.client;
         let limits = client.limits;
+        let route = client.proxy.route(&plan.target)?;
+        if let Some(proxy) = route.proxy.as_ref().filter(|_| !route.tunnel) {
+            // Absolute form: the proxy reads the origin from the request line, and what
+            // it needs for itself rides in the same head.
+            head.set_absolute_form(&plan.target);
+            for field in client.proxy_fields(proxy, &self.fields)? {
+                head.push(field)?;
+            }
+        }
         let mut buf = match spare {
             Some(buf)
                 if buf.payload_capacity() == client.chunk_size
@@ -791,23 +1001,13 @@ impl Upload<'_> {
             expect_timeout: self.expect_continue,
             rate_limit: self.rate_limit,
         };
-        let target = &plan.target;
-        let destination = Destination {
-            host: target.host.clone(),
-            port: target.port,
-            authority: target.authority(),
-            tls: match target.scheme {
-                Scheme::Http => None,
-                Scheme::Https => Some(client.tls.clone().unwrap_or_else(default_tls)),
-            },
-            resolver: client.resolver.clone(),
-        };
+        let (destination, origin) = client.destination(&plan.target, &route, &self.fields)?;
         Ok(Prepared {
             exchange,
             options,
             destination,
             buf,
-            origin: origin_of(target),
+            origin,
         })
     }
 

@@ -27,6 +27,7 @@ use crate::proto::conn::{Connection, ExchangeOptions, Notice, Transmit};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::HeaderField;
 use crate::proto::response::ResponseHead;
+use crate::proto::tunnel::{TunnelSetup, TunnelStep};
 use crate::trace::{Direction, Trace};
 use crate::transport::tls::{TlsConfig, TlsStream};
 use crate::transport::{Transport, tcp};
@@ -198,6 +199,11 @@ enum Link {
         stream: TcpStream,
         last_error: Option<Error>,
     },
+    /// Connected to an HTTP proxy; the CONNECT is on.
+    Tunneling {
+        stream: TcpStream,
+        setup: Box<TunnelSetup>,
+    },
     Handshaking(Box<TlsStream>),
     Open(Transport),
 }
@@ -210,8 +216,15 @@ pub(crate) struct Destination {
     /// `host:port` as shown in messages.
     pub(crate) authority: String,
     pub(crate) tls: Option<TlsConfig>,
+    /// The name the TLS handshake checks the certificate for (the origin's, or an https
+    /// proxy's).
+    pub(crate) tls_name: String,
     /// The caller's resolver, if it gave one.
     pub(crate) resolver: Option<tcp::Resolver>,
+    /// The CONNECT to run once connected to the proxy, before TLS and the exchange.
+    pub(crate) tunnel: Option<Box<TunnelSetup>>,
+    /// `host`/`port` are an HTTP proxy's.
+    pub(crate) via_proxy: bool,
 }
 
 /// A connection kept open between uploads: its socket and its machine, in the idle phase.
@@ -300,7 +313,14 @@ impl Driven {
             destination.resolver.as_ref(),
             waker,
         )
-        .map_err(|e| e.with_peer(destination.host.clone()))?;
+        .map_err(|e| {
+            let e = e.with_peer(destination.authority.clone());
+            if destination.via_proxy {
+                e.with_via_proxy()
+            } else {
+                e
+            }
+        })?;
         let peer = destination.authority.clone();
         let mut driven = Driven::with(token, Link::Resolving(answer), destination, machine, buf);
         driven.pending = Some((exchange, options, upload_started));
@@ -464,6 +484,12 @@ impl Driven {
         now: Instant,
     ) -> Result<Pumped, Error> {
         let pumped = self.pump_links(registry, source, now);
+        // A proxy that cannot be resolved or reached is told apart from a target that
+        // cannot (curl's exit 5 and 7).
+        let pumped = pumped.map_err(|e| match e.stage() {
+            Stage::Resolve | Stage::Connect if self.destination.via_proxy => e.with_via_proxy(),
+            _ => e,
+        });
         // Whatever ends an upload after an early 2xx (a stall, a deadline), the answer it
         // had is part of what went wrong.
         match (&self.early_head, pumped) {
@@ -517,6 +543,11 @@ impl Driven {
                             let err = Error::io(Stage::Connect, e);
                             self.next_address(registry, now, Some(err))?;
                         }
+                    }
+                }
+                Link::Tunneling { .. } => {
+                    if !self.pump_tunnel(now)? {
+                        return Ok(Pumped::Blocked);
                     }
                 }
                 Link::Handshaking(tls) => match tls.handshake() {
@@ -643,10 +674,34 @@ impl Driven {
             .map_err(|e| self.fail(Error::io(Stage::Connect, e)))?;
         let peer = self.peer.clone();
         self.trace_note(Direction::Sent, || format!("connected to {peer}"));
-        let tls = self.destination.tls.clone();
-        self.machine.on_connected(now, tls.is_some());
         self.readable = true;
         self.writable = true;
+        if let Some(setup) = self.destination.tunnel.take() {
+            let to = String::from_utf8_lossy(setup.to_send())
+                .split(' ')
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            self.trace_note(Direction::Sent, || {
+                format!("proxy: CONNECT to {to} through {peer}")
+            });
+            self.machine.on_connected(now, true);
+            self.machine.on_tunnel(true);
+            self.link = Link::Tunneling { stream, setup };
+            return Ok(());
+        }
+        self.after_connect(stream, now)
+    }
+
+    /// The socket carries HTTP to the origin now (connected, or tunnelled): TLS if the
+    /// destination wants it, else the exchange starts.
+    fn after_connect(&mut self, stream: TcpStream, now: Instant) -> Result<(), Error> {
+        let tls = self.destination.tls.clone();
+        if !matches!(self.machine.phase(), crate::proto::conn::Phase::Handshaking) {
+            self.machine.on_connected(now, tls.is_some());
+        } else if tls.is_none() {
+            self.machine.on_handshake_done(now);
+        }
         match tls {
             None => {
                 self.link = Link::Open(Transport::Plain(stream));
@@ -654,12 +709,77 @@ impl Driven {
             }
             Some(config) => {
                 let frame_capacity = self.buf.send_region().len();
-                let tls = TlsStream::new(&config, &self.destination.host, stream, frame_capacity)
-                    .map_err(|e| self.fail(Error::request(e)))?;
+                let tls =
+                    TlsStream::new(&config, &self.destination.tls_name, stream, frame_capacity)
+                        .map_err(|e| self.fail(Error::request(e)))?;
                 self.link = Link::Handshaking(Box::new(tls));
             }
         }
         Ok(())
+    }
+
+    /// Moves the CONNECT on as far as the socket allows; true when the tunnel opened and
+    /// the link moved on (to TLS or the exchange), false when it must wait.
+    fn pump_tunnel(&mut self, now: Instant) -> Result<bool, Error> {
+        let Link::Tunneling { stream, setup } = &mut self.link else {
+            return Ok(true);
+        };
+        while self.writable && !setup.to_send().is_empty() {
+            match io::Write::write(stream, setup.to_send()) {
+                Ok(0) => {
+                    let err = Error::io(Stage::Proxy, io::ErrorKind::WriteZero.into());
+                    return Err(err.with_peer(self.peer.clone()));
+                }
+                Ok(n) => match self.trace.0.as_deref_mut() {
+                    Some(trace) => setup.on_sent(n, &mut |part, bytes| {
+                        trace.bytes(Direction::Sent, part, bytes)
+                    }),
+                    None => setup.on_sent(n, &mut |_, _| {}),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(Stage::Proxy, e).with_peer(self.peer.clone())),
+            }
+        }
+        while self.readable {
+            let space = setup
+                .recv_space(&mut self.buf)
+                .map_err(|e| e.with_peer(self.peer.clone()))?;
+            match io::Read::read(stream, space) {
+                Ok(0) => return Err(setup.on_peer_closed().with_peer(self.peer.clone())),
+                Ok(n) => {
+                    let step = match self.trace.0.as_deref_mut() {
+                        Some(trace) => setup.on_received(&mut self.buf, n, &mut |part, bytes| {
+                            trace.bytes(Direction::Received, part, bytes)
+                        }),
+                        None => setup.on_received(&mut self.buf, n, &mut |_, _| {}),
+                    };
+                    match step.map_err(|e| e.with_peer(self.peer.clone()))? {
+                        TunnelStep::NeedMore => {}
+                        TunnelStep::Open => {
+                            let Link::Tunneling { stream, .. } =
+                                std::mem::replace(&mut self.link, Link::Open(Transport::Gone))
+                            else {
+                                unreachable!()
+                            };
+                            self.machine.on_tunnel(false);
+                            self.readable = true;
+                            self.writable = true;
+                            let peer = self.peer.clone();
+                            self.trace_note(Direction::Received, || {
+                                format!("proxy: tunnel open through {peer}")
+                            });
+                            self.after_connect(stream, now)?;
+                            return Ok(true);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(Stage::Proxy, e).with_peer(self.peer.clone())),
+            }
+        }
+        Ok(false)
     }
 
     fn start_pending(&mut self, now: Instant) {

@@ -67,6 +67,7 @@ mod driver;
 mod error;
 mod multi;
 pub mod proto;
+mod proxy;
 #[cfg(feature = "sink")]
 pub mod sink;
 mod target;
@@ -94,6 +95,7 @@ pub use multi::{
 pub use proto::conn::Timeouts;
 pub use proto::limits::Limits;
 pub use proto::peer_error::PeerError;
+pub use proxy::{DEFAULT_HTTPS_PROXY_PORT, DEFAULT_PROXY_PORT, NoProxy, Proxy, ProxySource, Route};
 pub use target::{
     Credentials, MAX_URL_LEN, Scheme, Target, redact_userinfo, resolve_reference, with_path_segment,
 };

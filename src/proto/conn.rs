@@ -171,6 +171,8 @@ pub struct Connection {
     exchanges: u32,
     notices: [Option<Notice>; 2],
     peer_closed: bool,
+    /// The handshake in progress is a CONNECT to a proxy, not TLS.
+    tunneling: bool,
 }
 
 impl Connection {
@@ -195,6 +197,7 @@ impl Connection {
             exchanges: 0,
             notices: [None; 2],
             peer_closed: false,
+            tunneling: false,
         }
     }
 
@@ -223,6 +226,12 @@ impl Connection {
         } else {
             self.on_ready();
         }
+    }
+
+    /// A CONNECT to a proxy starts (`true`) or its tunnel opened (`false`). It runs in the
+    /// handshaking phase, under the connect deadline; its errors are at [`Stage::Proxy`].
+    pub fn on_tunnel(&mut self, setting_up: bool) {
+        self.tunneling = setting_up;
     }
 
     /// The TLS handshake completed.
@@ -300,6 +309,7 @@ impl Connection {
         match self.phase {
             Phase::Resolving => Stage::Resolve,
             Phase::Connecting => Stage::Connect,
+            Phase::Handshaking if self.tunneling => Stage::Proxy,
             Phase::Handshaking => Stage::TlsHandshake,
             Phase::Ready | Phase::Idle | Phase::Closed => Stage::Send,
             Phase::Exchanging => match &self.exchange {

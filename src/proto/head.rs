@@ -199,6 +199,17 @@ impl RequestHead {
         Ok(())
     }
 
+    /// Sends the request-target in absolute form (`http://host:port/path`, RFC 9112
+    /// section 3.2.2), as a request to a forward proxy must be; `Host` stays the origin's.
+    pub fn set_absolute_form(&mut self, target: &Target) {
+        self.request_target = format!(
+            "{}://{}{}",
+            target.scheme.as_str(),
+            target.host_header,
+            target.request_target
+        );
+    }
+
     /// Sets how the body is framed. A `Transfer-Encoding: chunked` given to
     /// [`RequestHead::push`] before was taken as chunked framing's own field: with another
     /// framing it is not sent (`Upload` refuses that pair before it gets here).
@@ -433,6 +444,24 @@ mod tests {
                 "{framing:?}"
             );
         }
+    }
+
+    #[test]
+    fn absolute_form_keeps_the_origins_host() {
+        let target = Target::parse("http://origin.example:8080/up?x=1").unwrap();
+        let mut h = RequestHead::new("PUT", &target).unwrap();
+        h.set_absolute_form(&target);
+        let text = written(&h);
+        assert!(
+            text.starts_with(
+                "PUT http://origin.example:8080/up?x=1 HTTP/1.1\r\nHost: origin.example:8080\r\n"
+            ),
+            "{text}"
+        );
+        let v6 = Target::parse("http://[::1]/").unwrap();
+        let mut h = RequestHead::new("PUT", &v6).unwrap();
+        h.set_absolute_form(&v6);
+        assert!(written(&h).starts_with("PUT http://[::1]/ HTTP/1.1\r\n"));
     }
 
     #[test]
