@@ -462,7 +462,9 @@ impl fmt::Display for Error {
                     credentials_sent,
                 } = &**refusal;
                 write!(f, "the proxy refused {to}: {status} {reason}")?;
-                if *status == 407 {
+                // A 401 to a CONNECT is the proxy's too (tinyproxy answers refused
+                // credentials with it).
+                if matches!(status, 401 | 407) {
                     match challenge {
                         Some(scheme) => write!(f, " (it asks for {scheme} authentication")?,
                         None => f.write_str(" (it names no authentication scheme")?,

@@ -132,9 +132,8 @@ impl TunnelSetup {
             };
             label(Part::StatusLine, &pending[..consumed], emit);
             if !head.status.is_success() {
-                let challenge = head
-                    .headers
-                    .get(http::header::PROXY_AUTHENTICATE)
+                let challenge = (head.headers.get(http::header::PROXY_AUTHENTICATE))
+                    .or_else(|| head.headers.get(http::header::WWW_AUTHENTICATE))
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
                 let refusal = ProxyRefusal {
                     status: head.status.as_u16(),

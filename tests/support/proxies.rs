@@ -110,6 +110,11 @@ impl RealProxy {
         panic!("{} did not start; its logs:\n{last}", kind.name());
     }
 
+    /// Its directory (configuration and logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
