@@ -22,7 +22,7 @@ use crate::proto::limits::Limits;
 use crate::proto::policy::{self, AfterResponse, BodyState, FailedAttempt, ResponseFacts};
 use crate::proto::response::ResponseHead;
 use crate::proto::tunnel::TunnelSetup;
-use crate::proxy::{NoProxy, Proxy, ProxyEnvironment, ProxyRules, Route};
+use crate::proxy::{NoProxy, Proxy, ProxyEnvironment, ProxyRules, ProxyTrailers, Route};
 use crate::target::{Scheme, Target};
 use crate::trace::{Direction, Trace};
 use crate::transport::tcp::Resolver;
@@ -236,6 +236,14 @@ impl ClientBuilder {
         self
     }
 
+    /// What an upload with trailers (a checksum) does when the proxy would get it in
+    /// absolute form, where forward proxies drop trailers; by default it goes through a
+    /// CONNECT tunnel instead. See [`ProxyTrailers`].
+    pub fn proxy_trailers(mut self, policy: ProxyTrailers) -> Self {
+        self.client.proxy.trailers = policy;
+        self
+    }
+
     /// TLS settings for an https:// proxy (curl's `--proxy-cacert`); by default Mozilla's
     /// roots.
     pub fn proxy_tls_config(mut self, config: TlsConfig) -> Self {
@@ -367,6 +375,7 @@ impl Client {
                 resolver: self.resolver.clone(),
                 tunnel: None,
                 via_proxy: false,
+                route_reason: None,
             };
             return Ok((destination, origin_of(target)));
         };
@@ -412,6 +421,7 @@ impl Client {
             resolver: self.resolver.clone(),
             tunnel: tunnel.map(Box::new),
             via_proxy: true,
+            route_reason: Some(route.reason.clone()),
         };
         Ok((destination, origin))
     }
@@ -861,6 +871,23 @@ impl Upload<'_> {
         Ok(head)
     }
 
+    /// True when the body is followed by trailers (given, made at its end, a checksum).
+    fn sends_trailers(&self) -> bool {
+        !self.trailers.is_empty() || !self.announced.is_empty() || !self.late_trailers.is_empty()
+    }
+
+    fn route_of(&self, target: &Target, with_body: bool) -> Result<Route> {
+        let trailers = with_body && self.content_length.is_none() && self.sends_trailers();
+        Ok(self.client.proxy.route_with_trailers(target, trailers)?)
+    }
+
+    /// How this upload would reach its target: directly or through which proxy, in
+    /// absolute form or a CONNECT tunnel, and why (see [`Client::route`]; an upload with
+    /// trailers may take a tunnel, [`ProxyTrailers`]).
+    pub fn route(&self) -> Result<Route> {
+        self.route_of(&Target::parse(&self.url)?, true)
+    }
+
     /// The hooks on the body for one attempt: each attempt starts its checksum afresh.
     fn body_hooks(&self) -> BodyHooks {
         let mut hooks = BodyHooks::default();
@@ -968,7 +995,7 @@ impl Upload<'_> {
         let mut head = self.head(&plan.target, &plan.method, plan.with_body)?;
         let client = self.client;
         let limits = client.limits;
-        let route = client.proxy.route(&plan.target)?;
+        let route = self.route_of(&plan.target, plan.with_body)?;
         if let Some(proxy) = route.proxy.as_ref().filter(|_| !route.tunnel) {
             // Absolute form: the proxy reads the origin from the request line, and what
             // it needs for itself rides in the same head.
@@ -1025,6 +1052,9 @@ impl Upload<'_> {
         }
         if let Some(trace) = self.trace.take() {
             driven.set_trace(trace);
+            if let Some(reason) = driven.route_reason() {
+                driven.trace_note(Direction::Sent, || format!("proxy: {reason}"));
+            }
             if connection_reused {
                 let peer = driven.peer().to_owned();
                 driven.trace_note(Direction::Sent, || {

@@ -225,6 +225,8 @@ pub(crate) struct Destination {
     pub(crate) tunnel: Option<Box<TunnelSetup>>,
     /// `host`/`port` are an HTTP proxy's.
     pub(crate) via_proxy: bool,
+    /// Which proxy and why, for the trace.
+    pub(crate) route_reason: Option<String>,
 }
 
 /// A connection kept open between uploads: its socket and its machine, in the idle phase.
@@ -420,6 +422,11 @@ impl Driven {
         if let Some(trace) = self.trace.0.as_deref_mut() {
             trace.note(direction, &text());
         }
+    }
+
+    /// Which proxy the connection goes through and why, when it goes through one.
+    pub(crate) fn route_reason(&self) -> Option<String> {
+        self.destination.route_reason.clone()
     }
 
     pub(crate) fn machine(&self) -> &Connection {

@@ -95,7 +95,9 @@ pub use multi::{
 pub use proto::conn::Timeouts;
 pub use proto::limits::Limits;
 pub use proto::peer_error::PeerError;
-pub use proxy::{DEFAULT_HTTPS_PROXY_PORT, DEFAULT_PROXY_PORT, NoProxy, Proxy, ProxySource, Route};
+pub use proxy::{
+    DEFAULT_HTTPS_PROXY_PORT, DEFAULT_PROXY_PORT, NoProxy, Proxy, ProxySource, ProxyTrailers, Route,
+};
 pub use target::{
     Credentials, MAX_URL_LEN, Scheme, Target, redact_userinfo, resolve_reference, with_path_segment,
 };

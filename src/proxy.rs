@@ -300,6 +300,24 @@ fn in_network(address: IpAddr, network: IpAddr, bits: u8) -> bool {
     (address >> shift) == (network >> shift)
 }
 
+/// What an upload with trailers (a checksum) does when its proxy would get it in absolute
+/// form. Forward proxies do not pass a request's trailers on: squid 5.7 forwards the body
+/// without them, tinyproxy 1.11.1 stops forwarding in the middle of the trailer section
+/// (the upload stalls), pproxy 2.7.9 happens to pass them through. Inside a CONNECT tunnel
+/// the proxy only moves bytes and trailers arrive as sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProxyTrailers {
+    /// Go through a CONNECT tunnel instead, so the trailers arrive (the default). A proxy
+    /// that allows no CONNECT to the origin's port refuses it with an error that says so:
+    /// never a checksum lost without a word.
+    #[default]
+    Tunnel,
+    /// Refuse the upload before anything is sent.
+    Refuse,
+    /// Send in absolute form anyway, knowing the proxy may drop or stall on them.
+    SendAnyway,
+}
+
 /// Where a proxy setting came from, for `-v` and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxySource {
@@ -385,6 +403,8 @@ pub(crate) struct ProxyRules {
     pub(crate) tunnel_http: bool,
     /// Credentials for whichever proxy applies (curl's `-U`), in place of the URL's.
     pub(crate) credentials: Option<Credentials>,
+    /// What an upload with trailers does in absolute form.
+    pub(crate) trailers: ProxyTrailers,
 }
 
 impl Default for ProxyRules {
@@ -395,6 +415,7 @@ impl Default for ProxyRules {
             environment: Some(ProxyEnvironment::default()),
             tunnel_http: false,
             credentials: None,
+            trailers: ProxyTrailers::default(),
         }
     }
 }
@@ -412,6 +433,42 @@ pub struct Route {
 }
 
 impl ProxyRules {
+    /// The route of an upload to `target` that sends trailers (`trailers`): as
+    /// [`ProxyRules::route`], with [`ProxyTrailers`] applied to absolute form.
+    pub(crate) fn route_with_trailers(
+        &self,
+        target: &Target,
+        trailers: bool,
+    ) -> Result<Route, RequestError> {
+        let mut route = self.route(target)?;
+        if !trailers || route.proxy.is_none() || route.tunnel {
+            return Ok(route);
+        }
+        match self.trailers {
+            ProxyTrailers::Tunnel => {
+                route.tunnel = true;
+                route.reason.push_str(
+                    "; through a CONNECT tunnel because the upload has trailers, which forward \
+                     proxies drop or stall on",
+                );
+            }
+            ProxyTrailers::Refuse => {
+                return Err(RequestError::InvalidOption {
+                    option: "trailers",
+                    reason: format!(
+                        "the upload to {} would go to the proxy in absolute form, and forward \
+                         proxies drop trailers (or stall on them); use a tunnel, or send them anyway",
+                        target.authority()
+                    ),
+                });
+            }
+            ProxyTrailers::SendAnyway => route
+                .reason
+                .push_str("; with trailers in absolute form, which the proxy may drop or stall on"),
+        }
+        Ok(route)
+    }
+
     /// The route of `target`: an error when the proxy that applies cannot be parsed.
     pub(crate) fn route(&self, target: &Target) -> Result<Route, RequestError> {
         let env = self.environment.as_ref();
@@ -732,6 +789,19 @@ mod tests {
         // An explicit list, even an empty one, replaces the variable's.
         rules.no_proxy = Some(NoProxy::parse(""));
         assert!(rules.route(&target).unwrap().proxy.is_some());
+        // Trailers in absolute form: a tunnel by default, or refused, or sent anyway.
+        rules.no_proxy = None;
+        let trailing = rules.route_with_trailers(&other, true).unwrap();
+        assert!(
+            trailing.tunnel && trailing.reason.contains("trailers"),
+            "{trailing:?}"
+        );
+        assert!(!rules.route_with_trailers(&other, false).unwrap().tunnel);
+        rules.trailers = ProxyTrailers::Refuse;
+        assert!(rules.route_with_trailers(&other, true).is_err());
+        rules.trailers = ProxyTrailers::SendAnyway;
+        assert!(!rules.route_with_trailers(&other, true).unwrap().tunnel);
+        rules.no_proxy = Some(NoProxy::parse(""));
         // --proxytunnel: CONNECT for http targets too.
         rules.tunnel_http = true;
         assert!(rules.route(&other).unwrap().tunnel);

@@ -11,8 +11,9 @@ mod proxies;
 use std::io::Cursor;
 use std::time::Duration;
 
+use chunkwire::checksum::ChecksumAlgorithm;
 use chunkwire::sink::{Report, RunningSink, Sink};
-use chunkwire::{Client, ClientBuilder, Proxy, ServerTls, Stage, TlsConfig};
+use chunkwire::{Client, ClientBuilder, Proxy, ProxyTrailers, ServerTls, Stage, TlsConfig};
 use proxies::{Kind, Options, RealProxy};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -320,5 +321,92 @@ fn connections_to_the_proxy_and_tunnels_are_kept_alive() {
             reused.push(response.connection_reused());
         }
         assert_eq!(reused, [false, true, true], "{url}");
+    }
+}
+
+/// What each proxy does with a chunked request's trailers in absolute form, measured here
+/// (and in the README): squid 5.7 forwards the body without them, tinyproxy 1.11.1 stops
+/// forwarding in the middle of the trailer section so the upload stalls, pproxy 2.7.9
+/// passes them through. By default an upload with trailers therefore takes a CONNECT
+/// tunnel, where they arrive as sent; `Refuse` refuses it; `SendAnyway` shows the loss.
+#[test]
+fn trailers_through_each_proxy_arrive_through_a_tunnel_and_are_never_lost_silently() {
+    let data = pattern(40_000);
+    for kind in Kind::ALL {
+        let proxy = RealProxy::start(kind);
+        let plain = sink();
+        let with = |policy| {
+            builder()
+                .proxy(via(&proxy))
+                .proxy_trailers(policy)
+                .stall_timeout(Some(Duration::from_secs(3)))
+                .build()
+                .unwrap()
+        };
+        // The default: a tunnel, and every trailer arrives, the checksum included.
+        let client = with(ProxyTrailers::Tunnel);
+        let upload = client
+            .upload(&plain.url("/t"))
+            .trailer("X-Check", "abc")
+            .checksum_trailer(ChecksumAlgorithm::Sha256);
+        let route = upload.route().unwrap();
+        assert!(
+            route.tunnel && route.reason.contains("trailers"),
+            "{route:?}"
+        );
+        let mut response = upload
+            .send(Cursor::new(&data))
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", kind.name(), proxy.logs()));
+        assert_eq!(response.status(), 200);
+        let _ = response.text();
+        let got = report(&plain);
+        assert_eq!(got.crc32, crc32fast::hash(&data), "{}", kind.name());
+        let names: Vec<&str> = got.trailers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["X-Check", "Content-Digest"], "{}", kind.name());
+
+        // Refused before anything is sent.
+        let err = with(ProxyTrailers::Refuse)
+            .upload(&plain.url("/t"))
+            .trailer("X-Check", "abc")
+            .send(Cursor::new(&data))
+            .unwrap_err();
+        assert!(
+            err.is_request() && err.to_string().contains("trailers"),
+            "{err}"
+        );
+
+        // Sent anyway in absolute form: what the proxy itself does.
+        let sent = with(ProxyTrailers::SendAnyway)
+            .upload(&plain.url("/t"))
+            .trailer("X-Check", "abc")
+            .send(Cursor::new(&data));
+        match kind {
+            Kind::Squid => {
+                let mut response = sent.unwrap();
+                assert_eq!(response.status(), 200);
+                let _ = response.text();
+                let got = report(&plain);
+                assert_eq!(got.crc32, crc32fast::hash(&data));
+                assert!(
+                    got.trailers.is_empty(),
+                    "squid forwarded them: {:?}",
+                    got.trailers
+                );
+            }
+            Kind::Tinyproxy => {
+                let err = sent.unwrap_err();
+                assert_eq!(
+                    err.timeout_kind(),
+                    Some(chunkwire::TimeoutKind::Stall),
+                    "{err}"
+                );
+            }
+            Kind::Pproxy => {
+                let mut response = sent.unwrap();
+                let _ = response.text();
+                let got = report(&plain);
+                assert_eq!(got.trailers, [("X-Check".to_owned(), "abc".to_owned())]);
+            }
+        }
     }
 }
