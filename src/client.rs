@@ -289,6 +289,17 @@ impl Client {
         ClientBuilder::default()
     }
 
+    /// A builder with this client's options, to change some of them. The new client
+    /// keeps no connection of this one.
+    pub fn rebuild(&self) -> ClientBuilder {
+        let mut client = self.clone();
+        client.idle = Arc::default();
+        ClientBuilder {
+            client,
+            error: None,
+        }
+    }
+
     /// The chunk payload size.
     pub fn chunk_size(&self) -> usize {
         self.chunk_size

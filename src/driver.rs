@@ -621,7 +621,8 @@ impl Driven {
                     }
                 }
                 Err(e) => {
-                    last_error = Some(Error::io(Stage::Connect, e).with_peer(addr.to_string()))
+                    last_error =
+                        Some(Error::io(Stage::Connect, e).with_peer(self.attempt_peer(addr)))
                 }
             }
             index += 1;
@@ -630,6 +631,16 @@ impl Driven {
             .unwrap_or_else(|| Error::new(Stage::Connect, Kind::NoAddresses))
             .with_peer(self.destination.authority.clone())
             .with_progress(self.machine.progress()))
+    }
+
+    /// Who a failed TCP attempt to `addr` was to: the address, and the proxy's name when it
+    /// is a proxy's.
+    fn attempt_peer(&self, addr: SocketAddr) -> String {
+        if self.destination.via_proxy {
+            format!("{} at {addr}", self.destination.authority)
+        } else {
+            addr.to_string()
+        }
     }
 
     /// The attempt in flight failed (`err`) or ran out of its share of time: on to the next.
@@ -651,7 +662,7 @@ impl Driven {
         drop(stream);
         let addr = addrs[index];
         let err = err
-            .map(|e| e.with_peer(addr.to_string()))
+            .map(|e| e.with_peer(self.attempt_peer(addr)))
             .or(last_error)
             .or_else(|| {
                 Some(
@@ -662,7 +673,7 @@ impl Driven {
                             self.machine.elapsed(now),
                         ),
                     )
-                    .with_peer(addr.to_string()),
+                    .with_peer(self.attempt_peer(addr)),
                 )
             });
         self.start_attempt(registry, addrs, index + 1, err, now)

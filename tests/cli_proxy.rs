@@ -1,0 +1,249 @@
+//! The command line through proxies: each spelling of the environment variables and the
+//! CGI guard (the CLI run with a controlled environment), `-v` naming the proxy and why,
+//! `-x`, `--noproxy`, `-U`, `-p`, `--proxy-header`, the CONNECT in the trace (its
+//! `Proxy-Authorization` masked), and curl's exit codes for proxy failures.
+#![cfg(feature = "cli")]
+
+#[path = "support/proxies.rs"]
+mod proxies;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use chunkwire::sink::{RunningSink, Sink};
+use proxies::{Kind, Options, RealProxy};
+
+/// A file to upload, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("chunkwire-cli-proxy-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The CLI with only `vars` in its environment.
+fn run(vars: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .env_clear()
+        .envs(vars.iter().copied())
+        .arg("upload")
+        .args(["-s", "-v", "--max-time", "30"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn sink() -> RunningSink {
+    Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap()
+}
+
+/// A loopback port nothing listens on: a proxy there refuses every connection.
+fn dead_proxy() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn each_spelling_of_the_variables_by_curls_rules_and_the_cgi_guard() {
+    let plain = sink();
+    let url = plain.url("/env");
+    let file = TempFile::new("env", b"hello through the environment");
+    let dead = dead_proxy();
+    let dead = dead.as_str();
+    /// The variables, whether the upload goes through the proxy, and what -v names.
+    type Case<'a> = (&'a [(&'a str, &'a str)], bool, &'a str);
+    let cases: &[Case] = &[
+        (&[("http_proxy", dead)], true, "http_proxy"),
+        // Upper case HTTP_PROXY is never read (httpoxy).
+        (&[("HTTP_PROXY", dead)], false, "no proxy"),
+        // The CGI guard.
+        (
+            &[("http_proxy", dead), ("REQUEST_METHOD", "POST")],
+            false,
+            "REQUEST_METHOD",
+        ),
+        (&[("all_proxy", dead)], true, "all_proxy"),
+        (&[("ALL_PROXY", dead)], true, "ALL_PROXY"),
+        // https_proxy is for https targets only.
+        (
+            &[("https_proxy", dead), ("HTTPS_PROXY", dead)],
+            false,
+            "no proxy",
+        ),
+        (
+            &[("http_proxy", dead), ("no_proxy", "127.0.0.1")],
+            false,
+            "127.0.0.1",
+        ),
+        (
+            &[("http_proxy", dead), ("NO_PROXY", "127.0.0.0/8")],
+            false,
+            "NO_PROXY",
+        ),
+        (&[("http_proxy", dead), ("NO_PROXY", "*")], false, "\"*\""),
+        (
+            &[("http_proxy", dead), ("no_proxy", "example.com")],
+            true,
+            "http_proxy",
+        ),
+    ];
+    for (vars, proxied, reason) in cases {
+        let output = run(vars, &[&url, file.path()]);
+        let err = stderr(&output);
+        if *proxied {
+            assert_eq!(output.status.code(), Some(7), "{vars:?}: {err}");
+            assert!(err.contains("proxy 127.0.0.1:"), "{vars:?}: {err}");
+        } else {
+            assert_eq!(output.status.code(), Some(0), "{vars:?}: {err}");
+            assert!(plain.next_report(Duration::from_secs(5)).is_some());
+        }
+        assert!(err.contains(reason), "{vars:?}: -v says why: {err}");
+    }
+    // -x and --noproxy replace the variables.
+    let output = run(
+        &[("http_proxy", dead)],
+        &["--noproxy", "", "-x", dead, &url, file.path()],
+    );
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    let output = run(
+        &[("no_proxy", "")],
+        &["--noproxy", "127.0.0.1", "-x", dead, &url, file.path()],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn https_proxy_variables_reach_an_https_origin_through_a_real_proxy() {
+    let proxy = RealProxy::start(Kind::Squid);
+    let tls = chunkwire::ServerTls::self_signed().unwrap();
+    let ca = TempFile::new("ca.pem", tls.ca_pem().as_bytes());
+    let secure = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .with_tls(tls)
+        .spawn()
+        .unwrap();
+    let data = vec![7u8; 100_000];
+    let file = TempFile::new("tls-body", &data);
+    for name in ["https_proxy", "HTTPS_PROXY"] {
+        let output = run(
+            &[(name, &proxy.url())],
+            &["--cacert", ca.path(), &secure.url("/s"), file.path()],
+        );
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(0), "{name}: {err}");
+        assert!(err.contains(name) && err.contains("CONNECT"), "{err}");
+        let report = secure.next_report(Duration::from_secs(5)).unwrap();
+        assert_eq!(report.crc32, crc32fast::hash(&data));
+    }
+}
+
+#[test]
+fn the_trace_shows_the_connect_labelled_and_masks_the_proxy_credentials() {
+    let proxy = RealProxy::start_with(
+        Kind::Squid,
+        Options {
+            basic_auth: Some(("alice".into(), "hunter2".into())),
+            ..Options::default()
+        },
+    );
+    let plain = sink();
+    let file = TempFile::new("trace-body", b"tunnelled");
+    let output = run(
+        &[],
+        &[
+            "-x",
+            &proxy.url(),
+            "-U",
+            "alice:hunter2",
+            "-p",
+            "--proxy-header",
+            "X-For-Proxy: yes",
+            "--trace-ascii",
+            "-",
+            &plain.url("/tr"),
+            file.path(),
+        ],
+    );
+    let trace = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{trace}",
+        stderr(&output)
+    );
+    let connect = trace
+        .find("CONNECT 127.0.0.1:")
+        .expect("the CONNECT request line");
+    let established = trace
+        .find("tunnel open")
+        .expect("a note that the tunnel opened");
+    let put = trace
+        .find("PUT /tr HTTP/1.1")
+        .expect("the request inside the tunnel");
+    assert!(connect < established && established < put, "{trace}");
+    assert!(trace.contains("X-For-Proxy: yes"), "{trace}");
+    assert!(trace.contains("Proxy-Authorization: Basic"), "{trace}");
+    assert!(
+        !trace.contains("aHVudGVyMg") && !trace.contains("hunter2"),
+        "{trace}"
+    );
+    // Sent to the proxy only: the origin never saw it.
+    let report = plain.next_report(Duration::from_secs(5)).unwrap();
+    assert_eq!(report.target, "/tr");
+    let put_line = &trace[put..];
+    assert!(!put_line.contains("Proxy-Authorization"), "{trace}");
+}
+
+#[test]
+fn exit_codes_for_proxy_failures_are_curls() {
+    let plain = sink();
+    let file = TempFile::new("codes", b"x");
+    let url = plain.url("/c");
+    // A proxy that refuses connections: 7, as curl.
+    let output = run(&[], &["-x", &dead_proxy(), &url, file.path()]);
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    // A proxy name that does not resolve: 5 (CURLE_COULDNT_RESOLVE_PROXY).
+    let output = run(&[], &["-x", "http://proxy.invalid:3128", &url, file.path()]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    // A CONNECT refused (403 by policy, 407 without credentials): 56, as curl.
+    let deny = RealProxy::start_with(
+        Kind::Squid,
+        Options {
+            deny_connect: true,
+            ..Options::default()
+        },
+    );
+    let output = run(&[], &["-p", "-x", &deny.url(), &url, file.path()]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(56), "{err}");
+    assert!(err.contains("proxy failed") && err.contains("403"), "{err}");
+    // A SOCKS proxy is refused clearly before anything is sent.
+    let output = run(&[], &["-x", "socks5://127.0.0.1:1080", &url, file.path()]);
+    assert!(stderr(&output).contains("SOCKS"), "{}", stderr(&output));
+    assert_ne!(output.status.code(), Some(0));
+}
