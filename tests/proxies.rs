@@ -410,3 +410,52 @@ fn trailers_through_each_proxy_arrive_through_a_tunnel_and_are_never_lost_silent
         }
     }
 }
+
+#[test]
+fn many_uploads_at_once_through_one_proxy_with_the_multi_set() {
+    for kind in [Kind::Squid, Kind::Tinyproxy] {
+        let proxy = RealProxy::start(kind);
+        let plain = sink();
+        let (secure, trust) = tls_sink();
+        let client = builder()
+            .proxy(via(&proxy))
+            .tls_config(trust)
+            .build()
+            .unwrap();
+        let bodies: Vec<Vec<u8>> = (0..40usize).map(|i| pattern(1000 + i * 997)).collect();
+        let mut uploads = client.uploads().unwrap().max_active(20);
+        let mut expected = std::collections::HashMap::new();
+        for (i, body) in bodies.iter().enumerate() {
+            let path = format!("/many/{i}");
+            let url = if i % 2 == 0 {
+                plain.url(&path)
+            } else {
+                secure.url(&path)
+            };
+            let mut upload = client.upload(&url);
+            if i % 3 == 0 {
+                upload = upload.content_length(body.len() as u64);
+            }
+            let id = uploads.add(upload, &body[..]);
+            expected.insert(id, (i, path));
+        }
+        let mut done = 0;
+        for finished in uploads.by_ref() {
+            let (i, path) = &expected[&finished.id];
+            let completed = finished
+                .result
+                .unwrap_or_else(|e| panic!("{} {path}: {e}\n{}", kind.name(), proxy.logs()));
+            assert_eq!(completed.status, 200, "{} {path}", kind.name());
+            assert!(completed.peer.starts_with("proxy "), "{}", completed.peer);
+            let report = String::from_utf8_lossy(&completed.body).into_owned();
+            let crc = format!("\"crc32\":\"{:08x}\"", crc32fast::hash(&bodies[*i]));
+            assert!(report.contains(&crc), "{} {path}: {report}", kind.name());
+            assert!(
+                report.contains(&format!("\"target\":\"{path}\"")),
+                "{report}"
+            );
+            done += 1;
+        }
+        assert_eq!(done, bodies.len(), "{}", kind.name());
+    }
+}
