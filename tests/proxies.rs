@@ -459,3 +459,53 @@ fn many_uploads_at_once_through_one_proxy_with_the_multi_set() {
         assert_eq!(done, bodies.len(), "{}", kind.name());
     }
 }
+
+#[test]
+fn an_https_proxy_carries_http_targets_in_absolute_form_over_tls() {
+    let tls = Options {
+        tls: true,
+        ..Options::default()
+    };
+    let proxy = RealProxy::start_with(Kind::Pproxy, tls);
+    let trust = TlsConfig::builder()
+        .add_ca_pem(proxy.cert_pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let plain = sink();
+    let client = builder()
+        .proxy(Proxy::parse(&proxy.url()).unwrap())
+        .proxy_tls_config(trust)
+        .build()
+        .unwrap();
+    let data = pattern(8 * 1024);
+    let mut response = client
+        .upload(&plain.url("/over-tls"))
+        .send(Cursor::new(&data))
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.logs()));
+    assert_eq!(response.status(), 200);
+    let summary = response.tls().expect("TLS to the proxy");
+    assert!(summary.version.starts_with("TLSv1"), "{summary:?}");
+    let _ = response.text();
+    assert_eq!(report(&plain).crc32, crc32fast::hash(&data));
+    // Without the proxy's CA the handshake with the proxy fails, naming it.
+    let err = builder()
+        .proxy(Proxy::parse(&proxy.url()).unwrap())
+        .build()
+        .unwrap()
+        .upload(&plain.url("/untrusted"))
+        .send(Cursor::new(&data))
+        .unwrap_err();
+    assert_eq!(err.stage(), Stage::TlsHandshake, "{err}");
+    assert!(err.to_string().contains("proxy 127.0.0.1:"), "{err}");
+    // A CONNECT through it is not supported yet, and says so before connecting.
+    let (secure, _) = tls_sink();
+    let err = client
+        .upload(&secure.url("/tunnel"))
+        .send(Cursor::new(&data))
+        .unwrap_err();
+    assert!(
+        err.is_request() && err.to_string().contains("not supported"),
+        "{err}"
+    );
+}

@@ -52,6 +52,9 @@ pub struct Options {
     /// Refuse every CONNECT (by policy: squid's `http_access deny CONNECT`, tinyproxy's
     /// `ConnectPort 0`).
     pub deny_connect: bool,
+    /// Listen with TLS (pproxy only), with a self-signed certificate for 127.0.0.1
+    /// ([`RealProxy::cert_pem`]).
+    pub tls: bool,
 }
 
 /// One running proxy. Dropping it stops the process and removes its directory.
@@ -63,6 +66,7 @@ pub struct RealProxy {
     watchdog_stdin: Option<ChildStdin>,
     dir: PathBuf,
     port: u16,
+    cert_pem: Option<String>,
 }
 
 impl RealProxy {
@@ -74,6 +78,7 @@ impl RealProxy {
     /// does not.
     pub fn start_with(kind: Kind, options: Options) -> RealProxy {
         let dir = fresh_dir(kind);
+        let cert_pem = options.tls.then(|| write_certificate(&dir));
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -98,6 +103,7 @@ impl RealProxy {
                 watchdog_stdin: Some(watchdog_stdin),
                 dir: dir.clone(),
                 port,
+                cert_pem: cert_pem.clone(),
             };
             if proxy.wait_ready() {
                 return proxy;
@@ -119,9 +125,19 @@ impl RealProxy {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` for a proxy that listens with TLS.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.cert_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The certificate of a proxy that listens with TLS.
+    pub fn cert_pem(&self) -> &str {
+        self.cert_pem.as_deref().expect("started with tls")
     }
 
     /// `http://user:password@127.0.0.1:PORT`.
@@ -207,12 +223,19 @@ fn command(kind: Kind, dir: &Path, port: u16, options: &Options) -> Command {
         }
         Kind::Pproxy => {
             assert!(!options.deny_connect, "pproxy has no CONNECT policy");
-            let mut listen = format!("http://127.0.0.1:{port}");
+            let scheme = if options.tls { "http+ssl" } else { "http" };
+            let mut listen = format!("{scheme}://127.0.0.1:{port}");
             if let Some((user, password)) = &options.basic_auth {
                 listen.push_str(&format!("#{user}:{password}"));
             }
             let mut command = Command::new(binary("CHUNKWIRE_PPROXY", &["pproxy"]));
             command.arg("-l").arg(listen);
+            if options.tls {
+                let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+                command
+                    .arg("--ssl")
+                    .arg(format!("{},{}", cert.display(), key.display()));
+            }
             command
         }
     }
@@ -276,6 +299,16 @@ fn tinyproxy_config(dir: &Path, port: u16, options: &Options) -> String {
         config.push_str(&format!("BasicAuth {user} {password}\n"));
     }
     config
+}
+
+/// A self-signed certificate for the loopback names, written as cert.pem and key.pem.
+fn write_certificate(dir: &Path) -> String {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("a self-signed certificate");
+    let cert = made.cert.pem();
+    fs::write(dir.join("cert.pem"), &cert).unwrap();
+    fs::write(dir.join("key.pem"), made.key_pair.serialize_pem()).unwrap();
+    cert
 }
 
 fn binary(variable: &str, candidates: &[&'static str]) -> PathBuf {
