@@ -573,9 +573,12 @@ fn upload_one(
     });
     let request = request_for(client, args, url, known_len, append_trace, progress)?;
     if args.verbose {
-        // Which proxy, and why: the option or variable, or the no-proxy entry.
+        // Which proxy, and why: the option or variable, or the no-proxy entry; nothing
+        // when no proxy was set at all, as curl.
         let route = request.route()?;
-        eprintln!("* {}", route.reason);
+        if route.considered {
+            eprintln!("* {}", route.reason);
+        }
     }
     let sent = match source {
         Source::Regular(file) => request.send_seekable(file),

@@ -430,6 +430,9 @@ pub struct Route {
     pub tunnel: bool,
     /// Why, in words, for `-v`.
     pub reason: String,
+    /// False when no proxy was set for the target's scheme at all (nothing to explain);
+    /// true when one was used, or skipped for a reason (a no-proxy entry, the CGI guard).
+    pub considered: bool,
 }
 
 impl ProxyRules {
@@ -483,15 +486,18 @@ impl ProxyRules {
             }),
         };
         let Some(Sourced { value, source }) = chosen else {
+            let guarded = env.is_some_and(|env| env.cgi_guarded) && target.scheme == Scheme::Http;
             let reason = match env {
-                Some(env) if env.cgi_guarded && target.scheme == Scheme::Http => {
+                Some(_) if guarded => {
                     "direct: http_proxy is not read when REQUEST_METHOD is set (a CGI \
                      environment, httpoxy)"
                 }
                 Some(_) => "direct: no proxy is set for this scheme",
                 None => "direct: no proxy given and the environment is not read",
             };
-            return Ok(direct(reason.to_owned()));
+            let mut route = direct(reason.to_owned());
+            route.considered = guarded;
+            return Ok(route);
         };
         let proxy = value.map_err(|e| match e {
             RequestError::InvalidOption { reason, .. } => RequestError::InvalidOption {
@@ -509,10 +515,12 @@ impl ProxyRules {
         if let Some((list, list_source)) = no_proxy
             && let Some(entry) = list.matching(&target.host, target.port)
         {
-            return Ok(direct(format!(
+            let mut route = direct(format!(
                 "direct: {} matches {entry:?} in {list_source}",
                 target.authority()
-            )));
+            ));
+            route.considered = true;
+            return Ok(route);
         }
         let tunnel = target.scheme == Scheme::Https || self.tunnel_http;
         let how = if tunnel {
@@ -524,6 +532,7 @@ impl ProxyRules {
             reason: format!("via proxy {proxy} ({how}), from {source}"),
             proxy: Some(proxy),
             tunnel,
+            considered: true,
         })
     }
 }
@@ -533,6 +542,7 @@ fn direct(reason: String) -> Route {
         proxy: None,
         tunnel: false,
         reason,
+        considered: false,
     }
 }
 
@@ -722,6 +732,8 @@ mod tests {
         let cgi = [("http_proxy", "p:1"), ("REQUEST_METHOD", "GET")];
         assert_eq!(via(&cgi, http), None);
         assert!(route(&cgi, http).reason.contains("REQUEST_METHOD"));
+        assert!(route(&cgi, http).considered);
+        assert!(!route(&[("http_proxy", "p:1")], https).considered);
         let cgi_all = [
             ("http_proxy", "p:1"),
             ("REQUEST_METHOD", "GET"),
