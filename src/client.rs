@@ -405,7 +405,13 @@ impl Client {
                 }
                 .into());
             }
-            let fields = self.proxy_fields(proxy, request_fields)?;
+            let is_proxy_authorization =
+                |f: &&HeaderField| f.name().eq_ignore_ascii_case("proxy-authorization");
+            let mut fields: Vec<HeaderField> = (request_fields.iter())
+                .filter(is_proxy_authorization)
+                .cloned()
+                .collect();
+            fields.extend(self.proxy_fields(proxy, request_fields)?);
             let setup = TunnelSetup::new(&target.authority(), &fields, self.limits);
             let key = (
                 target.scheme,
@@ -1014,6 +1020,11 @@ impl Upload<'_> {
             for field in client.proxy_fields(proxy, &self.fields)? {
                 head.push(field)?;
             }
+        }
+        if route.proxy.is_some() && route.tunnel {
+            // Inside a tunnel the head goes to the origin: a `Proxy-Authorization` among
+            // the request's headers goes with the CONNECT instead (see `destination`).
+            head.remove_fields("proxy-authorization");
         }
         let mut buf = match spare {
             Some(buf)

@@ -509,3 +509,146 @@ fn an_https_proxy_carries_http_targets_in_absolute_form_over_tls() {
         "{err}"
     );
 }
+
+/// A purpose-written proxy for one connection: reads the CONNECT head, then runs `then`
+/// on the stream with that head. Returns its URL and what `then` returned.
+fn scripted_proxy<T: Send + 'static>(
+    then: impl FnOnce(std::net::TcpStream, String) -> T + Send + 'static,
+) -> (String, std::thread::JoinHandle<T>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        then(stream, String::from_utf8_lossy(&head).into_owned())
+    });
+    (url, handle)
+}
+
+#[test]
+fn proxy_authorization_goes_with_the_connect_and_never_to_the_origin() {
+    use std::io::{Read, Write};
+    let (url, proxy) = scripted_proxy(|mut stream, connect| {
+        stream
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .unwrap();
+        // Inside the tunnel this scripted proxy is the origin too: read the request.
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"0\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+            request.push(byte[0]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        (connect, String::from_utf8_lossy(&request).into_owned())
+    });
+    let client = builder()
+        .proxy(Proxy::parse(&url).unwrap())
+        .proxy_tunnel(true)
+        .proxy_header("X-Proxy-Only", "1")
+        .build()
+        .unwrap();
+    let response = client
+        .upload("http://origin.example:8080/up")
+        .header("Proxy-Authorization", "Basic Zm9vOmJhcg==")
+        .header("X-For-Origin", "2")
+        .send(Cursor::new(b"body"))
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (connect, request) = proxy.join().unwrap();
+    assert!(
+        connect
+            .starts_with("CONNECT origin.example:8080 HTTP/1.1\r\nHost: origin.example:8080\r\n"),
+        "{connect}"
+    );
+    assert!(
+        connect.contains("Proxy-Authorization: Basic Zm9vOmJhcg==\r\n"),
+        "{connect}"
+    );
+    assert!(
+        connect.contains("X-Proxy-Only: 1\r\n") && !connect.contains("X-For-Origin"),
+        "{connect}"
+    );
+    assert!(
+        request.starts_with("PUT /up HTTP/1.1\r\nHost: origin.example:8080\r\n"),
+        "{request}"
+    );
+    assert!(
+        request.contains("X-For-Origin: 2") && !request.contains("Proxy-Authorization"),
+        "{request}"
+    );
+    assert!(!request.contains("X-Proxy-Only"), "{request}");
+}
+
+#[test]
+fn a_proxy_that_closes_or_stays_silent_is_an_error_at_the_proxy_stage() {
+    // Closes before answering the CONNECT.
+    let (url, proxy) = scripted_proxy(|stream, _| drop(stream));
+    let client = builder()
+        .proxy(Proxy::parse(&url).unwrap())
+        .build()
+        .unwrap();
+    let err = client
+        .upload("https://origin.example/up")
+        .send(Cursor::new(b"body"))
+        .unwrap_err();
+    proxy.join().unwrap();
+    assert_eq!(err.stage(), Stage::Proxy, "{err}");
+    assert!(
+        err.to_string()
+            .contains("closed the connection before answering the CONNECT"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("proxy 127.0.0.1:"), "{err}");
+
+    // Never answers: the connect deadline covers the CONNECT.
+    let (url, proxy) = scripted_proxy(|stream, _| {
+        std::thread::sleep(Duration::from_secs(3));
+        drop(stream)
+    });
+    let client = builder()
+        .proxy(Proxy::parse(&url).unwrap())
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let err = client
+        .upload("https://origin.example/up")
+        .send(Cursor::new(b"body"))
+        .unwrap_err();
+    assert_eq!(err.stage(), Stage::Proxy, "{err}");
+    assert_eq!(
+        err.timeout_kind(),
+        Some(chunkwire::TimeoutKind::Connect),
+        "{err}"
+    );
+    proxy.join().unwrap();
+
+    // Opens the tunnel, then closes in the middle of the upload: the error names the
+    // proxy and how far the upload got.
+    let (url, proxy) = scripted_proxy(|mut stream, _| {
+        use std::io::{Read, Write};
+        stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        let mut some = [0u8; 10_000];
+        let _ = stream.read(&mut some);
+        drop(stream)
+    });
+    let client = builder()
+        .proxy(Proxy::parse(&url).unwrap())
+        .proxy_tunnel(true)
+        .build()
+        .unwrap();
+    let err = client
+        .upload("http://origin.example/up")
+        .send(Cursor::new(pattern(5_000_000)))
+        .unwrap_err();
+    proxy.join().unwrap();
+    assert!(err.to_string().contains("proxy 127.0.0.1:"), "{err}");
+    assert!(err.progress().body_bytes_sent < 5_000_000, "{err}");
+}

@@ -210,6 +210,12 @@ impl RequestHead {
         );
     }
 
+    /// Removes every field named `lower_name` (lower case), as for a field that must not
+    /// reach this recipient (`Proxy-Authorization` inside a tunnel).
+    pub fn remove_fields(&mut self, lower_name: &str) {
+        self.fields.retain(|f| !f.is(lower_name));
+    }
+
     /// Sets how the body is framed. A `Transfer-Encoding: chunked` given to
     /// [`RequestHead::push`] before was taken as chunked framing's own field: with another
     /// framing it is not sent (`Upload` refuses that pair before it gets here).
@@ -458,6 +464,10 @@ mod tests {
             ),
             "{text}"
         );
+        h.push(HeaderField::new("Proxy-Authorization", "Basic eA==").unwrap())
+            .unwrap();
+        h.remove_fields("proxy-authorization");
+        assert!(!written(&h).contains("Proxy-Authorization"));
         let v6 = Target::parse("http://[::1]/").unwrap();
         let mut h = RequestHead::new("PUT", &v6).unwrap();
         h.set_absolute_form(&v6);
