@@ -25,6 +25,7 @@ use crate::proto::tunnel::TunnelSetup;
 use crate::proxy::{NoProxy, Proxy, ProxyEnvironment, ProxyRules, ProxyTrailers, Route};
 use crate::target::{Scheme, Target};
 use crate::trace::{Direction, Trace};
+use crate::transfer::{Attempt, Earlier, Timings, Transfer};
 use crate::transport::tcp::Resolver;
 use crate::transport::tls::{TlsConfig, TlsSummary};
 
@@ -566,6 +567,10 @@ pub(crate) struct Plan {
     pub(crate) with_body: bool,
     redirects: u32,
     retried: bool,
+    /// The attempts that are over, added up for the upload's [`Transfer`].
+    earlier: Earlier,
+    /// The status of the last final response.
+    last_status: Option<u16>,
 }
 
 /// What follows a final response head.
@@ -597,7 +602,22 @@ impl Plan {
             with_body: true,
             redirects: 0,
             retried: false,
+            earlier: Earlier::default(),
+            last_status: None,
         })
+    }
+
+    /// What the upload took: the attempts over, and the `last` one up to `end`.
+    pub(crate) fn transfer(&self, last: Option<&Attempt>, end: Instant) -> Transfer {
+        let counts = (self.redirects, self.last_status);
+        self.earlier
+            .transfer(last, &self.target, counts, self.started, end)
+    }
+
+    /// `err`, with what the upload took until it (`last` was its attempt).
+    fn failed(&self, err: Error, last: Option<&Attempt>) -> Error {
+        let transfer = self.transfer(last, Instant::now());
+        err.with_transfer(transfer)
     }
 
     /// The policy on a failed attempt: `Ok` when the upload is sent again (the body is
@@ -609,6 +629,7 @@ impl Plan {
         failure: AttemptFailure,
     ) -> Result<()> {
         let err = failure.error;
+        let last = failure.attempt;
         let progress = err.progress();
         let attempt = FailedAttempt {
             method: &self.method,
@@ -621,7 +642,10 @@ impl Plan {
             already_retried: self.retried,
         };
         if !policy::may_retry(&attempt) {
-            return Err(err);
+            return Err(self.failed(err, last.as_deref()));
+        }
+        if let Some(last) = &last {
+            self.earlier.add(last, last.ended_at());
         }
         self.retried = true;
         if self.with_body {
@@ -640,6 +664,25 @@ impl Plan {
 
     /// The policy on a final response head: deliver it, or prepare the next attempt.
     pub(crate) fn after_head(
+        &mut self,
+        upload: &mut Upload<'_>,
+        body: &mut Body<'_>,
+        head: &ResponseHead,
+        progress: Progress,
+        attempt: &Attempt,
+    ) -> Result<Verdict> {
+        let status = head.status.as_u16();
+        self.last_status = Some(status);
+        let verdict = self.verdict(upload, body, head, progress);
+        match &verdict {
+            Ok(Verdict::Deliver) => {}
+            Ok(Verdict::Again) => self.earlier.add(attempt, attempt.ended_at()),
+            Err(_) => return verdict.map_err(|e| self.failed(e, Some(attempt))),
+        }
+        verdict
+    }
+
+    fn verdict(
         &mut self,
         upload: &mut Upload<'_>,
         body: &mut Body<'_>,
@@ -987,8 +1030,13 @@ impl Upload<'_> {
                 }
             };
             let mut response = response;
-            match plan.after_head(&mut self, &mut body, &response.head, response.progress())? {
-                Verdict::Deliver => return Ok(response),
+            let attempt = Attempt::of(response.driven(), response.connection_reused);
+            let progress = response.progress();
+            match plan.after_head(&mut self, &mut body, &response.head, progress, &attempt)? {
+                Verdict::Deliver => {
+                    response.plan = Some(plan);
+                    return Ok(response);
+                }
                 Verdict::Again => {
                     // The trace goes on with the next attempt; this connection closes.
                     self.trace = response.take_trace();
@@ -1099,11 +1147,13 @@ impl Upload<'_> {
             .machine()
             .exchange()
             .is_some_and(Exchange::request_sent);
+        let attempt = Attempt::of(driven, connection_reused);
         driven.close();
         AttemptFailure {
             error,
             connection_reused,
             request_complete,
+            attempt: Some(Box::new(attempt)),
         }
     }
 
@@ -1122,6 +1172,7 @@ impl Upload<'_> {
             error,
             connection_reused: false,
             request_complete: false,
+            attempt: None,
         };
         let prepared = self.prepare(plan, None, body).map_err(fresh)?;
         let origin = prepared.origin.clone();
@@ -1156,6 +1207,7 @@ impl Upload<'_> {
                 body_done: false,
                 pool: Some((Arc::clone(&self.client.idle), origin)),
                 connection_reused,
+                plan: None,
             }),
             Err(error) => Err(self.fail_attempt(&mut driven, error, connection_reused)),
         }
@@ -1190,6 +1242,8 @@ pub(crate) struct AttemptFailure {
     pub(crate) error: Error,
     pub(crate) connection_reused: bool,
     pub(crate) request_complete: bool,
+    /// The attempt, when it got as far as a connection.
+    pub(crate) attempt: Option<Box<Attempt>>,
 }
 
 /// The one buffer of an attempt: a chunk, its framing and the head in the send region; a
@@ -1282,6 +1336,8 @@ pub struct Response {
     /// Where the connection goes back to when the response was read whole and may be reused.
     pool: Option<(Arc<Mutex<Option<IdleConnection>>>, Origin)>,
     connection_reused: bool,
+    /// The upload's plan, for its [`Transfer`]; set once the response is delivered.
+    plan: Option<Plan>,
 }
 
 impl Response {
@@ -1352,6 +1408,24 @@ impl Response {
     /// `host:port at address` of the server.
     pub fn peer(&self) -> &str {
         self.driven().peer()
+    }
+
+    /// What the upload took, as curl's `--write-out` reports it: times, connections,
+    /// redirects, bytes, the last URL and address. Its `total` runs to the end of the
+    /// response body once that was read (through [`Read`], [`Response::copy_to`] or
+    /// [`Response::text`]); before that, to the latest stage (the first response byte).
+    pub fn transfer(&self) -> Transfer {
+        let attempt = Attempt::of(self.driven(), self.connection_reused);
+        self.plan
+            .as_ref()
+            .expect("a delivered response holds its plan")
+            .transfer(Some(&attempt), attempt.ended_at())
+    }
+
+    /// How long each stage of the upload took from its start: [`Response::transfer`]'s
+    /// timings.
+    pub fn timings(&self) -> Timings {
+        self.transfer().timings
     }
 
     /// Decodes the next stretch of body into `self.pending`; false at the end of the body.

@@ -236,6 +236,7 @@ pub(crate) struct IdleLink {
     machine: Connection,
     peer: String,
     token: Token,
+    remote: Option<SocketAddr>,
 }
 
 impl IdleLink {
@@ -290,6 +291,8 @@ pub(crate) struct Driven {
     /// The source is a file descriptor the loop watches: when it would block, the body
     /// waits for [`Driven::on_source_ready`] instead of a retry timer.
     source_watched: bool,
+    /// The address the TCP connection went to, once it is open.
+    remote: Option<SocketAddr>,
 }
 
 impl Driven {
@@ -354,6 +357,7 @@ impl Driven {
             progress: None,
             body_hooks: BodyHooks::default(),
             source_watched: false,
+            remote: None,
         }
     }
 
@@ -369,6 +373,7 @@ impl Driven {
             mut machine,
             peer,
             token,
+            remote,
         } = idle;
         let Prepared {
             exchange,
@@ -380,6 +385,7 @@ impl Driven {
         machine.start_exchange(exchange, options, upload_started, now);
         let mut driven = Driven::with(token, Link::Open(transport), destination, machine, buf);
         driven.peer = peer;
+        driven.remote = remote;
         // Its reuse began with a peek that found nothing to read: a read now would only
         // return WouldBlock. The next event says when something comes.
         driven.writable = true;
@@ -439,6 +445,11 @@ impl Driven {
 
     pub(crate) fn peer(&self) -> &str {
         &self.peer
+    }
+
+    /// The address the connection went to, once it is open.
+    pub(crate) fn remote(&self) -> Option<SocketAddr> {
+        self.remote
     }
 
     pub(crate) fn transport(&self) -> Option<&Transport> {
@@ -565,6 +576,9 @@ impl Driven {
                             unreachable!()
                         };
                         self.link = Link::Open(Transport::Tls(tls));
+                        // The handshake may have run its round trips within this one
+                        // pump (a fast peer): its end is now, not when the pump began.
+                        let now = Instant::now();
                         self.machine.on_handshake_done(now);
                         if let Some(summary) = self.transport().and_then(Transport::tls_summary) {
                             self.trace_note(Direction::Sent, || summary.to_string());
@@ -686,6 +700,7 @@ impl Driven {
             unreachable!("on_connected while connecting")
         };
         self.peer = format!("{} at {addr}", self.destination.authority);
+        self.remote = Some(addr);
         // Chunks are large already; what Nagle would hold back is the small last chunk.
         stream
             .set_nodelay(true)
@@ -718,7 +733,7 @@ impl Driven {
         if !matches!(self.machine.phase(), crate::proto::conn::Phase::Handshaking) {
             self.machine.on_connected(now, tls.is_some());
         } else if tls.is_none() {
-            self.machine.on_handshake_done(now);
+            self.machine.on_tunnel_opened(now);
         }
         match tls {
             None => {
@@ -1051,11 +1066,15 @@ impl Driven {
                 None => self.machine.decode_body(&self.buf, &mut |_, _| {}),
             };
             let step = decoded.map_err(|e| self.fail(e))?;
+            if step == BodyStep::End {
+                self.machine.on_response_end(now);
+            }
             if step != BodyStep::NeedMore {
                 return Ok(Some(step));
             }
             if self.machine.peer_closed() {
                 self.machine.on_peer_closed().map_err(|e| self.fail(e))?;
+                self.machine.on_response_end(now);
                 return Ok(Some(BodyStep::End));
             }
             if !self.readable {
@@ -1088,6 +1107,7 @@ impl Driven {
                 machine: self.machine,
                 peer: std::mem::take(&mut self.peer),
                 token: self.token,
+                remote: self.remote,
             };
             return (Some(idle), self.buf);
         }

@@ -246,6 +246,8 @@ struct Inner {
     answered_early: Option<u16>,
     /// The connection went to an HTTP proxy (so a resolve failure is the proxy's name).
     via_proxy: bool,
+    /// What the upload took until it failed, when it got as far as an attempt.
+    transfer: Option<Box<crate::Transfer>>,
 }
 
 /// An error from chunkwire: its stage, what went wrong, and how far the upload got.
@@ -263,6 +265,7 @@ impl Error {
                 peer: None,
                 answered_early: None,
                 via_proxy: false,
+                transfer: None,
             }),
         }
     }
@@ -311,6 +314,19 @@ impl Error {
             Kind::ProxyRefused(refusal) => Some(refusal.status),
             _ => None,
         }
+    }
+
+    /// What the upload took until it failed (curl's `-w` variables on an error).
+    pub(crate) fn with_transfer(mut self, transfer: crate::Transfer) -> Self {
+        self.inner.transfer = Some(Box::new(transfer));
+        self
+    }
+
+    /// What the upload took until it failed: its times, connections, redirects, bytes and
+    /// last URL, as curl's `--write-out` shows them for a failed transfer. `None` for an
+    /// error before any attempt (a bad URL or option).
+    pub fn transfer(&self) -> Option<&crate::Transfer> {
+        self.inner.transfer.as_deref()
     }
 
     /// The stage the upload was in when it failed.

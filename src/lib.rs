@@ -44,7 +44,8 @@
 //! Also: redirects that resend a seekable body, one retry of a connection that died before
 //! any response, keep-alive, `Expect: 100-continue`, trailers and checksums, progress and
 //! rate limits, and many uploads at once on one thread ([`Uploads`], on its own mio `Poll`
-//! or inside the caller's), each with a fixed memory cost; HTTP proxies from the
+//! or inside the caller's), each with a fixed memory cost, and what each upload took in
+//! the terms of curl's `--write-out` ([`Transfer`], [`Timings`]); HTTP proxies from the
 //! environment or [`ClientBuilder::proxy`] ([`Proxy`]), absolute form for http and CONNECT
 //! tunnels for https. Not: HTTP/2, SOCKS, cookies.
 //!
@@ -67,6 +68,7 @@ pub mod checksum;
 mod client;
 mod driver;
 mod error;
+pub mod json;
 mod multi;
 pub mod proto;
 mod proxy;
@@ -74,6 +76,7 @@ mod proxy;
 pub mod sink;
 mod target;
 pub mod trace;
+mod transfer;
 mod transport;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
@@ -103,6 +106,7 @@ pub use proxy::{
 pub use target::{
     Credentials, MAX_URL_LEN, Scheme, Target, redact_userinfo, resolve_reference, with_path_segment,
 };
+pub use transfer::{Timings, Transfer};
 #[cfg(feature = "sink")]
 pub use transport::tls::{ServerStream, ServerTls};
 pub use transport::tls::{TlsConfig, TlsConfigBuilder, TlsSummary};

@@ -21,9 +21,12 @@ use std::rc::Rc;
 mod args;
 #[path = "cli/progress.rs"]
 mod progress;
+#[path = "cli/write_out.rs"]
+mod write_out;
 
 use args::{Command, DemoArgs, ProxyArgs, SinkArgs, TraceArgs, TraceForm, UploadArgs};
 use progress::ProgressMeter;
+use write_out::{Values, WriteOut};
 
 impl TraceArgs {
     /// The trace writer the options ask for, if any.
@@ -244,6 +247,10 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
     // Everything that can be found wrong with the files is found before connecting.
     let sources = check_sources(&args.files)?;
     check_destinations(&args, &sources)?;
+    let write_out = match &args.write_out {
+        Some(format) => Some(WriteOut::parse(&read_format(format, &args.files)?)),
+        None => None,
+    };
     let mut output = match &args.output {
         Some(path) => Output::File {
             path: path.clone(),
@@ -252,17 +259,81 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         None => Output::Stdout(io::stdout().lock()),
     };
     if args.parallel {
-        return upload_parallel(&client, &args, &sources, &mut output);
+        return upload_parallel(&client, &args, &sources, &mut output, write_out.as_ref());
     }
     for (index, file) in args.files.iter().enumerate() {
         let url = url_for(&args, file);
-        upload_one(&client, &args, &url, file, index > 0, &mut output)?;
-        output.finish().map_err(|e| Failure {
-            message: format!("cannot write the response body: {e}"),
-            code: 23,
-        })?;
+        let mut values = Values::new(&url, &args.method);
+        let result = upload_one(
+            &client,
+            &args,
+            &url,
+            file,
+            index > 0,
+            &mut output,
+            &mut values,
+        )
+        .and_then(|()| {
+            output.finish().map_err(|e| Failure {
+                message: format!("cannot write the response body: {e}"),
+                code: 23,
+            })
+        });
+        if let Some(format) = &write_out {
+            write_values(format, &mut values, result.as_ref().err());
+        }
+        result?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `-w` format: as given, or read from the file after `@` (`@-`: standard input, when
+/// it is not a body too).
+fn read_format(format: &str, files: &[PathBuf]) -> Result<String, Failure> {
+    let Some(path) = format.strip_prefix('@') else {
+        return Ok(format.to_owned());
+    };
+    let read = if path == "-" {
+        if files.iter().any(|f| is_stdin(f)) {
+            return Err(Failure::usage(
+                "-w @- reads the format from standard input, which is a body to upload",
+            ));
+        }
+        let mut bytes = Vec::new();
+        io::stdin().lock().read_to_end(&mut bytes).map(|_| bytes)
+    } else {
+        std::fs::read(path)
+    };
+    let bytes = read.map_err(|e| Failure {
+        message: format!("cannot read the -w format from {path}: {e}"),
+        code: READ_ERROR,
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Writes `-w`'s output for one upload that ended with `failure` (none: success). Like
+/// curl, a failure to write it does not change the exit code.
+fn write_values(format: &WriteOut, values: &mut Values, failure: Option<&Failure>) {
+    values.end(failure.map(|f| (f.code, f.message.as_str())));
+    let _ = format.write(values, &mut io::stdout(), &mut io::stderr());
+}
+
+/// Counts the bytes written through it (`size_download`).
+struct Counted<'w, W: Write> {
+    out: &'w mut W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(bytes)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Where response bodies go. A `-o` file is created (or truncated) only when the first
@@ -562,6 +633,7 @@ fn upload_one(
     file_name: &Path,
     append_trace: bool,
     output: &mut Output,
+    values: &mut Values,
 ) -> Result<(), Failure> {
     let source = Source::open(file_name)?;
     let known_len = source.known_len();
@@ -588,7 +660,17 @@ fn upload_one(
     if let Some(meter) = &meter {
         meter.borrow_mut().finish();
     }
-    let mut response = sent?;
+    let mut response = match sent {
+        Ok(response) => response,
+        Err(err) => {
+            if let Some(transfer) = err.transfer() {
+                values.take(transfer);
+            }
+            return Err(err.into());
+        }
+    };
+    values.take(&response.transfer());
+    values.take_headers(response.headers());
     if args.verbose {
         let mut err = io::stderr().lock();
         let _ = writeln!(
@@ -628,7 +710,14 @@ fn upload_one(
             code: 22,
         });
     }
-    response.copy_to(output)?;
+    let mut counted = Counted {
+        out: output,
+        bytes: 0,
+    };
+    let copied = response.copy_to(&mut counted);
+    values.size_download = counted.bytes;
+    values.take(&response.transfer());
+    copied?;
     Ok(())
 }
 
@@ -653,6 +742,7 @@ fn upload_parallel<'c>(
     args: &UploadArgs,
     checked: &[SourceId],
     output: &mut Output,
+    write_out: Option<&WriteOut>,
 ) -> Result<ExitCode, Failure> {
     // Files are opened when their upload first reads them, so thousands of queued files do
     // not hold thousands of descriptors; what can be checked without opening is checked now.
@@ -740,11 +830,30 @@ fn upload_parallel<'c>(
     while let Some(finished) = uploads.next_finished() {
         feed(&mut uploads, &mut names)?;
         let (index, name, url) = names.remove(&finished.id).expect("every id is named");
+        let mut values = Values::new(&url, &args.method);
+        match &finished.result {
+            Ok(completed) => {
+                values.take(&completed.transfer);
+                values.take_headers(&completed.headers);
+                // -f stops at the head, as curl does: no body is written.
+                if !(args.fail && completed.status.as_u16() >= 400) {
+                    values.size_download = completed.body_len;
+                }
+            }
+            Err(err) => {
+                if let Some(transfer) = err.transfer() {
+                    values.take(transfer);
+                }
+            }
+        }
         let url = chunkwire::redact_userinfo(&url);
         let outcome = finished
             .result
             .map_err(Failure::from)
             .and_then(|completed| parallel_outcome(args, completed, output));
+        if let Some(format) = write_out {
+            write_values(format, &mut values, outcome.as_ref().err());
+        }
         let line = match outcome {
             Ok(line) => {
                 if !args.silent {

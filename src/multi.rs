@@ -40,6 +40,7 @@ use crate::error::{Error, Progress, RequestError, Result, Stage};
 use crate::proto::conn::{Connection, Phase};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::response::ResponseHead;
+use crate::transfer::{Attempt, Transfer};
 use crate::transport::tls::TlsSummary;
 
 /// Uploads run at once unless [`Uploads::max_active`] says otherwise (curl's
@@ -102,6 +103,8 @@ pub struct Completed {
     pub peer: String,
     /// The TLS version, cipher suite and ALPN protocol, for https.
     pub tls: Option<TlsSummary>,
+    /// What the upload took, as curl's `--write-out` reports it.
+    pub transfer: Transfer,
 }
 
 /// One upload of the set.
@@ -849,9 +852,14 @@ impl<'a> Uploads<'a> {
                 match driven.pump(&self.registry, source, now) {
                     Ok(Pumped::Head(head)) => {
                         let progress = driven.machine().progress();
-                        let verdict =
-                            task.plan
-                                .after_head(&mut task.upload, &mut task.body, &head, progress);
+                        let attempt = Attempt::of(&driven, reused);
+                        let verdict = task.plan.after_head(
+                            &mut task.upload,
+                            &mut task.body,
+                            &head,
+                            progress,
+                            &attempt,
+                        );
                         match verdict {
                             Ok(Verdict::Deliver) => {
                                 task.run = Run::Body {
@@ -913,14 +921,18 @@ impl<'a> Uploads<'a> {
                             }
                             Ok(Some(BodyStep::End)) => {
                                 let origin = task.origin.take().expect("set by begin_attempt");
-                                let completed =
-                                    self.complete(driven, origin, reused, head, kept, body_len);
+                                let transfer =
+                                    task.plan.transfer(Some(&Attempt::of(&driven, reused)), now);
+                                let response = (head, kept, body_len, transfer);
+                                let completed = self.complete(driven, origin, reused, response);
                                 return self.conclude(task, Ok(completed));
                             }
                             Ok(Some(BodyStep::NeedMore)) | Ok(None) => break 'steps Moved::Blocked,
                             Err(e) => {
+                                let attempt = Attempt::of(&driven, reused);
+                                let transfer = task.plan.transfer(Some(&attempt), now);
                                 self.retire(driven);
-                                return self.conclude(task, Err(e));
+                                return self.conclude(task, Err(e.with_transfer(transfer)));
                             }
                         }
                     }
@@ -946,9 +958,7 @@ impl<'a> Uploads<'a> {
         driven: Box<Driven>,
         origin: Origin,
         reused: bool,
-        head: ResponseHead,
-        kept: Vec<u8>,
-        body_len: u64,
+        (head, kept, body_len, transfer): (ResponseHead, Vec<u8>, u64, Transfer),
     ) -> Completed {
         let progress = driven.machine().progress();
         let upload_complete = driven
@@ -977,6 +987,7 @@ impl<'a> Uploads<'a> {
             connection_reused: reused,
             peer,
             tls,
+            transfer,
         }
     }
 

@@ -287,9 +287,9 @@ impl<W: Write + Send> TraceWriter<W> {
             }
             TraceFormat::Json => {
                 self.json_start(direction, part, offset, seconds);
-                let _ = write!(self.line, ",\"len\":{len},\"masked\":\"");
-                push_json_escaped(&mut self.line, shown);
-                self.line.push_str("\"}\n");
+                let _ = write!(self.line, ",\"len\":{len},\"masked\":");
+                crate::json::push_bytes(&mut self.line, shown);
+                self.line.push_str("}\n");
             }
         }
         self.flush_line();
@@ -625,23 +625,8 @@ fn mask_userinfo(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// Bytes as text with CR, LF, tabs, quotes and non-printables escaped.
+/// Bytes as text with CR, LF, tabs, quotes and non-printables escaped (`\\xNN`).
 fn push_escaped(out: &mut String, bytes: &[u8]) {
-    push_escaped_with(out, bytes, |out, b| {
-        let _ = write!(out, "\\x{b:02x}");
-    });
-}
-
-/// Bytes as the inside of a JSON string (RFC 8259 section 7), a byte past ASCII as the
-/// code point of the same number.
-fn push_json_escaped(out: &mut String, bytes: &[u8]) {
-    push_escaped_with(out, bytes, |out, b| {
-        let _ = write!(out, "\\u{:04x}", u16::from(b));
-    });
-}
-
-/// The escapes both text forms share; `other` writes a byte that is not printable ASCII.
-fn push_escaped_with(out: &mut String, bytes: &[u8], other: impl Fn(&mut String, u8)) {
     for &b in bytes {
         match b {
             b'\r' => out.push_str("\\r"),
@@ -650,7 +635,9 @@ fn push_escaped_with(out: &mut String, bytes: &[u8], other: impl Fn(&mut String,
             b'\\' => out.push_str("\\\\"),
             b'"' => out.push_str("\\\""),
             0x20..=0x7e => out.push(b as char),
-            _ => other(out, b),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
         }
     }
 }
@@ -740,11 +727,11 @@ impl<W: Write + Send> Trace for TraceWriter<W> {
             TraceFormat::Json => {
                 let _ = write!(
                     self.line,
-                    "{{\"t\":{seconds:.6},\"dir\":\"{}\",\"note\":\"",
+                    "{{\"t\":{seconds:.6},\"dir\":\"{}\",\"note\":",
                     direction.name()
                 );
-                push_escaped(&mut self.line, text.as_bytes());
-                self.line.push_str("\"}\n");
+                crate::json::push_string(&mut self.line, &text);
+                self.line.push_str("}\n");
             }
         }
         self.flush_line();

@@ -51,6 +51,8 @@ pub struct UploadArgs {
     pub parallel: bool,
     pub parallel_max: usize,
     pub proxy: ProxyArgs,
+    /// `-w`: the format as given (`@file` is read by the caller).
+    pub write_out: Option<String>,
 }
 
 /// The proxy options, with curl's names.
@@ -243,6 +245,10 @@ curl's rules unless -x or --noproxy replace them):
 Output:
   -o, --output <FILE>             Write the response body here instead of standard output
   -f, --fail                      Exit with code 22 when the status is 400 or above
+  -w, --write-out <FORMAT>        After each upload, write FORMAT with curl's variables:
+                                  %{http_code} %{size_upload} %{time_total} %{json} ...
+                                  (see the README); `\\n`, %{stderr}, %{stdout};
+                                  @FILE reads FORMAT from FILE (@-: standard input)
   -v, --verbose                   Print the response status line and headers on stderr
   -#, --progress-bar              Show a progress bar on stderr (the default on a terminal)
   -s, --silent                    No progress bar
@@ -361,6 +367,7 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         parallel: false,
         parallel_max: chunkwire::DEFAULT_MAX_ACTIVE,
         proxy: ProxyArgs::default(),
+        write_out: None,
     };
     while let Some(arg) = parser.next()? {
         if let Some(option) = TraceArgs::option(&arg) {
@@ -392,6 +399,7 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
             Short('s') | Long("silent") => args.silent = true,
             Short('o') | Long("output") => args.output = Some(parser.value()?.into()),
             Short('f') | Long("fail") => args.fail = true,
+            Short('w') | Long("write-out") => args.write_out = Some(parser.value()?.string()?),
             Long("connect-timeout") => {
                 args.connect_timeout = Some(parser.value()?.parse_with(parse_seconds)?)
             }

@@ -144,6 +144,42 @@ impl RateLimit {
     }
 }
 
+/// The instants an attempt passed its stages, from the `now` values passed to the machine
+/// (it reads no clock): what curl's `time_*` variables measure. `None` for a stage the
+/// attempt did not reach. On a connection kept from an earlier upload, the connect stages
+/// are the instant the exchange started on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stages {
+    /// The attempt began: the connection was created, or the kept one taken up.
+    pub started: Instant,
+    /// The host's addresses arrived (the first TCP attempt starts).
+    pub resolved: Option<Instant>,
+    /// The TCP connection opened.
+    pub connected: Option<Instant>,
+    /// The TLS handshake completed (https only).
+    pub tls_done: Option<Instant>,
+    /// The exchange started: the request is about to be sent.
+    pub request_started: Option<Instant>,
+    /// The first response byte arrived (an interim 1xx counts).
+    pub first_byte: Option<Instant>,
+    /// The response was read to its end.
+    pub ended: Option<Instant>,
+}
+
+impl Stages {
+    fn new(started: Instant) -> Stages {
+        Stages {
+            started,
+            resolved: None,
+            connected: None,
+            tls_done: None,
+            request_started: None,
+            first_byte: None,
+            ended: None,
+        }
+    }
+}
+
 /// The machine of one connection. See the module docs for its rules.
 #[derive(Debug)]
 pub struct Connection {
@@ -173,6 +209,7 @@ pub struct Connection {
     peer_closed: bool,
     /// The handshake in progress is a CONNECT to a proxy, not TLS.
     tunneling: bool,
+    stages: Stages,
 }
 
 impl Connection {
@@ -198,6 +235,7 @@ impl Connection {
             notices: [None; 2],
             peer_closed: false,
             tunneling: false,
+            stages: Stages::new(now),
         }
     }
 
@@ -210,6 +248,7 @@ impl Connection {
     /// addresses (this one included) still to try.
     pub fn on_connect_attempt(&mut self, now: Instant, addresses_left: usize) {
         self.phase = Phase::Connecting;
+        self.stages.resolved.get_or_insert(now);
         if let Some(deadline) = self.connect_deadline {
             let left = deadline.saturating_duration_since(now);
             let share = left / u32::try_from(addresses_left.max(1)).unwrap_or(u32::MAX);
@@ -219,6 +258,7 @@ impl Connection {
 
     /// The TCP connection is open; `tls` says whether a handshake comes next.
     pub fn on_connected(&mut self, now: Instant, tls: bool) {
+        self.stages.connected = Some(now);
         self.attempt_deadline = None;
         self.last_progress = now;
         if tls {
@@ -234,8 +274,17 @@ impl Connection {
         self.tunneling = setting_up;
     }
 
+    /// The CONNECT tunnel opened and no TLS follows (`--proxytunnel` to an http origin):
+    /// the connection is ready, with no TLS handshake to count.
+    pub fn on_tunnel_opened(&mut self, now: Instant) {
+        self.tunneling = false;
+        self.last_progress = now;
+        self.on_ready();
+    }
+
     /// The TLS handshake completed.
     pub fn on_handshake_done(&mut self, now: Instant) {
+        self.stages.tls_done = Some(now);
         self.last_progress = now;
         self.on_ready();
     }
@@ -256,6 +305,14 @@ impl Connection {
         now: Instant,
     ) {
         debug_assert!(matches!(self.phase, Phase::Ready | Phase::Idle));
+        if self.phase == Phase::Idle {
+            // A kept connection: this attempt's connect stages are now.
+            let tls = self.stages.tls_done.is_some();
+            self.stages = Stages::new(now);
+            (self.stages.resolved, self.stages.connected) = (Some(now), Some(now));
+            self.stages.tls_done = tls.then_some(now);
+        }
+        self.stages.request_started = Some(now);
         self.phase = Phase::Exchanging;
         self.upload_started = upload_started;
         self.total_deadline = self
@@ -550,6 +607,9 @@ impl Connection {
             return Ok(None);
         };
         self.last_progress = now;
+        if n > 0 {
+            self.stages.first_byte.get_or_insert(now);
+        }
         let parsed = exchange.on_received_with(buf, n, emit);
         parsed.map_err(|e| {
             Error::new(Stage::Receive, Kind::Peer(e)).with_progress(exchange.progress())
@@ -591,6 +651,16 @@ impl Connection {
             .map_err(|e: PeerError| {
                 Error::new(Stage::Receive, Kind::Peer(e)).with_progress(exchange.progress())
             })
+    }
+
+    /// The response was read to its end at `now`.
+    pub fn on_response_end(&mut self, now: Instant) {
+        self.stages.ended.get_or_insert(now);
+    }
+
+    /// When this attempt passed each stage so far.
+    pub fn stages(&self) -> Stages {
+        self.stages
     }
 
     /// How the response body is framed, once the final head is in.
@@ -676,6 +746,57 @@ mod tests {
             conn.on_sent(n, now);
         }
         wire
+    }
+
+    #[test]
+    fn stages_are_the_instants_passed_in_and_restart_on_a_kept_connection() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut conn = Connection::new(timeouts(None, None), t0, t0);
+        conn.on_connect_attempt(at(2), 2);
+        conn.on_connect_attempt(at(5), 1);
+        conn.on_connected(at(7), true);
+        conn.on_handshake_done(at(11));
+        let (ex, mut buf) = exchange(false);
+        conn.start_exchange(ex, ExchangeOptions::default(), t0, at(12));
+        send_all(&mut conn, &mut buf, at(13));
+        if let Ok(Transmit::Fill(_)) = conn.poll_transmit(&mut buf, at(13)) {
+            conn.on_filled(&mut buf, 0, at(13)).unwrap();
+        }
+        send_all(&mut conn, &mut buf, at(13));
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let space = conn.recv_space(&mut buf);
+        space[..reply.len()].copy_from_slice(reply);
+        conn.on_received(&buf, reply.len(), at(20), &mut |_, _| {})
+            .unwrap();
+        assert_eq!(
+            conn.decode_body(&buf, &mut |_, _| {}).unwrap(),
+            BodyStep::End
+        );
+        conn.on_response_end(at(30));
+        let stages = conn.stages();
+        assert_eq!(
+            stages,
+            Stages {
+                started: t0,
+                // The first address's answer: a later attempt is not a second lookup.
+                resolved: Some(at(2)),
+                connected: Some(at(7)),
+                tls_done: Some(at(11)),
+                request_started: Some(at(12)),
+                first_byte: Some(at(20)),
+                ended: Some(at(30)),
+            }
+        );
+        // Kept for the next upload: its connect stages are the instant it is taken up.
+        assert!(conn.finish_exchange(true));
+        let (ex, _) = exchange(false);
+        conn.start_exchange(ex, ExchangeOptions::default(), at(40), at(41));
+        let stages = conn.stages();
+        assert_eq!(stages.started, at(41));
+        assert_eq!(stages.connected, Some(at(41)));
+        assert_eq!(stages.tls_done, Some(at(41)));
+        assert_eq!((stages.first_byte, stages.ended), (None, None));
     }
 
     #[test]

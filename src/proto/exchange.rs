@@ -170,6 +170,7 @@ pub struct Exchange {
     head_pending: Option<Range<usize>>,
     coalescing: bool,
     sent_lines: LineLabeller,
+    head_len: u64,
 }
 
 impl Exchange {
@@ -256,6 +257,7 @@ impl Exchange {
             head_pending,
             coalescing,
             sent_lines: LineLabeller::default(),
+            head_len: head.encoded_len() as u64,
         })
     }
 
@@ -409,6 +411,11 @@ impl Exchange {
     /// How the response body is framed, once the final head is in.
     pub fn response_framing(&self) -> Option<ResponseFraming> {
         self.framing_of_response
+    }
+
+    /// The length of the request head (the first bytes of what is sent).
+    pub fn head_len(&self) -> u64 {
+        self.head_len
     }
 
     /// The transport accepted `n` bytes of the slice from [`SendWant::Write`].
