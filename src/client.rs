@@ -388,6 +388,7 @@ impl Client {
                 tunnel: None,
                 via_proxy: false,
                 route_reason: None,
+                proxy_tls: None,
             };
             return Ok((destination, origin_of(target)));
         };
@@ -395,17 +396,10 @@ impl Client {
             Scheme::Http => None,
             Scheme::Https => Some(self.proxy_tls.clone().unwrap_or_else(default_tls)),
         };
+        let mut tls_to_proxy = None;
         let (tls, tls_name, tunnel, origin) = if route.tunnel {
-            if proxy_tls.is_some() {
-                return Err(RequestError::InvalidOption {
-                    option: "proxy",
-                    reason: format!(
-                        "a CONNECT tunnel through an https:// proxy ({proxy}) is not supported \
-                         yet; use an http:// proxy for https:// targets"
-                    ),
-                }
-                .into());
-            }
+            // TLS to an https proxy first; the tunnel (and TLS to an https origin) inside it.
+            tls_to_proxy = proxy_tls.map(|config| (config, proxy.host().to_owned()));
             let is_proxy_authorization =
                 |f: &&HeaderField| f.name().eq_ignore_ascii_case("proxy-authorization");
             let mut fields: Vec<HeaderField> = (request_fields.iter())
@@ -440,6 +434,7 @@ impl Client {
             tunnel: tunnel.map(Box::new),
             via_proxy: true,
             route_reason: Some(route.reason.clone()),
+            proxy_tls: tls_to_proxy,
         };
         Ok((destination, origin))
     }

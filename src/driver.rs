@@ -29,7 +29,7 @@ use crate::proto::head::HeaderField;
 use crate::proto::response::ResponseHead;
 use crate::proto::tunnel::{TunnelSetup, TunnelStep};
 use crate::trace::{Direction, Trace};
-use crate::transport::tls::{TlsConfig, TlsStream};
+use crate::transport::tls::{Carrier, TlsConfig, TlsStream};
 use crate::transport::{Transport, tcp};
 
 /// Frames sent in a row before the loop looks for response bytes, so a fast peer that never
@@ -199,9 +199,9 @@ enum Link {
         stream: TcpStream,
         last_error: Option<Error>,
     },
-    /// Connected to an HTTP proxy; the CONNECT is on.
+    /// Connected to an HTTP proxy (over TLS for an https proxy); the CONNECT is on.
     Tunneling {
-        stream: TcpStream,
+        carrier: Carrier,
         setup: Box<TunnelSetup>,
     },
     Handshaking(Box<TlsStream>),
@@ -225,6 +225,9 @@ pub(crate) struct Destination {
     pub(crate) tunnel: Option<Box<TunnelSetup>>,
     /// `host`/`port` are an HTTP proxy's.
     pub(crate) via_proxy: bool,
+    /// TLS to an https proxy, and the name its certificate must have, before the CONNECT
+    /// (TLS inside TLS follows for an https origin).
+    pub(crate) proxy_tls: Option<(TlsConfig, String)>,
     /// Which proxy and why, for the trace.
     pub(crate) route_reason: Option<String>,
 }
@@ -575,6 +578,14 @@ impl Driven {
                         else {
                             unreachable!()
                         };
+                        if self.destination.tunnel.is_some() {
+                            // That was the handshake with an https proxy: the CONNECT
+                            // goes inside it.
+                            let summary = tls.summary();
+                            self.trace_note(Direction::Sent, || format!("proxy {summary}"));
+                            self.start_tunnel(Carrier::Tls(tls));
+                            continue;
+                        }
                         self.link = Link::Open(Transport::Tls(tls));
                         // The handshake may have run its round trips within this one
                         // pump (a fast peer): its end is now, not when the pump began.
@@ -709,26 +720,44 @@ impl Driven {
         self.trace_note(Direction::Sent, || format!("connected to {peer}"));
         self.readable = true;
         self.writable = true;
-        if let Some(setup) = self.destination.tunnel.take() {
-            let to = String::from_utf8_lossy(setup.to_send())
-                .split(' ')
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
-            self.trace_note(Direction::Sent, || {
-                format!("proxy: CONNECT to {to} through {peer}")
-            });
+        if let Some((config, name)) = self.destination.proxy_tls.take() {
+            // An https proxy: TLS to it first, the CONNECT inside that.
             self.machine.on_connected(now, true);
-            self.machine.on_tunnel(true);
-            self.link = Link::Tunneling { stream, setup };
+            let frame_capacity = self.buf.send_region().len();
+            let tls = TlsStream::new(&config, &name, stream, frame_capacity)
+                .map_err(|e| self.fail(Error::request(e)))?;
+            self.link = Link::Handshaking(Box::new(tls));
             return Ok(());
         }
-        self.after_connect(stream, now)
+        if self.destination.tunnel.is_some() {
+            self.machine.on_connected(now, true);
+            self.start_tunnel(Carrier::Tcp(stream));
+            return Ok(());
+        }
+        self.after_connect(Carrier::Tcp(stream), now)
+    }
+
+    /// Starts the CONNECT over `carrier`, the connection to the proxy.
+    fn start_tunnel(&mut self, carrier: Carrier) {
+        let Some(setup) = self.destination.tunnel.take() else {
+            return;
+        };
+        let to = String::from_utf8_lossy(setup.to_send())
+            .split(' ')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let peer = self.peer.clone();
+        self.trace_note(Direction::Sent, || {
+            format!("proxy: CONNECT to {to} through {peer}")
+        });
+        self.machine.on_tunnel(true);
+        self.link = Link::Tunneling { carrier, setup };
     }
 
     /// The socket carries HTTP to the origin now (connected, or tunnelled): TLS if the
     /// destination wants it, else the exchange starts.
-    fn after_connect(&mut self, stream: TcpStream, now: Instant) -> Result<(), Error> {
+    fn after_connect(&mut self, carrier: Carrier, now: Instant) -> Result<(), Error> {
         let tls = self.destination.tls.clone();
         if !matches!(self.machine.phase(), crate::proto::conn::Phase::Handshaking) {
             self.machine.on_connected(now, tls.is_some());
@@ -737,13 +766,16 @@ impl Driven {
         }
         match tls {
             None => {
-                self.link = Link::Open(Transport::Plain(stream));
+                self.link = Link::Open(match carrier {
+                    Carrier::Tcp(stream) => Transport::Plain(stream),
+                    Carrier::Tls(to_proxy) => Transport::Tls(to_proxy),
+                });
                 self.start_pending(now);
             }
             Some(config) => {
                 let frame_capacity = self.buf.send_region().len();
                 let tls =
-                    TlsStream::new(&config, &self.destination.tls_name, stream, frame_capacity)
+                    TlsStream::over(&config, &self.destination.tls_name, carrier, frame_capacity)
                         .map_err(|e| self.fail(Error::request(e)))?;
                 self.link = Link::Handshaking(Box::new(tls));
             }
@@ -754,11 +786,19 @@ impl Driven {
     /// Moves the CONNECT on as far as the socket allows; true when the tunnel opened and
     /// the link moved on (to TLS or the exchange), false when it must wait.
     fn pump_tunnel(&mut self, now: Instant) -> Result<bool, Error> {
-        let Link::Tunneling { stream, setup } = &mut self.link else {
+        let Link::Tunneling { carrier, setup } = &mut self.link else {
             return Ok(true);
         };
+        if self.writable {
+            // Records an https proxy's session still holds go first.
+            match io::Write::flush(carrier) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) => return Err(Error::io(Stage::Proxy, e).with_peer(self.peer.clone())),
+            }
+        }
         while self.writable && !setup.to_send().is_empty() {
-            match io::Write::write(stream, setup.to_send()) {
+            match io::Write::write(carrier, setup.to_send()) {
                 Ok(0) => {
                     let err = Error::io(Stage::Proxy, io::ErrorKind::WriteZero.into());
                     return Err(err.with_peer(self.peer.clone()));
@@ -778,7 +818,7 @@ impl Driven {
             let space = setup
                 .recv_space(&mut self.buf)
                 .map_err(|e| e.with_peer(self.peer.clone()))?;
-            match io::Read::read(stream, space) {
+            match io::Read::read(carrier, space) {
                 Ok(0) => return Err(setup.on_peer_closed().with_peer(self.peer.clone())),
                 Ok(n) => {
                     let step = match self.trace.0.as_deref_mut() {
@@ -790,7 +830,7 @@ impl Driven {
                     match step.map_err(|e| e.with_peer(self.peer.clone()))? {
                         TunnelStep::NeedMore => {}
                         TunnelStep::Open => {
-                            let Link::Tunneling { stream, .. } =
+                            let Link::Tunneling { carrier, .. } =
                                 std::mem::replace(&mut self.link, Link::Open(Transport::Gone))
                             else {
                                 unreachable!()
@@ -802,7 +842,7 @@ impl Driven {
                             self.trace_note(Direction::Received, || {
                                 format!("proxy: tunnel open through {peer}")
                             });
-                            self.after_connect(stream, now)?;
+                            self.after_connect(carrier, now)?;
                             return Ok(true);
                         }
                     }

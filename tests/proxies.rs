@@ -466,7 +466,7 @@ fn many_uploads_at_once_through_one_proxy_with_the_multi_set() {
 }
 
 #[test]
-fn an_https_proxy_carries_http_targets_in_absolute_form_over_tls() {
+fn an_https_proxy_carries_absolute_form_and_tunnels_with_tls_inside_tls() {
     let tls = Options {
         tls: true,
         ..Options::default()
@@ -503,16 +503,53 @@ fn an_https_proxy_carries_http_targets_in_absolute_form_over_tls() {
         .unwrap_err();
     assert_eq!(err.stage(), Stage::TlsHandshake, "{err}");
     assert!(err.to_string().contains("proxy 127.0.0.1:"), "{err}");
-    // A CONNECT through it is not supported yet, and says so before connecting.
-    let (secure, _) = tls_sink();
-    let err = client
-        .upload(&secure.url("/tunnel"))
-        .send_seekable(Cursor::new(&data))
-        .unwrap_err();
-    assert!(
-        err.is_request() && err.to_string().contains("not supported"),
-        "{err}"
-    );
+    // TLS inside TLS: a CONNECT inside the session to the proxy, and TLS to the https
+    // origin inside the tunnel; and `--proxytunnel` to an http origin the same way.
+    let (secure, origin_trust) = tls_sink();
+    let proxy_trust = TlsConfig::builder()
+        .add_ca_pem(proxy.cert_pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let big = pattern(500_000);
+    for tunnel_http in [false, true] {
+        let client = builder()
+            .proxy(Proxy::parse(&proxy.url()).unwrap())
+            .proxy_tls_config(proxy_trust.clone())
+            .tls_config(origin_trust.clone())
+            .proxy_tunnel(tunnel_http)
+            .build()
+            .unwrap();
+        let (url, sink) = if tunnel_http {
+            (plain.url("/inside-tls"), &plain)
+        } else {
+            (secure.url("/tls-in-tls"), &secure)
+        };
+        for _ in 0..2 {
+            let mut response = client
+                .upload(&url)
+                .send_seekable(Cursor::new(&big))
+                .unwrap_or_else(|e| panic!("{url}: {e}\n{}", proxy.logs()));
+            assert_eq!(response.status(), 200, "{url}");
+            let summary = response.tls().expect("TLS");
+            let subject = summary.peer_subject.clone().unwrap_or_default();
+            if tunnel_http {
+                assert!(
+                    !subject.contains("chunkwire sink"),
+                    "the proxy's: {summary:?}"
+                );
+            } else {
+                assert!(
+                    subject.contains("chunkwire sink"),
+                    "the origin's: {summary:?}"
+                );
+            }
+            let _ = response.text();
+            let got = report(sink);
+            assert_eq!(got.bytes, big.len() as u64, "{url}");
+            assert_eq!(got.crc32, crc32fast::hash(&big), "{url}");
+        }
+    }
 }
 
 /// A purpose-written proxy for one connection: reads the CONNECT head, then runs `then`
