@@ -280,7 +280,9 @@ impl ClientBuilder {
 }
 
 impl Client {
-    /// A client with the default options.
+    /// A client with the default options. Like curl and reqwest, it reads the proxy
+    /// variables of the environment (`https_proxy`, `http_proxy`, `all_proxy`,
+    /// `no_proxy`; see [`Proxy`]); [`ClientBuilder::proxy_from_environment`] turns that off.
     pub fn new() -> Self {
         Client::default()
     }

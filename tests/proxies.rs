@@ -13,6 +13,11 @@
 #[path = "support/proxies.rs"]
 mod proxies;
 
+mod support;
+
+#[global_allocator]
+static GLOBAL: support::CountingAllocator = support::CountingAllocator;
+
 use std::io::Cursor;
 use std::time::Duration;
 
@@ -693,4 +698,63 @@ fn a_proxy_that_closes_or_stays_silent_is_an_error_at_the_proxy_stage() {
     proxy.join().unwrap();
     assert!(err.to_string().contains("proxy 127.0.0.1:"), "{err}");
     assert!(err.progress().body_bytes_sent < 5_000_000, "{err}");
+}
+
+/// Zero-filled body of `left` bytes that records this thread's allocation counters at its
+/// second read and its last.
+struct Recording {
+    left: usize,
+    reads: usize,
+    at_second_read: Option<(u64, i64)>,
+    at_last_read: Option<(u64, i64)>,
+}
+
+impl std::io::Read for Recording {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        self.reads += 1;
+        if self.reads == 2 {
+            self.at_second_read = Some(support::counters());
+        }
+        let n = out.len().min(self.left);
+        out[..n].fill(0x5A);
+        self.left -= n;
+        if self.left == 0 && self.at_last_read.is_none() {
+            self.at_last_read = Some(support::counters());
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn through_a_proxy_nothing_is_allocated_per_chunk() {
+    let proxy = RealProxy::start(Kind::Squid);
+    let plain = sink();
+    let chunk = 16 * 1024;
+    let chunks = 500;
+    for tunnel in [false, true] {
+        let client = builder()
+            .chunk_size(chunk)
+            .proxy(via(&proxy))
+            .proxy_tunnel(tunnel)
+            .build()
+            .unwrap();
+        let mut source = Recording {
+            left: chunk * chunks,
+            reads: 0,
+            at_second_read: None,
+            at_last_read: None,
+        };
+        let mut response = client.upload(&plain.url("/mem")).send(&mut source).unwrap();
+        assert_eq!(response.status(), 200);
+        let _ = response.text();
+        assert_eq!(report(&plain).bytes, (chunk * chunks) as u64);
+        let (before, live_before) = source.at_second_read.unwrap();
+        let (after, live_after) = source.at_last_read.unwrap();
+        assert_eq!(
+            after - before,
+            0,
+            "tunnel {tunnel}: allocations while {chunks} chunks streamed"
+        );
+        assert_eq!(live_after, live_before, "tunnel {tunnel}: live heap");
+    }
 }

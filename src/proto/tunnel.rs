@@ -298,4 +298,44 @@ mod tests {
         assert_eq!(err.stage(), Stage::Proxy);
         assert_eq!(tunnel.on_peer_closed().stage(), Stage::Proxy);
     }
+
+    #[test]
+    fn hostile_answers_at_every_split_end_in_an_error_or_an_open_tunnel_never_a_panic() {
+        let answers: [&[u8]; 7] = [
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 407 X\r\nProxy-Authenticate: \xff\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 101 Switching\r\n\r\n",
+            b"HTTP/1.1 999 Odd\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+            b"\r\n\r\n\r\n\r\n",
+        ];
+        for reply in answers {
+            for split in 1..reply.len() {
+                let (mut tunnel, mut buf) = setup(&[]);
+                let (first, second) = reply.split_at(split);
+                let mut outcome = answer(&mut tunnel, &mut buf, first, first.len());
+                if matches!(outcome, Ok(TunnelStep::NeedMore)) {
+                    outcome = answer(&mut tunnel, &mut buf, second, second.len());
+                }
+                let opened = matches!(outcome, Ok(TunnelStep::Open));
+                // A 2xx opens the tunnel at the end of its head; bytes after it in the same
+                // read are refused, bytes in a later read belong to the tunnel (RFC 9110
+                // section 9.3.6: a 2xx to CONNECT has no content).
+                let head_end = reply
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|p| p + 4);
+                let may_open = reply.starts_with(b"HTTP/1.1 200") && head_end == Some(split);
+                if reply == b"HTTP/1.1 200 OK\r\n\r\n" {
+                    assert!(opened, "{reply:?} at {split}");
+                } else if opened {
+                    assert!(may_open, "{reply:?} opened at {split}");
+                }
+                if let Err(e) = outcome {
+                    assert_eq!(e.stage(), Stage::Proxy, "{e}");
+                }
+            }
+        }
+    }
 }
