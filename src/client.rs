@@ -15,6 +15,7 @@ use crate::driver::{
     BodyHooks, Destination, Driven, EventLoop, IdleLink, Pumped, UploadProgress, is_connection_lost,
 };
 use crate::error::{Error, Kind, Progress, RequestError, Result, Stage};
+use crate::form::{Form, FormReader};
 use crate::proto::conn::{Connection, ExchangeOptions, Timeouts};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
@@ -69,7 +70,8 @@ pub struct Client {
 
 /// Where a connection goes: connections are reused only for the same one. The last part
 /// names the proxy and how it is used (absolute form, or a tunnel), `None` when direct.
-pub(crate) type Origin = (Scheme, String, u16, Option<String>);
+/// Boxed: a queued upload of a set holds one, and its slot stays small.
+pub(crate) type Origin = Box<(Scheme, String, u16, Option<String>)>;
 
 /// A connection kept open between uploads (keep-alive), with the loop it is registered on.
 #[derive(Debug)]
@@ -80,12 +82,12 @@ struct IdleConnection {
 }
 
 pub(crate) fn origin_of(target: &Target) -> Origin {
-    (
+    Box::new((
         target.scheme,
         target.host.to_ascii_lowercase(),
         target.port,
         None,
-    )
+    ))
 }
 
 /// The process environment, as the proxy rules read it.
@@ -339,6 +341,8 @@ impl Client {
             announced: Vec::new(),
             max_redirects: None,
             error: None,
+            form_sections: None,
+            form_content_type: None,
         }
     }
 }
@@ -410,20 +414,20 @@ impl Client {
                 .collect();
             fields.extend(self.proxy_fields(proxy, request_fields)?);
             let setup = TunnelSetup::new(&target.authority(), &fields, self.limits);
-            let key = (
+            let key = Box::new((
                 target.scheme,
                 target.host.to_ascii_lowercase(),
                 target.port,
                 Some(format!("tunnel via {proxy}")),
-            );
+            ));
             (origin_tls(), target.host.clone(), Some(setup), key)
         } else {
-            let key = (
+            let key = Box::new((
                 proxy.scheme(),
                 proxy.host().to_ascii_lowercase(),
                 proxy.port(),
                 Some(format!("absolute form via {proxy}")),
-            );
+            ));
             (proxy_tls, proxy.host().to_owned(), None, key)
         };
         let destination = Destination {
@@ -486,6 +490,10 @@ pub struct Upload<'c> {
     announced: Vec<String>,
     max_redirects: Option<u32>,
     error: Option<RequestError>,
+    /// Where the sections of a form body start, while a trace is on (see [`Upload::send_form`]).
+    form_sections: Option<crate::form::SectionLog>,
+    /// `multipart/form-data; boundary=...`: sent only with the body (not after a 303).
+    form_content_type: Option<HeaderField>,
 }
 
 /// The body as the caller gave it: only a seekable one can be sent again.
@@ -500,6 +508,8 @@ pub(crate) enum Body<'b> {
         reader: Box<dyn Read + 'b>,
         fd: std::os::fd::RawFd,
     },
+    /// A `multipart/form-data` body; it can be rewound when all its parts can.
+    Form(Box<FormReader<'b>>),
 }
 
 /// `Read + Seek` as one object type.
@@ -523,6 +533,7 @@ impl<'b> Body<'b> {
         match self {
             Body::Stream(reader) | Body::Watched { reader, .. } => reader,
             Body::Seekable { reader, .. } => reader,
+            Body::Form(form) => form,
         }
     }
 
@@ -530,7 +541,7 @@ impl<'b> Body<'b> {
     pub(crate) fn watched_fd(&self) -> Option<std::os::fd::RawFd> {
         match self {
             Body::Watched { fd, .. } => Some(*fd),
-            Body::Stream(_) | Body::Seekable { .. } => None,
+            Body::Stream(_) | Body::Seekable { .. } | Body::Form(_) => None,
         }
     }
 
@@ -539,11 +550,17 @@ impl<'b> Body<'b> {
         match self {
             Body::Stream(_) | Body::Watched { .. } => Ok(false),
             Body::Seekable { reader, start } => reader.seek(SeekFrom::Start(*start)).map(|_| true),
+            Body::Form(form) if form.can_rewind() => form.rewind().map(|()| true),
+            Body::Form(_) => Ok(false),
         }
     }
 
     fn can_rewind(&self) -> bool {
-        matches!(self, Body::Seekable { .. })
+        match self {
+            Body::Seekable { .. } => true,
+            Body::Form(form) => form.can_rewind(),
+            Body::Stream(_) | Body::Watched { .. } => false,
+        }
     }
 
     fn rewind_for_resend(&mut self) -> Result<()> {
@@ -893,6 +910,9 @@ impl Upload<'_> {
             head.set_framing(BodyFraming::None);
             return Ok(head);
         }
+        if let Some(content_type) = &self.form_content_type {
+            head.push(content_type.clone())?;
+        }
         let announced: Vec<&str> = self
             .trailers
             .iter()
@@ -1016,6 +1036,74 @@ impl Upload<'_> {
         self.run(body)
     }
 
+    /// Sends `form` as a `multipart/form-data` body (RFC 7578), with its Content-Type and
+    /// the Upload's method (set `POST` for an HTML-style form).
+    ///
+    /// When every part's size is known the body goes with an exact Content-Length, unless
+    /// trailers or a checksum ask for chunked framing; otherwise it goes chunked, and a
+    /// [`Form::require_length`] or [`Upload::content_length`] makes an unsized part an
+    /// error before connecting. A form whose parts can all be read again (text, bytes,
+    /// regular files, seekable readers) is sent again after a 307/308 or a retry, like
+    /// [`Upload::send_seekable`]'s body; a file that changes size while it is sent is an
+    /// error. The wire trace labels its boundaries, part headers and part data.
+    pub fn send_form(mut self, form: Form<'_>) -> Result<Response> {
+        let body = self.attach_form(form)?;
+        self.run(body)
+    }
+
+    /// Checks `form`, sets the head it needs (Content-Type, its length when known) and
+    /// gives the body to send.
+    pub(crate) fn attach_form<'b>(&mut self, form: Form<'b>) -> Result<Body<'b>> {
+        if let Some(err) = &self.error {
+            return Err(err.clone().into());
+        }
+        // A caller's multipart type (multipart/related, multipart/mixed) is kept and gets
+        // the boundary, as curl does; any other type cannot describe a form.
+        let mut media_type = "multipart/form-data".to_owned();
+        if let Some(at) = self
+            .fields
+            .iter()
+            .position(|f| f.name().eq_ignore_ascii_case("content-type"))
+        {
+            let given = String::from_utf8_lossy(self.fields[at].value())
+                .trim()
+                .to_owned();
+            if !given
+                .get(..10)
+                .is_some_and(|t| t.eq_ignore_ascii_case("multipart/"))
+            {
+                return Err(RequestError::InvalidOption {
+                    option: "Content-Type header",
+                    reason: format!("{given:?} is not a multipart type, and a form is one"),
+                }
+                .into());
+            }
+            media_type = given;
+            self.fields.remove(at);
+        }
+        let required = form.requires_length() || self.content_length.is_some();
+        let mut reader = form.require_length(required).into_reader()?;
+        let chunked_wanted = !self.trailers.is_empty() || !self.announced.is_empty();
+        match (reader.content_length(), self.content_length) {
+            (Some(len), Some(stated)) if len != stated => {
+                return Err(RequestError::InvalidOption {
+                    option: "content length",
+                    reason: format!("{stated} was stated, and the form's body is {len} bytes"),
+                }
+                .into());
+            }
+            (Some(len), None) if chunked_wanted => self.size_hint = Some(len),
+            (Some(len), _) => self.content_length = Some(len),
+            (None, _) => {}
+        }
+        let content_type = format!("{media_type}; {}", reader.boundary_parameter());
+        self.form_content_type = Some(HeaderField::new("Content-Type", content_type)?);
+        if self.trace.is_some() {
+            self.form_sections = Some(reader.log_sections());
+        }
+        Ok(Body::Form(Box::new(reader)))
+    }
+
     fn run(mut self, mut body: Body<'_>) -> Result<Response> {
         let mut plan = Plan::new(&self, Instant::now())?;
         loop {
@@ -1116,6 +1204,9 @@ impl Upload<'_> {
         }
         if plan.with_body {
             driven.set_body_hooks(self.body_hooks());
+            if let Some(sections) = &self.form_sections {
+                driven.set_body_sections(sections.clone());
+            }
         }
         if let Some(trace) = self.trace.take() {
             driven.set_trace(trace);

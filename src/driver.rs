@@ -23,6 +23,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use crate::buffer::FixedBuf;
 use crate::client::Prepared;
 use crate::error::{Error, Kind, RequestError, Stage};
+use crate::form::SectionLog;
 use crate::proto::conn::{Connection, ExchangeOptions, Notice, Transmit};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::HeaderField;
@@ -296,6 +297,8 @@ pub(crate) struct Driven {
     source_watched: bool,
     /// The address the TCP connection went to, once it is open.
     remote: Option<SocketAddr>,
+    /// The sections of a form body, by which its traced bytes are labelled.
+    body_sections: Option<SectionLog>,
 }
 
 impl Driven {
@@ -361,6 +364,7 @@ impl Driven {
             body_hooks: BodyHooks::default(),
             source_watched: false,
             remote: None,
+            body_sections: None,
         }
     }
 
@@ -409,6 +413,12 @@ impl Driven {
     /// Runs `hooks` on the body as it is read and at its end.
     pub(crate) fn set_body_hooks(&mut self, hooks: BodyHooks) {
         self.body_hooks = hooks;
+    }
+
+    /// Labels the traced body bytes by the sections of a form (boundaries, part headers,
+    /// part data) instead of as plain body.
+    pub(crate) fn set_body_sections(&mut self, sections: SectionLog) {
+        self.body_sections = Some(sections);
     }
 
     /// Calls `callback` as body bytes go out; `total` is the body's size when known.
@@ -933,8 +943,16 @@ impl Driven {
                         if let (Some(trace), Some(exchange)) =
                             (self.trace.0.as_deref_mut(), self.machine.exchange_mut())
                         {
-                            exchange.label_sent(&bytes[..n], &mut |part, sent| {
-                                trace.bytes(Direction::Sent, part, sent)
+                            // The payload of a write starts at the body bytes sent so far.
+                            let offset = exchange.progress().body_bytes_sent;
+                            let sections = self.body_sections.as_ref();
+                            exchange.label_sent(&bytes[..n], &mut |part, sent| match sections {
+                                Some(sections) if part.is_data() => {
+                                    sections.split(offset, sent, &mut |part, piece| {
+                                        trace.bytes(Direction::Sent, part, piece)
+                                    })
+                                }
+                                _ => trace.bytes(Direction::Sent, part, sent),
                             });
                         }
                         self.machine.on_sent(n, now);

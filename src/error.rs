@@ -136,6 +136,11 @@ pub enum RequestError {
         /// The stated length.
         expected: u64,
     },
+    /// A Content-Length is required, and a part of the form has no known size.
+    FormPartUnsized {
+        /// The part's name.
+        part: String,
+    },
 }
 
 impl fmt::Display for RequestError {
@@ -177,6 +182,11 @@ impl fmt::Display for RequestError {
             RequestError::SourceLongerThanLength { expected } => write!(
                 f,
                 "body source holds more than the stated Content-Length of {expected} bytes"
+            ),
+            RequestError::FormPartUnsized { part } => write!(
+                f,
+                "form part {part:?} has no known size (a pipe or a reader without a length), \
+                 and a Content-Length is required: nothing was sent"
             ),
         }
     }

@@ -55,6 +55,8 @@
 //! - `sink` (default, through `cli`): [`sink`], a loopback upload server for tests and demos.
 //! - `checksum` (default, through `cli`): [`checksum`], a SHA-256 or CRC-32C of the body
 //!   computed while it streams and sent as a `Content-Digest` trailer.
+//! - `mime-guess` (default, through `cli`): a [`FormPart::file`]'s content type guessed from
+//!   its extension; without it, `application/octet-stream` unless given.
 //!
 //! With `default-features = false` the library depends on mio, httparse, http, rustls and
 //! webpki-roots only.
@@ -68,6 +70,7 @@ pub mod checksum;
 mod client;
 mod driver;
 mod error;
+mod form;
 pub mod json;
 mod multi;
 pub mod proto;
@@ -91,6 +94,7 @@ pub use client::{
 };
 pub use driver::UploadProgress;
 pub use error::{Error, Progress, RequestError, Result, Stage, TimeoutKind};
+pub use form::{DEFAULT_FILE_CONTENT_TYPE, Form, FormPart, FormReader};
 /// The event loop crate, as chunkwire uses it: [`Client::uploads_in`] takes its `Registry`.
 pub use mio;
 pub use multi::{

@@ -239,6 +239,9 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
     };
     let client = client(args.chunk_size, args.connect_timeout, args.max_time, tls)?;
     let client = with_proxy_options(client, &args.proxy)?;
+    if !args.form.is_empty() {
+        return upload_form_with_output(&client, &args);
+    }
     if args.files.iter().filter(|f| is_stdin(f)).count() > 1 {
         return Err(Failure::usage(
             "standard input (-) can be uploaded only once",
@@ -285,6 +288,39 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         result?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `-F`: the form's upload, its response body to `-o` (or standard output) and `-w`'s
+/// output, as for one FILE.
+fn upload_form_with_output(client: &Client, args: &UploadArgs) -> Result<ExitCode, Failure> {
+    let stdin_parts: Vec<PathBuf> = args
+        .form
+        .iter()
+        .filter_map(|part| part.value.path().filter(|path| is_stdin(path)))
+        .map(Path::to_path_buf)
+        .collect();
+    let write_out = match &args.write_out {
+        Some(format) => Some(WriteOut::parse(&read_format(format, &stdin_parts)?)),
+        None => None,
+    };
+    let mut output = match &args.output {
+        Some(path) => Output::File {
+            path: path.clone(),
+            file: None,
+        },
+        None => Output::Stdout(io::stdout().lock()),
+    };
+    let mut values = Values::new(&args.url, &args.method);
+    let result = upload_form(client, args, &mut output, &mut values).and_then(|()| {
+        output.finish().map_err(|e| Failure {
+            message: format!("cannot write the response body: {e}"),
+            code: 23,
+        })
+    });
+    if let Some(format) = &write_out {
+        write_values(format, &mut values, result.as_ref().err());
+    }
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 /// The `-w` format: as given, or read from the file after `@` (`@-`: standard input, when
@@ -598,7 +634,8 @@ fn request_for<'c>(
     if let Some(writer) = args.trace.writer(append_trace)? {
         request = request.trace(FlushOnDrop(writer));
     }
-    if args.content_length {
+    // A form states its own length (`--content-length` requires it: see `upload_form`).
+    if args.content_length && args.form.is_empty() {
         let len = known_len.ok_or_else(|| {
             Failure::usage("--content-length needs a regular file whose size is known, not a pipe")
         })?;
@@ -660,15 +697,109 @@ fn upload_one(
     if let Some(meter) = &meter {
         meter.borrow_mut().finish();
     }
-    let mut response = match sent {
-        Ok(response) => response,
-        Err(err) => {
-            if let Some(transfer) = err.transfer() {
-                values.take(transfer);
-            }
-            return Err(err.into());
-        }
+    deliver(
+        args,
+        noted(values, sent).map_err(Failure::from),
+        output,
+        values,
+    )
+}
+
+/// `sent`, after its figures for `-w` are taken when it failed (a success gives them in
+/// `deliver`).
+fn noted(
+    values: &mut Values,
+    sent: chunkwire::Result<chunkwire::Response>,
+) -> chunkwire::Result<chunkwire::Response> {
+    if let Some(transfer) = sent.as_ref().err().and_then(Error::transfer) {
+        values.take(transfer);
+    }
+    sent
+}
+
+/// `-F`: one upload of the form the parts make, to the URL. Every file is checked before
+/// connecting, as FILE arguments are; each is opened only when its part is sent.
+fn upload_form(
+    client: &Client,
+    args: &UploadArgs,
+    output: &mut Output,
+    values: &mut Values,
+) -> Result<(), Failure> {
+    let paths: Vec<PathBuf> = args
+        .form
+        .iter()
+        .filter_map(|part| part.value.path().map(Path::to_path_buf))
+        .collect();
+    let sources = check_sources(&paths)?;
+    check_destinations(args, &sources)?;
+    let mut form = chunkwire::Form::new().require_length(args.content_length);
+    for part in &args.form {
+        form = form.part(&part.name, form_part(part));
+    }
+    let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
+    let meter = show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))));
+    let progress = meter.as_ref().map(|meter| {
+        let meter = Rc::clone(meter);
+        Box::new(move |p: &UploadProgress| meter.borrow_mut().update(p)) as ProgressFn
+    });
+    let request = request_for(client, args, &args.url, None, false, progress)?;
+    let sent = request.send_form(form);
+    if let Some(meter) = &meter {
+        meter.borrow_mut().finish();
+    }
+    // `--content-length` with a part of unknown size (a pipe, a device) is a usage error,
+    // as with a FILE argument.
+    let sent = noted(values, sent).map_err(|err| match err.request_error() {
+        Some(chunkwire::RequestError::FormPartUnsized { .. }) => Failure::usage(err.to_string()),
+        _ => Failure::from(err),
+    });
+    deliver(args, sent, output, values)
+}
+
+/// The part one `-F` asks for, laid out as curl lays it out: a file part has the path's
+/// name and a type guessed from its extension; standard input (`@-`) is named `-` and has
+/// no type; `<file` and text have neither.
+fn form_part(part: &args::FormArg) -> chunkwire::FormPart<'static> {
+    use args::FormValue;
+    let made = match &part.value {
+        FormValue::Text(text) => chunkwire::FormPart::text(text.clone()),
+        FormValue::File(path) if is_stdin(path) => stdin_part().file_name("-").content_type(""),
+        FormValue::File(path) => chunkwire::FormPart::file(path.clone()),
+        FormValue::Content(path) if is_stdin(path) => stdin_part().content_type(""),
+        FormValue::Content(path) => chunkwire::FormPart::file(path.clone())
+            .without_file_name()
+            .content_type(""),
     };
+    let made = match &part.file_name {
+        Some(name) => made.file_name(name.clone()),
+        None => made,
+    };
+    match &part.content_type {
+        Some(content_type) => made.content_type(content_type.clone()),
+        None => made,
+    }
+}
+
+/// Standard input as a part: redirected from a regular file (`@- < file`), sized and
+/// rewindable from where it stands; else (a pipe, a terminal) streamed, of unknown size.
+fn stdin_part() -> chunkwire::FormPart<'static> {
+    match stdin_file() {
+        Some(file) if file.metadata().is_ok_and(|meta| meta.is_file()) => {
+            chunkwire::FormPart::seekable(file)
+        }
+        _ => chunkwire::FormPart::reader(io::stdin()),
+    }
+}
+
+/// The response of one upload: `-v` prints its head, `-f` fails on 400 and above, and
+/// its body goes to `output`.
+fn deliver(
+    args: &UploadArgs,
+    sent: Result<chunkwire::Response, Failure>,
+    output: &mut Output,
+    values: &mut Values,
+) -> Result<(), Failure> {
+    let mut response = sent?;
     values.take(&response.transfer());
     values.take_headers(response.headers());
     if args.verbose {

@@ -37,6 +37,7 @@ use crate::buffer::FixedBuf;
 use crate::client::{Body, Client, Origin, Plan, Upload, Verdict};
 use crate::driver::{Driven, IdleLink, Pumped};
 use crate::error::{Error, Progress, RequestError, Result, Stage};
+use crate::form::Form;
 use crate::proto::conn::{Connection, Phase};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::response::ResponseHead;
@@ -370,6 +371,13 @@ impl<'a> Uploads<'a> {
     /// be sent again after a 307/308 or once more on a failed kept connection.
     pub fn add_seekable(&mut self, upload: Upload<'a>, body: impl Read + Seek + 'a) -> UploadId {
         self.add_body(upload, Body::seekable(body))
+    }
+
+    /// Adds an upload of `form` as a `multipart/form-data` body, as [`Upload::send_form`]
+    /// sends it (its length, its resending after a 307/308, its trace labels).
+    pub fn add_form(&mut self, mut upload: Upload<'a>, form: Form<'a>) -> UploadId {
+        let body = upload.attach_form(form);
+        self.add_body(upload, body)
     }
 
     /// Like [`Uploads::add`], for a body read from a file descriptor in non-blocking mode

@@ -69,6 +69,13 @@ pub enum Part {
     EndOfBody,
     /// Body bytes without chunk framing (Content-Length or until close).
     Body,
+    /// A `multipart/form-data` delimiter line (`--boundary`, with the CRLF before it) or
+    /// the close delimiter (`--boundary--`), within the body (RFC 2046 section 5.1.1).
+    FormBoundary,
+    /// The header lines of a form part and the empty line after them (RFC 7578 section 4.2).
+    FormPartHeader,
+    /// A form part's data.
+    FormPartData,
 }
 
 impl Part {
@@ -87,12 +94,15 @@ impl Part {
             Part::Trailer => "trailer",
             Part::EndOfBody => "end of body",
             Part::Body => "body",
+            Part::FormBoundary => "form boundary",
+            Part::FormPartHeader => "form part header",
+            Part::FormPartData => "form part data",
         }
     }
 
     /// True for payload bytes (summarised in `--trace-ascii`), false for framing and heads.
     pub fn is_data(self) -> bool {
-        matches!(self, Part::ChunkData | Part::Body)
+        matches!(self, Part::ChunkData | Part::Body | Part::FormPartData)
     }
 }
 

@@ -53,6 +53,114 @@ pub struct UploadArgs {
     pub proxy: ProxyArgs,
     /// `-w`: the format as given (`@file` is read by the caller).
     pub write_out: Option<String>,
+    /// `-F` and `--form-string` parts, in order: with them the body is a form.
+    pub form: Vec<FormArg>,
+}
+
+/// One `-F name=...` or `--form-string name=value`, as curl reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormArg {
+    pub name: String,
+    pub value: FormValue,
+    /// `;type=`: the part's Content-Type.
+    pub content_type: Option<String>,
+    /// `;filename=`: the part's file name instead of the path's.
+    pub file_name: Option<String>,
+}
+
+/// What a form part's data is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormValue {
+    Text(String),
+    /// `name=@path`: a file part (`-`: standard input, of unknown size).
+    File(PathBuf),
+    /// `name=<path`: the file's content as a field value, without a file name.
+    Content(PathBuf),
+}
+
+impl FormValue {
+    /// The file it reads, if any (`-` for standard input).
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            FormValue::Text(_) => None,
+            FormValue::File(path) | FormValue::Content(path) => Some(path),
+        }
+    }
+}
+
+/// Reads a `-F` argument with curl's syntax: `name=value`, `name=@file`, `name=<file`, a
+/// value in double quotes (`\\` and `\"` inside), then `;type=` and `;filename=`. Unlike
+/// curl, an unknown `;param` is refused rather than dropped with the rest of the value.
+pub fn parse_form(arg: &str) -> Result<FormArg, String> {
+    let (name, rest) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("-F {arg:?} is not of the form 'name=value'"))?;
+    let (kind, rest) = match rest.as_bytes().first() {
+        Some(b'@') => (Some(b'@'), &rest[1..]),
+        Some(b'<') => (Some(b'<'), &rest[1..]),
+        _ => (None, rest),
+    };
+    let (word, mut rest) = form_word(rest).map_err(|why| format!("-F {arg:?}: {why}"))?;
+    let value = match kind {
+        Some(b'@') if word.is_empty() => return Err(format!("-F {arg:?}: no file name after @")),
+        Some(b'<') if word.is_empty() => return Err(format!("-F {arg:?}: no file name after <")),
+        Some(b'@') => FormValue::File(word.into()),
+        Some(_) => FormValue::Content(word.into()),
+        None => FormValue::Text(word),
+    };
+    let mut form = FormArg {
+        name: name.to_owned(),
+        value,
+        content_type: None,
+        file_name: None,
+    };
+    while let Some(params) = rest.strip_prefix(';') {
+        let params = params.trim_start();
+        let (key, value) = params.split_once('=').unwrap_or((params, ""));
+        let (word, after) = form_word(value).map_err(|why| format!("-F {arg:?}: {why}"))?;
+        match key.trim().to_ascii_lowercase().as_str() {
+            "type" => form.content_type = Some(word),
+            "filename" => form.file_name = Some(word),
+            "headers" | "encoder" => {
+                return Err(format!("-F {arg:?}: ;{} is not supported", key.trim()));
+            }
+            _ => {
+                return Err(format!(
+                    "-F {arg:?}: unknown parameter {:?} after ';' (quote a value that holds                      ';' as name=\"a;b\", or use --form-string)",
+                    params.split(';').next().unwrap_or(params)
+                ));
+            }
+        }
+        rest = after;
+    }
+    Ok(form)
+}
+
+/// A value up to the next `;`, or in double quotes; the rest after it.
+fn form_word(text: &str) -> Result<(String, &str), &'static str> {
+    let Some(quoted) = text.strip_prefix('"') else {
+        let end = text.find(';').unwrap_or(text.len());
+        return Ok((text[..end].to_owned(), &text[end..]));
+    };
+    let mut word = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, escaped)) => word.push(escaped),
+                None => return Err("a quoted value ends in a backslash"),
+            },
+            '"' => {
+                let rest = &quoted[i + 1..];
+                if !rest.is_empty() && !rest.starts_with(';') {
+                    return Err("a closing quote must be followed by ';' or the end");
+                }
+                return Ok((word, rest));
+            }
+            other => word.push(other),
+        }
+    }
+    Err("a quoted value has no closing quote")
 }
 
 /// The proxy options, with curl's names.
@@ -176,7 +284,8 @@ HTTP/1.1 streaming uploads in constant memory
 Usage: chunkwire <COMMAND> [OPTIONS]
 
 Commands:
-  upload  Upload FILE (or standard input, `-`) to URL, chunked unless --content-length
+  upload  Upload FILE (or standard input, `-`) to URL, chunked unless --content-length;
+          or a multipart form (-F), with a Content-Length when every size is known
   sink    Run a loopback upload server that answers each request with a JSON report
   demo    Upload a generated stream to a built-in sink on loopback and show what happened
   help    Print this text, or a command's (`chunkwire help upload`)
@@ -190,6 +299,7 @@ const UPLOAD_HELP: &str = "\
 Upload FILE (or standard input, `-`) to URL, chunked unless --content-length
 
 Usage: chunkwire upload [OPTIONS] <URL> <FILE>...
+       chunkwire upload [OPTIONS] <URL> -F <name=value>...
 
 Arguments:
   <URL>      The http:// or https:// URL to upload to. With several files and a URL that
@@ -213,6 +323,16 @@ Request:
                                   301/302 after POST) become GET
       --max-redirs <N>            The most redirects -L follows [default: 50]
       --limit-rate <RATE>         Write at most RATE bytes a second (k, M, G suffixes)
+
+Form (multipart/form-data, curl's syntax; no FILE argument, method POST unless -X):
+  -F, --form <name=value>         A text field (repeatable). `name=@path` sends a file
+                                  part, `name=@-` standard input (a pipe is streamed,
+                                  chunked), `name=<path` a file's content as a field
+                                  value. Add `;type=TYPE` and `;filename=NAME`; quote a
+                                  value that holds `;` (name=@\"a;b.txt\"). With every
+                                  size known the form has a Content-Length;
+                                  --content-length requires it.
+      --form-string <name=value>  A text field taken as it is: no @, < or ; meaning
 
 Connection:
       --connect-timeout <SECS>    Seconds the connection may take to open
@@ -368,7 +488,9 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         parallel_max: chunkwire::DEFAULT_MAX_ACTIVE,
         proxy: ProxyArgs::default(),
         write_out: None,
+        form: Vec::new(),
     };
+    let mut method_given = false;
     while let Some(arg) = parser.next()? {
         if let Some(option) = TraceArgs::option(&arg) {
             args.trace.take(option, parser)?;
@@ -382,7 +504,23 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
                     return Err("--parallel-max must be at least 1".into());
                 }
             }
-            Short('X') | Long("request" | "method") => args.method = parser.value()?.string()?,
+            Short('X') | Long("request" | "method") => {
+                args.method = parser.value()?.string()?;
+                method_given = true;
+            }
+            Short('F') | Long("form") => args.form.push(parse_form(&parser.value()?.string()?)?),
+            Long("form-string") => {
+                let arg = parser.value()?.string()?;
+                let (name, value) = arg.split_once('=').ok_or_else(|| {
+                    format!("--form-string {arg:?} is not of the form 'name=value'")
+                })?;
+                args.form.push(FormArg {
+                    name: name.to_owned(),
+                    value: FormValue::Text(value.to_owned()),
+                    content_type: None,
+                    file_name: None,
+                });
+            }
             Short('H') | Long("header") => args.headers.push(parser.value()?.string()?),
             Long("trailer") => args.trailers.push(parser.value()?.string()?),
             Long("chunk-size") => args.chunk_size = Some(parser.value()?.parse_with(parse_size)?),
@@ -438,7 +576,12 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         }
     }
     args.url = url.ok_or("the URL to upload to is missing")?;
-    if args.files.is_empty() {
+    if !args.form.is_empty() {
+        check_form_args(&args)?;
+        if !method_given {
+            args.method = "POST".into();
+        }
+    } else if args.files.is_empty() {
         return Err("a FILE to upload (or `-` for standard input) is missing".into());
     }
     if args.silent && args.progress_bar {
@@ -456,6 +599,32 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         _ => {}
     }
     Ok(Command::Upload(Box::new(args)))
+}
+
+/// What cannot go with a form: a FILE argument, -Z, standard input twice. (A required
+/// length with standard input is judged when it is opened: a file redirected to it has one.)
+fn check_form_args(args: &UploadArgs) -> Result<(), lexopt::Error> {
+    if let Some(file) = args.files.first() {
+        return Err(format!(
+            "with -F the body is the form: there is no FILE argument ({} was given; \
+             use -F 'name=@{}' to send it as a part)",
+            file.display(),
+            file.display()
+        )
+        .into());
+    }
+    if args.parallel {
+        return Err("-Z uploads FILE arguments at once; it does not go with -F".into());
+    }
+    let stdin_parts: Vec<&FormArg> = args
+        .form
+        .iter()
+        .filter(|part| part.value.path().is_some_and(|p| p.as_os_str() == "-"))
+        .collect();
+    if stdin_parts.len() > 1 {
+        return Err("standard input (-) can be read by only one -F part".into());
+    }
+    Ok(())
 }
 
 fn parse_sink(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
@@ -681,6 +850,96 @@ mod tests {
             assert!(message.contains(expected), "{args:?}: {message}");
             assert!(message.contains("--help'"), "{args:?}: {message}");
         }
+    }
+
+    #[test]
+    fn form_arguments_are_read_with_curls_syntax() {
+        let file = |path: &str| FormValue::File(path.into());
+        // The argument, then the name, value, type and file name it gives.
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            FormValue,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let table: &[Case<'_>] = &[
+            ("a=1", "a", FormValue::Text("1".into()), None, None),
+            ("a=", "a", FormValue::Text(String::new()), None, None),
+            ("a=x=y", "a", FormValue::Text("x=y".into()), None, None),
+            ("a=\"x;y\"", "a", FormValue::Text("x;y".into()), None, None),
+            (
+                "a=hi;type=text/html",
+                "a",
+                FormValue::Text("hi".into()),
+                Some("text/html"),
+                None,
+            ),
+            ("f=@p.txt", "f", file("p.txt"), None, None),
+            ("f=@-", "f", file("-"), None, None),
+            ("f=@\"a;b.txt\"", "f", file("a;b.txt"), None, None),
+            ("f=@\"q\\\"t\\\\.txt\"", "f", file("q\"t\\.txt"), None, None),
+            (
+                "f=@p;type=image/png;filename=n.png",
+                "f",
+                file("p"),
+                Some("image/png"),
+                Some("n.png"),
+            ),
+            ("f=@p; filename=\"a;b\"", "f", file("p"), None, Some("a;b")),
+            ("f=@p;FILENAME=x", "f", file("p"), None, Some("x")),
+            (
+                "c=<p.txt",
+                "c",
+                FormValue::Content("p.txt".into()),
+                None,
+                None,
+            ),
+            (
+                "we\"ird=1",
+                "we\"ird",
+                FormValue::Text("1".into()),
+                None,
+                None,
+            ),
+        ];
+        for (arg, name, value, content_type, file_name) in table {
+            let form = parse_form(arg).unwrap_or_else(|e| panic!("{arg}: {e}"));
+            assert_eq!(form.name, *name, "{arg}");
+            assert_eq!(form.value, *value, "{arg}");
+            assert_eq!(form.content_type.as_deref(), *content_type, "{arg}");
+            assert_eq!(form.file_name.as_deref(), *file_name, "{arg}");
+        }
+        for (arg, why) in [
+            ("novalue", "not of the form"),
+            ("a=x;b", "unknown parameter \"b\""),
+            ("a=\"open", "no closing quote"),
+            ("a=\"x\"y", "closing quote must be followed"),
+            ("f=@", "no file name after @"),
+            ("f=<", "no file name after <"),
+            ("f=@p;encoder=base64", ";encoder is not supported"),
+        ] {
+            let err = parse_form(arg).unwrap_err();
+            assert!(err.contains(why), "{arg}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_form_means_post_and_no_file_argument() {
+        let args = upload(&["-F", "a=1", "--form-string", "b=@x;y", "http://h/"]);
+        assert_eq!(args.method, "POST");
+        assert_eq!(args.form.len(), 2);
+        assert_eq!(args.form[1].value, FormValue::Text("@x;y".into()));
+        assert_eq!(
+            upload(&["-F", "a=1", "-X", "PATCH", "http://h/"]).method,
+            "PATCH"
+        );
+        assert_eq!(upload(&["-XPUT", "-F", "a=1", "http://h/"]).method, "PUT");
+        assert!(refused(&["upload", "-F", "a=1", "http://h/", "f"]).contains("no FILE argument"));
+        assert!(
+            refused(&["upload", "--form-string", "novalue", "http://h/"])
+                .contains("not of the form")
+        );
     }
 
     #[test]

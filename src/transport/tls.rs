@@ -677,3 +677,12 @@ mod server {
         }
     }
 }
+
+/// Fills `bytes` from the operating system's secure random source, through aws-lc-rs (the
+/// crypto provider already linked for TLS): a multipart boundary needs no new dependency.
+pub(crate) fn fill_random(bytes: &mut [u8]) -> io::Result<()> {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(bytes)
+        .map_err(|_| io::Error::other("the system's random source failed"))
+}
