@@ -249,3 +249,35 @@ fn exit_codes_for_proxy_failures_are_curls() {
     assert!(stderr(&output).contains("SOCKS"), "{}", stderr(&output));
     assert_ne!(output.status.code(), Some(0));
 }
+
+#[test]
+fn parallel_uploads_and_forms_go_through_the_proxy_too() {
+    let proxy = RealProxy::start(Kind::Squid);
+    let plain = sink();
+    let files: Vec<TempFile> = (0..3)
+        .map(|i| TempFile::new(&format!("par{i}"), &vec![b'a' + i as u8; 50_000 + i]))
+        .collect();
+    let (proxy_url, url) = (proxy.url(), plain.url("/par/"));
+    let mut args = vec!["-Z", "-x", &proxy_url, &url];
+    args.extend(files.iter().map(TempFile::path));
+    let output = run(&[], &args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mut sizes: Vec<u64> = (0..3)
+        .map(|_| plain.next_report(Duration::from_secs(5)).unwrap().bytes)
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, [50_000, 50_001, 50_002]);
+    // A form, through the environment's proxy (the dead one would fail it with exit 7).
+    let output = Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .env_clear()
+        .env("http_proxy", dead_proxy())
+        .args(["upload", "-s", "-F", "name=value", &plain.url("/form")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("proxy 127.0.0.1:"),
+        "{}",
+        stderr(&output)
+    );
+}
