@@ -267,6 +267,20 @@ fn parallel_uploads_and_forms_go_through_the_proxy_too() {
         .collect();
     sizes.sort();
     assert_eq!(sizes, [50_000, 50_001, 50_002]);
+    // squid saw them (it writes its access log when it gets to it).
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(proxy.dir().join("access.log")).unwrap_or_default();
+        if log.matches("/par/").count() == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        log.matches("/par/").count(),
+        3,
+        "squid's access log:\n{log}"
+    );
     // A form, through the environment's proxy (the dead one would fail it with exit 7).
     let output = Command::new(env!("CARGO_BIN_EXE_chunkwire"))
         .env_clear()
