@@ -18,6 +18,7 @@
 //! then the sink closes the connection.
 
 mod event_loop;
+mod multipart;
 mod session;
 mod threaded;
 
@@ -30,6 +31,8 @@ use std::time::Duration;
 
 use crate::trace::{Direction, LineBlock, LineLabeller, Part, Trace};
 use crate::transport::tls::ServerTls;
+
+pub use multipart::{FormPart, FormReport};
 
 /// A trace shared by the sink's connections (and threads, over https); each event takes
 /// the lock.
@@ -130,6 +133,9 @@ pub struct Report {
     pub trailers: Vec<(String, String)>,
     /// Time from the end of the head to the end of the body.
     pub body_time: Duration,
+    /// The parts of a `multipart/form-data` body, decoded as it streamed; None for any
+    /// other content type.
+    pub form: Option<FormReport>,
 }
 
 impl Report {
@@ -160,7 +166,12 @@ impl Report {
             push_json_string(&mut json, value);
             json.push('}');
         }
-        json.push_str("]}");
+        json.push(']');
+        if let Some(form) = &self.form {
+            json.push_str(",\"form\":");
+            form.push_json(&mut json);
+        }
+        json.push('}');
         json
     }
 }
@@ -362,6 +373,60 @@ mod tests {
     }
 
     #[test]
+    fn reports_the_parts_of_a_form_chunked_or_not() {
+        let body = "--b0\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nhi\r\n\
+                    --b0\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\
+                    Content-Type: text/plain\r\n\r\nfile data\r\n--b0--\r\n";
+        let (mid, _) = body.split_at(body.len() / 2);
+        let rest = &body[mid.len()..];
+        let chunked = format!(
+            "POST /f HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data; boundary=b0\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{mid}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
+            mid.len(),
+            rest.len()
+        );
+        let sized = format!(
+            "POST /f HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data; boundary=b0\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        for request in [chunked, sized] {
+            let (report, reply) = exchange(request.as_bytes());
+            let form = report.expect("a report").form.expect("a form report");
+            assert_eq!(form.error, None);
+            assert!(form.complete);
+            assert_eq!(form.parts.len(), 2);
+            assert_eq!(form.parts[0].name, "t");
+            assert_eq!(form.parts[0].crc32, crc32fast::hash(b"hi"));
+            assert_eq!(form.parts[1].filename.as_deref(), Some("a.txt"));
+            assert_eq!(form.parts[1].content_type.as_deref(), Some("text/plain"));
+            assert_eq!(form.parts[1].bytes, 9);
+            assert!(
+                reply.contains("\"form\":{\"boundary\":\"b0\",\"parts\":[{\"name\":\"t\""),
+                "{reply}"
+            );
+        }
+        // Not a form: no form report.
+        let (report, reply) = exchange(b"PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx");
+        assert_eq!(report.unwrap().form, None);
+        assert!(!reply.contains("\"form\""), "{reply}");
+        // A form whose boundary is unusable is reported as such, and the body still counted.
+        let (report, _) = exchange(
+            b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data\r\nContent-Length: 1\r\n\r\nx",
+        );
+        let report = report.unwrap();
+        assert_eq!(report.bytes, 1);
+        assert!(
+            report
+                .form
+                .unwrap()
+                .error
+                .unwrap()
+                .contains("without a boundary")
+        );
+    }
+
+    #[test]
     fn keeps_the_connection_for_a_second_request() {
         let (report, reply) = exchange(
             b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc\
@@ -430,6 +495,7 @@ mod tests {
             crc32: 0xab,
             trailers: vec![("N".into(), "v\u{1}".into())],
             body_time: Duration::ZERO,
+            form: None,
         };
         assert_eq!(
             report.to_json(),

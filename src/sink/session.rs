@@ -15,6 +15,7 @@ use crate::proto::message::{self, BodyFraming, ReceivedRequest, RequestParse};
 use crate::proto::peer_error::PeerError;
 use crate::trace::{Direction, Part};
 
+use super::multipart::{self, FormDecoder};
 use super::{Framing, Report, SharedTrace, error_reply};
 
 /// Where the session is between requests.
@@ -42,6 +43,33 @@ struct Body {
     connection: &'static str,
     close: bool,
     framing: BodyState,
+    form: Form,
+}
+
+/// The body as a form, when its Content-Type says it is one.
+enum Form {
+    None,
+    /// Boxed: a decoder holds its delimiter and counters, and most bodies are no form.
+    Decoding(Box<FormDecoder>),
+    /// A form whose boundary cannot be used: reported with the reason, not decoded.
+    Unusable(String),
+}
+
+impl Form {
+    fn for_request(head: &ReceivedRequest) -> Form {
+        let content_type = head.headers.get(http::header::CONTENT_TYPE);
+        match content_type.and_then(|value| multipart::form_boundary(value.as_bytes())) {
+            None => Form::None,
+            Some(Ok(boundary)) => Form::Decoding(Box::new(FormDecoder::new(&boundary))),
+            Some(Err(reason)) => Form::Unusable(reason),
+        }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        if let Form::Decoding(decoder) = self {
+            decoder.feed(data);
+        }
+    }
 }
 
 enum BodyState {
@@ -178,6 +206,7 @@ impl Session {
             }
         };
         let empty = matches!(state, BodyState::Length { owed: 0 });
+        let form = Form::for_request(&head);
         self.phase = Phase::Body(Box::new(Body {
             report: Report {
                 method: head.method,
@@ -189,12 +218,14 @@ impl Session {
                 crc32: 0,
                 trailers: Vec::new(),
                 body_time: Duration::ZERO,
+                form: None,
             },
             crc: crc32fast::Hasher::new(),
             started: Instant::now(),
             connection,
             close,
             framing: state,
+            form,
         }));
         if empty {
             self.finish(on_report);
@@ -212,9 +243,15 @@ impl Session {
             started,
             connection,
             close,
+            form,
             ..
         } = *body;
         report.crc32 = crc.finalize();
+        report.form = match form {
+            Form::None => None,
+            Form::Decoding(decoder) => Some(decoder.finish()),
+            Form::Unusable(reason) => Some(FormDecoder::failed_report(reason)),
+        };
         report.body_time = started.elapsed();
         on_report(&report);
         let json = report.to_json();
@@ -267,6 +304,7 @@ impl Body {
                     trace.bytes(Direction::Received, Part::Body, data);
                 }
                 self.crc.update(data);
+                self.form.feed(data);
                 self.report.bytes += take as u64;
                 *owed -= take as u64;
                 Ok(if *owed == 0 {
@@ -292,6 +330,7 @@ impl Body {
                         }
                         ChunkEvent::Data(data) => {
                             self.crc.update(data);
+                            self.form.feed(data);
                             self.report.bytes += data.len() as u64;
                         }
                         ChunkEvent::Trailer { name, value } => self.report.trailers.push((

@@ -291,3 +291,42 @@ pub fn reqwest_many(args: &[String]) -> Result<()> {
         Ok(())
     })
 }
+
+/// reqwest's multipart form: the two text fields of the form benchmark and the file as a
+/// streamed part of known length (64 KiB reads), so reqwest sends a Content-Length. The
+/// response body goes to OUT.
+pub fn reqwest_form(args: &[String]) -> Result<()> {
+    let [url, file, out, ..] = args else {
+        return Err("usage: reqwest-form URL FILE OUT".into());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().build()?;
+        let source = tokio::fs::File::open(file).await?;
+        let len = source.metadata().await?.len();
+        let name = Path::new(file)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stream = tokio_util::io::ReaderStream::with_capacity(source, 64 * 1024);
+        let part =
+            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+                .file_name(name)
+                .mime_str("application/octet-stream")?;
+        let (title, note) = crate::form::FIELDS;
+        let form = reqwest::multipart::Form::new()
+            .text(title.0, title.1)
+            .text(note.0, note.1)
+            .part("file", part);
+        let response = client.post(url.as_str()).multipart(form).send().await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        std::fs::write(out, &body)?;
+        if !status.is_success() {
+            return Err(format!("status {status}: {}", String::from_utf8_lossy(&body)).into());
+        }
+        Ok(())
+    })
+}

@@ -10,6 +10,9 @@
 //! - `--concurrent`: N uploads at once on one thread (N = 1, 10, 100, 1,000) of 1 MiB and of
 //!   64 MiB each, plain and TLS.
 //! - `--small-uploads`: 10,000 uploads of 1 KiB over one kept connection and over 10.
+//! - `--form`: a form of a 1 GiB file part and two text fields, by chunkwire `-F`, requests
+//!   (`files=` and requests-toolbelt's `MultipartEncoder`), curl `-F` and reqwest's
+//!   multipart, against chunkwire's plain upload of the same file.
 //!
 //! Then the targets of the concurrent and small-upload parts, each met or not and by how
 //! much. Every process's CPU time and peak RSS come from its rusage (`wait4`), in
@@ -18,6 +21,7 @@
 
 mod clients;
 mod concurrent;
+mod form;
 mod measure;
 mod single;
 mod small;
@@ -40,6 +44,7 @@ fn main() {
         Some("launch") => measure::launch(&args[1..]),
         Some("reqwest-client") => clients::reqwest_client(&args[1..]),
         Some("reqwest-many") => clients::reqwest_many(&args[1..]),
+        Some("reqwest-form") => clients::reqwest_form(&args[1..]),
         Some("raw-client") => clients::raw_client(&args[1..]),
         Some("raw-sink") => clients::raw_sink(&args[1..]),
         _ => compare(&args),
@@ -95,12 +100,17 @@ struct Features {
     chunk_size: bool,
     /// `sink --max-connections`.
     sink_max_connections: bool,
+    /// `upload -F/--form`.
+    form: bool,
 }
 
 struct Options {
     single: bool,
     concurrent: bool,
     small: bool,
+    form: bool,
+    form_size_mib: u64,
+    form_runs: usize,
     sizes_mib: Vec<u64>,
     runs: usize,
     chart: PathBuf,
@@ -122,7 +132,8 @@ struct Options {
 fn options(args: &[String]) -> Result<Options> {
     let quick = args.iter().any(|a| a == "--quick");
     let flag = |name: &str| args.iter().any(|a| a == name);
-    let all = !flag("--single") && !flag("--concurrent") && !flag("--small-uploads");
+    let all =
+        !flag("--single") && !flag("--concurrent") && !flag("--small-uploads") && !flag("--form");
     let target = std::env::current_exe()?
         .parent()
         .ok_or("no directory for the executable")?
@@ -153,11 +164,15 @@ fn options(args: &[String]) -> Result<Options> {
         parallel: upload_help.contains("--parallel-max") && upload_help.contains("--parallel"),
         chunk_size: upload_help.contains("--chunk-size"),
         sink_max_connections: sink_help.contains("--max-connections"),
+        form: upload_help.contains("--form"),
     };
     let options = Options {
         single: all || flag("--single"),
         concurrent: all || flag("--concurrent"),
         small: all || flag("--small-uploads"),
+        form: all || flag("--form"),
+        form_size_mib: parsed(args, "--form-size-mib", if quick { 4 } else { 1024 })?,
+        form_runs: parsed(args, "--form-runs", if quick { 1 } else { 3 })?,
         sizes_mib: list(
             args,
             "--sizes-mib",
@@ -230,6 +245,9 @@ fn compare(args: &[String]) -> Result<()> {
     };
     if options.concurrent || options.small {
         targets::report(&options, &concurrent, &small, &mut report);
+    }
+    if options.form {
+        form::run(&options, &mut report)?;
     }
     print!("{report}");
     io::stdout().flush()?;

@@ -102,6 +102,35 @@ fn quick_mode_runs_every_contender() {
             "{line}"
         );
     }
+    // The form part: every contender has a row with figures (the Python ones need
+    // benches/compare/requirements.txt, which .ci/run installs), and the targets are checked.
+    let form = section("## A form: a 4 MiB file part and two text fields, plain TCP");
+    let mut contenders = vec![
+        "chunkwire, plain upload (Content-Length)",
+        "chunkwire -F",
+        "requests files=",
+        "requests-toolbelt MultipartEncoder",
+        "reqwest multipart",
+    ];
+    if curl {
+        contenders.push("curl -F");
+    }
+    for contender in contenders {
+        let row = format!("| {contender} | ");
+        let line = form
+            .lines()
+            .find(|l| l.starts_with(&row))
+            .unwrap_or_else(|| panic!("no row {row}\n{form}"));
+        assert!(
+            line[row.len()..].starts_with(|c: char| c.is_ascii_digit()),
+            "{line}"
+        );
+    }
+    let form_targets = section("### Form targets");
+    assert!(
+        form_targets.contains("peak RSS within 0.25 MiB of the plain upload"),
+        "{form_targets}"
+    );
     let targets = section("## Targets");
     assert!(targets.contains("small uploads per second"), "{targets}");
     let svg = std::fs::read_to_string(&chart).unwrap();
