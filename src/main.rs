@@ -191,8 +191,11 @@ fn client(
 /// The client with the proxy options of the command line (curl's names) applied.
 fn with_proxy_options(client: Client, args: &ProxyArgs) -> Result<Client, Failure> {
     let mut builder = client.rebuild();
-    if let Some(url) = &args.proxy {
-        builder = builder.proxy(chunkwire::Proxy::parse(url).map_err(Error::from)?);
+    match args.proxy.as_deref() {
+        // As curl: an empty proxy turns proxies off, the environment's included.
+        Some("") => builder = builder.proxy_from_environment(false),
+        Some(url) => builder = builder.proxy(chunkwire::Proxy::parse(url).map_err(Error::from)?),
+        None => {}
     }
     if let Some(list) = &args.noproxy {
         builder = builder.noproxy(list);

@@ -137,6 +137,12 @@ fn each_spelling_of_the_variables_by_curls_rules_and_the_cgi_guard() {
         &["--noproxy", "127.0.0.1", "-x", dead, &url, file.path()],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // An empty -x turns proxies off, the environment's included, as curl.
+    let output = run(
+        &[("http_proxy", dead), ("all_proxy", dead)],
+        &["-x", "", &url, file.path()],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
 #[test]

@@ -349,7 +349,7 @@ Proxy (the environment's https_proxy, http_proxy, all_proxy and no_proxy are rea
 curl's rules unless -x or --noproxy replace them):
   -x, --proxy <[scheme://][user:password@]host[:port]>
                                   Upload through this HTTP proxy (http:// or https://;
-                                  port 1080 if none, 443 for https://)
+                                  port 1080 if none, 443 for https://; `''`: no proxy)
       --noproxy <LIST>            Hosts reached directly: comma-separated names (and
                                   their subdomains), addresses, CIDR ranges, `*` for all
   -U, --proxy-user <USER:PASSWORD>
