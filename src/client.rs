@@ -696,6 +696,46 @@ impl Plan {
         verdict
     }
 
+    /// Policy rule 8: the error for a 407 from a proxy this attempt reached in absolute
+    /// form, naming the proxy, the authentication it asked for and whether credentials
+    /// went with the request.
+    fn proxy_refusal(&self, upload: &Upload<'_>, head: &ResponseHead) -> Result<Option<Error>> {
+        let status = head.status.as_u16();
+        // Asked first as if through a forward proxy, so that no route is worked out for
+        // the statuses that are never a refusal.
+        if !policy::is_proxy_refusal(status, true) {
+            return Ok(None);
+        }
+        let route = upload.route_of(&self.target, self.with_body)?;
+        let Some(proxy) = route.proxy.as_ref().filter(|_| !route.tunnel) else {
+            return Ok(None);
+        };
+        let is_credentials = |f: &HeaderField| f.name().eq_ignore_ascii_case("proxy-authorization");
+        let credentials_sent = upload.fields.iter().any(is_credentials)
+            || (upload.client.proxy_fields(proxy, &upload.fields)?)
+                .iter()
+                .any(is_credentials);
+        let challenge = head
+            .headers
+            .get(http::header::PROXY_AUTHENTICATE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let refusal = crate::error::ProxyRefusal {
+            status,
+            reason: head.reason.clone(),
+            to: format!(
+                "the request to {} in absolute form",
+                self.target.authority()
+            ),
+            challenge,
+            credentials_sent,
+        };
+        Ok(Some(
+            Error::new(Stage::Proxy, Kind::ProxyRefused(Box::new(refusal)))
+                .with_peer(proxy.authority())
+                .with_via_proxy(),
+        ))
+    }
+
     fn verdict(
         &mut self,
         upload: &mut Upload<'_>,
@@ -715,6 +755,9 @@ impl Plan {
             max_redirects: upload.max_redirects,
             redirects: self.redirects,
         };
+        if let Some(refused) = self.proxy_refusal(upload, head)? {
+            return Err(refused.with_progress(progress));
+        }
         let next = match policy::after_response(&facts) {
             AfterResponse::Deliver => return Ok(Verdict::Deliver),
             AfterResponse::RetryWithoutExpect => {

@@ -301,3 +301,85 @@ fn parallel_uploads_and_forms_go_through_the_proxy_too() {
         stderr(&output)
     );
 }
+
+/// A proxy in absolute form that answers every request with 407 after reading its head
+/// and body; gives back the request heads it read.
+fn demanding_proxy() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (heads, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The head, then whatever of the (small) body follows within a moment.
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = heads.send(String::from_utf8_lossy(&got).into_owned());
+            let _ = stream.write_all(
+                b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+                  Proxy-Authenticate: Basic realm=\"corp\"\r\n\
+                  Content-Length: 6\r\nConnection: close\r\n\r\ndenied",
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn a_407_to_a_request_in_absolute_form_is_a_proxy_error_not_a_success() {
+    let file = TempFile::new("absolute-407", b"an upload the proxy never forwards");
+    let (proxy, heads) = demanding_proxy();
+    // Without credentials: the proxy asked for Basic, none were sent.
+    let output = run(
+        &[],
+        &["-x", &proxy, "http://origin.example/up", file.path()],
+    );
+    let err = stderr(&output);
+    assert!(
+        heads
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .starts_with("PUT http://origin.example/up ")
+    );
+    assert_eq!(output.status.code(), Some(56), "{err}");
+    assert!(err.contains("407") && err.contains("Basic"), "{err}");
+    assert!(err.contains("proxy"), "{err}");
+    assert!(
+        output.stdout.is_empty(),
+        "the proxy's page is not the origin's answer"
+    );
+    // With credentials that it refuses: the message says they were refused, and never
+    // shows the password.
+    let output = run(
+        &[],
+        &[
+            "-x",
+            &proxy,
+            "-U",
+            "alice:s3cret",
+            "http://origin.example/up",
+            file.path(),
+        ],
+    );
+    let err = stderr(&output);
+    assert!(
+        heads
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .contains("Proxy-Authorization: Basic ")
+    );
+    assert_eq!(output.status.code(), Some(56), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
