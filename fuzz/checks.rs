@@ -2443,3 +2443,67 @@ impl ConnRun {
         panic!("the connection did not end in {CONN_MAX_FINISH_ROUNDS} rounds");
     }
 }
+
+// The `proxy` target: proxy URLs, no-proxy lists and the CONNECT answer.
+//
+// Input: `proxy URL \n no-proxy list \n host \n answer bytes`. The URL either parses to
+// a proxy with a host and a port whose display never shows the password, or is refused;
+// the list matches `host` only through one of its own entries; the answer, fed in pieces
+// of the first byte's size, opens the tunnel only after a 2xx head, and otherwise ends in
+// an error at the proxy stage, never a panic.
+pub fn proxy(data: &[u8]) {
+    let mut parts = data.splitn(4, |&b| b == b'\n');
+    let url = String::from_utf8_lossy(parts.next().unwrap_or_default());
+    let list = String::from_utf8_lossy(parts.next().unwrap_or_default());
+    let host = String::from_utf8_lossy(parts.next().unwrap_or_default()).to_ascii_lowercase();
+    let answer = parts.next().unwrap_or_default();
+    if let Ok(proxy) = chunkwire::Proxy::parse(&url) {
+        assert!(!proxy.host().is_empty());
+        assert_ne!(proxy.port(), 0);
+        if let Some(credentials) = proxy.credentials()
+            && credentials.password.len() > 3
+        {
+            let shown = format!("{proxy} {proxy:?}");
+            assert!(
+                !shown.contains(&format!(":{}@", credentials.password)),
+                "{shown}"
+            );
+        }
+    }
+    let no_proxy = chunkwire::NoProxy::parse(&list);
+    if let Some(entry) = no_proxy.matching(&host, 443) {
+        assert!(list.contains(entry), "{entry:?} is not in {list:?}");
+    }
+    let step = usize::from(answer.first().copied().unwrap_or(1)).max(1);
+    let mut tunnel = chunkwire::proto::tunnel::TunnelSetup::new("h:443", &[], small_limits());
+    let mut buf = FixedBuf::new(16, 32, 64).growable_to(1024);
+    for piece in answer.chunks(step) {
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let space = match tunnel.recv_space(&mut buf) {
+                Ok(space) => space,
+                Err(e) => {
+                    assert_eq!(e.stage(), chunkwire::Stage::Proxy);
+                    return;
+                }
+            };
+            let n = rest.len().min(space.len());
+            space[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            match tunnel.on_received(&mut buf, n, &mut |_, _| {}) {
+                Ok(chunkwire::proto::tunnel::TunnelStep::NeedMore) => {}
+                Ok(chunkwire::proto::tunnel::TunnelStep::Open) => {
+                    // The head ended: at an empty line (LF or CRLF line ends, as the
+                    // response parser takes them).
+                    let ends = |w: &[u8]| w.ends_with(b"\n\n") || w == b"\n\r\n";
+                    assert!(answer.windows(3).any(ends), "{answer:?}");
+                    return;
+                }
+                Err(e) => {
+                    assert_eq!(e.stage(), chunkwire::Stage::Proxy, "{e}");
+                    return;
+                }
+            }
+        }
+    }
+}

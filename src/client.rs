@@ -22,6 +22,8 @@ use crate::proto::head::{BodyFraming, HeaderField, RequestHead};
 use crate::proto::limits::Limits;
 use crate::proto::policy::{self, AfterResponse, BodyState, FailedAttempt, ResponseFacts};
 use crate::proto::response::ResponseHead;
+use crate::proto::tunnel::TunnelSetup;
+use crate::proxy::{NoProxy, Proxy, ProxyEnvironment, ProxyRules, ProxyTrailers, Route};
 use crate::target::{Scheme, Target};
 use crate::trace::{Direction, Trace};
 use crate::transfer::{Attempt, Earlier, Timings, Transfer};
@@ -56,12 +58,20 @@ pub struct Client {
     tls: Option<TlsConfig>,
     /// Name resolution of the caller's own, in place of the system's.
     resolver: Option<Resolver>,
+    /// Which uploads go through which proxy (see [`crate::Proxy`]).
+    proxy: ProxyRules,
+    /// Fields sent to the proxy only (curl's `--proxy-header`).
+    proxy_headers: Vec<HeaderField>,
+    /// For https:// proxies; the default (webpki-roots) is made on first use.
+    proxy_tls: Option<TlsConfig>,
     /// The connection left open by the last upload whose response was read to its end.
     idle: Arc<Mutex<Option<IdleConnection>>>,
 }
 
-/// Where a connection goes: connections are reused only for the same one.
-pub(crate) type Origin = (Scheme, String, u16);
+/// Where a connection goes: connections are reused only for the same one. The last part
+/// names the proxy and how it is used (absolute form, or a tunnel), `None` when direct.
+/// Boxed: a queued upload of a set holds one, and its slot stays small.
+pub(crate) type Origin = Box<(Scheme, String, u16, Option<String>)>;
 
 /// A connection kept open between uploads (keep-alive), with the loop it is registered on.
 #[derive(Debug)]
@@ -72,7 +82,17 @@ struct IdleConnection {
 }
 
 pub(crate) fn origin_of(target: &Target) -> Origin {
-    (target.scheme, target.host.to_ascii_lowercase(), target.port)
+    Box::new((
+        target.scheme,
+        target.host.to_ascii_lowercase(),
+        target.port,
+        None,
+    ))
+}
+
+/// The process environment, as the proxy rules read it.
+fn process_environment(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 impl Default for Client {
@@ -87,6 +107,12 @@ impl Default for Client {
             limits: Limits::default(),
             tls: None,
             resolver: None,
+            proxy: ProxyRules {
+                environment: Some(ProxyEnvironment::read(&process_environment)),
+                ..ProxyRules::default()
+            },
+            proxy_headers: Vec::new(),
+            proxy_tls: None,
             idle: Arc::default(),
         }
     }
@@ -96,6 +122,8 @@ impl Default for Client {
 #[derive(Debug, Clone, Default)]
 pub struct ClientBuilder {
     client: Client,
+    /// The first option refused, returned by `build`.
+    error: Option<RequestError>,
 }
 
 impl ClientBuilder {
@@ -150,8 +178,87 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends every upload through `proxy` (curl's `-x`), in place of the proxy variables
+    /// of the environment. The no-proxy list still applies, as in curl. See [`Proxy`] for
+    /// the rules.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.client.proxy.explicit = Some(proxy);
+        self
+    }
+
+    /// Whether the proxy variables (`https_proxy`, `http_proxy`, `all_proxy`, `no_proxy`
+    /// and their upper-case spellings) are read. On by default, as in curl and reqwest;
+    /// `false` ignores them all. The variables are read when this is called (and when the
+    /// client is made), not per upload.
+    pub fn proxy_from_environment(mut self, read: bool) -> Self {
+        self.client.proxy.environment = read.then(|| ProxyEnvironment::read(&process_environment));
+        self
+    }
+
+    /// Reads the proxy variables through `lookup` instead of the process environment (a
+    /// test's, or a configuration's own), by the same rules.
+    pub fn proxy_environment(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        self.client.proxy.environment = Some(ProxyEnvironment::read(&lookup));
+        self
+    }
+
+    /// The hosts reached directly, in place of the environment's `no_proxy` (curl's
+    /// `--noproxy`): a comma-separated list; `""` sends every host through the proxy.
+    pub fn noproxy(mut self, list: &str) -> Self {
+        self.client.proxy.no_proxy = Some(NoProxy::parse(list));
+        self
+    }
+
+    /// Authenticates to the proxy with these credentials (curl's `-U`), in place of any
+    /// in the proxy URL: `Proxy-Authorization: Basic`, sent to the proxy only.
+    pub fn proxy_credentials(mut self, user: &str, password: &str) -> Self {
+        self.client.proxy.credentials = Some(crate::Credentials {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        });
+        self
+    }
+
+    /// Opens a CONNECT tunnel for http:// targets too, as for https:// (curl's
+    /// `--proxytunnel`). Inside a tunnel the proxy forwards bytes and cannot touch the
+    /// request: trailers arrive as sent.
+    pub fn proxy_tunnel(mut self, always: bool) -> Self {
+        self.client.proxy.tunnel_http = always;
+        self
+    }
+
+    /// A header for the proxy only (curl's `--proxy-header`): sent with the CONNECT, and
+    /// with requests in absolute form (which the proxy may pass on).
+    pub fn proxy_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        match HeaderField::new(name, value) {
+            Ok(field) => self.client.proxy_headers.push(field),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// What an upload with trailers (a checksum) does when the proxy would get it in
+    /// absolute form, where forward proxies drop trailers; by default it goes through a
+    /// CONNECT tunnel instead. See [`ProxyTrailers`].
+    pub fn proxy_trailers(mut self, policy: ProxyTrailers) -> Self {
+        self.client.proxy.trailers = policy;
+        self
+    }
+
+    /// TLS settings for an https:// proxy (curl's `--proxy-cacert`); by default Mozilla's
+    /// roots.
+    pub fn proxy_tls_config(mut self, config: TlsConfig) -> Self {
+        self.client.proxy_tls = Some(config);
+        self
+    }
+
     /// Checks the options and builds the client.
     pub fn build(self) -> Result<Client> {
+        if let Some(err) = self.error {
+            return Err(err.into());
+        }
         let client = self.client;
         if client.chunk_size == 0 || client.chunk_size > MAX_CHUNK_SIZE {
             return Err(RequestError::InvalidOption {
@@ -175,7 +282,9 @@ impl ClientBuilder {
 }
 
 impl Client {
-    /// A client with the default options.
+    /// A client with the default options. Like curl and reqwest, it reads the proxy
+    /// variables of the environment (`https_proxy`, `http_proxy`, `all_proxy`,
+    /// `no_proxy`; see [`Proxy`]); [`ClientBuilder::proxy_from_environment`] turns that off.
     pub fn new() -> Self {
         Client::default()
     }
@@ -185,6 +294,17 @@ impl Client {
         ClientBuilder::default()
     }
 
+    /// A builder with this client's options, to change some of them. The new client
+    /// keeps no connection of this one.
+    pub fn rebuild(&self) -> ClientBuilder {
+        let mut client = self.clone();
+        client.idle = Arc::default();
+        ClientBuilder {
+            client,
+            error: None,
+        }
+    }
+
     /// The chunk payload size.
     pub fn chunk_size(&self) -> usize {
         self.chunk_size
@@ -192,6 +312,13 @@ impl Client {
 
     pub(crate) fn timeouts(&self) -> Timeouts {
         self.timeouts
+    }
+
+    /// How an upload to `url` would go: directly or through which proxy, and why (the
+    /// option or variable it came from, or the no-proxy entry that sent it direct).
+    pub fn route(&self, url: &str) -> Result<Route> {
+        let target = Target::parse(url)?;
+        Ok(self.proxy.route(&target)?)
     }
 
     /// Starts an upload to `url` (method PUT unless changed).
@@ -217,6 +344,105 @@ impl Client {
             form_sections: None,
             form_content_type: None,
         }
+    }
+}
+
+impl Client {
+    /// What goes to the proxy itself: `Proxy-Authorization` from its credentials (unless
+    /// the caller set one with the request's headers) and the proxy headers.
+    fn proxy_fields(
+        &self,
+        proxy: &Proxy,
+        request_fields: &[HeaderField],
+    ) -> std::result::Result<Vec<HeaderField>, RequestError> {
+        let mut fields = Vec::new();
+        let given = |name: &str| {
+            (request_fields.iter().chain(&self.proxy_headers))
+                .any(|f| f.name().eq_ignore_ascii_case(name))
+        };
+        let credentials = self.proxy.credentials.as_ref().or(proxy.credentials());
+        if let (false, Some(credentials)) = (given("proxy-authorization"), credentials) {
+            fields.push(HeaderField::new(
+                "Proxy-Authorization",
+                credentials.basic_authorization(),
+            )?);
+        }
+        fields.extend(self.proxy_headers.iter().cloned());
+        Ok(fields)
+    }
+
+    /// Where the connection of an upload to `target` goes, and its key in the pool of
+    /// kept connections: the target itself, or the proxy on `route`.
+    fn destination(
+        &self,
+        target: &Target,
+        route: &Route,
+        request_fields: &[HeaderField],
+    ) -> std::result::Result<(Destination, Origin), Error> {
+        let origin_tls = || match target.scheme {
+            Scheme::Http => None,
+            Scheme::Https => Some(self.tls.clone().unwrap_or_else(default_tls)),
+        };
+        let Some(proxy) = &route.proxy else {
+            let destination = Destination {
+                host: target.host.clone(),
+                port: target.port,
+                authority: target.authority(),
+                tls: origin_tls(),
+                tls_name: target.host.clone(),
+                resolver: self.resolver.clone(),
+                tunnel: None,
+                via_proxy: false,
+                route_reason: None,
+                proxy_tls: None,
+            };
+            return Ok((destination, origin_of(target)));
+        };
+        let proxy_tls = match proxy.scheme() {
+            Scheme::Http => None,
+            Scheme::Https => Some(self.proxy_tls.clone().unwrap_or_else(default_tls)),
+        };
+        let mut tls_to_proxy = None;
+        let (tls, tls_name, tunnel, origin) = if route.tunnel {
+            // TLS to an https proxy first; the tunnel (and TLS to an https origin) inside it.
+            tls_to_proxy = proxy_tls.map(|config| (config, proxy.host().to_owned()));
+            let is_proxy_authorization =
+                |f: &&HeaderField| f.name().eq_ignore_ascii_case("proxy-authorization");
+            let mut fields: Vec<HeaderField> = (request_fields.iter())
+                .filter(is_proxy_authorization)
+                .cloned()
+                .collect();
+            fields.extend(self.proxy_fields(proxy, request_fields)?);
+            let setup = TunnelSetup::new(&target.authority(), &fields, self.limits);
+            let key = Box::new((
+                target.scheme,
+                target.host.to_ascii_lowercase(),
+                target.port,
+                Some(format!("tunnel via {proxy}")),
+            ));
+            (origin_tls(), target.host.clone(), Some(setup), key)
+        } else {
+            let key = Box::new((
+                proxy.scheme(),
+                proxy.host().to_ascii_lowercase(),
+                proxy.port(),
+                Some(format!("absolute form via {proxy}")),
+            ));
+            (proxy_tls, proxy.host().to_owned(), None, key)
+        };
+        let destination = Destination {
+            host: proxy.host().to_owned(),
+            port: proxy.port(),
+            authority: format!("proxy {}", proxy.authority()),
+            tls,
+            tls_name,
+            resolver: self.resolver.clone(),
+            tunnel: tunnel.map(Box::new),
+            via_proxy: true,
+            route_reason: Some(route.reason.clone()),
+            proxy_tls: tls_to_proxy,
+        };
+        Ok((destination, origin))
     }
 }
 
@@ -470,6 +696,46 @@ impl Plan {
         verdict
     }
 
+    /// Policy rule 8: the error for a 407 from a proxy this attempt reached in absolute
+    /// form, naming the proxy, the authentication it asked for and whether credentials
+    /// went with the request.
+    fn proxy_refusal(&self, upload: &Upload<'_>, head: &ResponseHead) -> Result<Option<Error>> {
+        let status = head.status.as_u16();
+        // Asked first as if through a forward proxy, so that no route is worked out for
+        // the statuses that are never a refusal.
+        if !policy::is_proxy_refusal(status, true) {
+            return Ok(None);
+        }
+        let route = upload.route_of(&self.target, self.with_body)?;
+        let Some(proxy) = route.proxy.as_ref().filter(|_| !route.tunnel) else {
+            return Ok(None);
+        };
+        let is_credentials = |f: &HeaderField| f.name().eq_ignore_ascii_case("proxy-authorization");
+        let credentials_sent = upload.fields.iter().any(is_credentials)
+            || (upload.client.proxy_fields(proxy, &upload.fields)?)
+                .iter()
+                .any(is_credentials);
+        let challenge = head
+            .headers
+            .get(http::header::PROXY_AUTHENTICATE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let refusal = crate::error::ProxyRefusal {
+            status,
+            reason: head.reason.clone(),
+            to: format!(
+                "the request to {} in absolute form",
+                self.target.authority()
+            ),
+            challenge,
+            credentials_sent,
+        };
+        Ok(Some(
+            Error::new(Stage::Proxy, Kind::ProxyRefused(Box::new(refusal)))
+                .with_peer(proxy.authority())
+                .with_via_proxy(),
+        ))
+    }
+
     fn verdict(
         &mut self,
         upload: &mut Upload<'_>,
@@ -489,6 +755,9 @@ impl Plan {
             max_redirects: upload.max_redirects,
             redirects: self.redirects,
         };
+        if let Some(refused) = self.proxy_refusal(upload, head)? {
+            return Err(refused.with_progress(progress));
+        }
         let next = match policy::after_response(&facts) {
             AfterResponse::Deliver => return Ok(Verdict::Deliver),
             AfterResponse::RetryWithoutExpect => {
@@ -722,6 +991,23 @@ impl Upload<'_> {
         Ok(head)
     }
 
+    /// True when the body is followed by trailers (given, made at its end, a checksum).
+    fn sends_trailers(&self) -> bool {
+        !self.trailers.is_empty() || !self.announced.is_empty() || !self.late_trailers.is_empty()
+    }
+
+    fn route_of(&self, target: &Target, with_body: bool) -> Result<Route> {
+        let trailers = with_body && self.content_length.is_none() && self.sends_trailers();
+        Ok(self.client.proxy.route_with_trailers(target, trailers)?)
+    }
+
+    /// How this upload would reach its target: directly or through which proxy, in
+    /// absolute form or a CONNECT tunnel, and why (see [`Client::route`]; an upload with
+    /// trailers may take a tunnel, [`ProxyTrailers`]).
+    pub fn route(&self) -> Result<Route> {
+        self.route_of(&Target::parse(&self.url)?, true)
+    }
+
     /// The hooks on the body for one attempt: each attempt starts its checksum afresh.
     fn body_hooks(&self) -> BodyHooks {
         let mut hooks = BodyHooks::default();
@@ -899,9 +1185,23 @@ impl Upload<'_> {
         spare: Option<FixedBuf>,
         body: &Body<'_>,
     ) -> std::result::Result<Prepared, Error> {
-        let head = self.head(&plan.target, &plan.method, plan.with_body)?;
+        let mut head = self.head(&plan.target, &plan.method, plan.with_body)?;
         let client = self.client;
         let limits = client.limits;
+        let route = self.route_of(&plan.target, plan.with_body)?;
+        if let Some(proxy) = route.proxy.as_ref().filter(|_| !route.tunnel) {
+            // Absolute form: the proxy reads the origin from the request line, and what
+            // it needs for itself rides in the same head.
+            head.set_absolute_form(&plan.target);
+            for field in client.proxy_fields(proxy, &self.fields)? {
+                head.push(field)?;
+            }
+        }
+        if route.proxy.is_some() && route.tunnel {
+            // Inside a tunnel the head goes to the origin: a `Proxy-Authorization` among
+            // the request's headers goes with the CONNECT instead (see `destination`).
+            head.remove_fields("proxy-authorization");
+        }
         let mut buf = match spare {
             Some(buf)
                 if buf.payload_capacity() == client.chunk_size
@@ -926,23 +1226,13 @@ impl Upload<'_> {
             expect_timeout: self.expect_continue,
             rate_limit: self.rate_limit,
         };
-        let target = &plan.target;
-        let destination = Destination {
-            host: target.host.clone(),
-            port: target.port,
-            authority: target.authority(),
-            tls: match target.scheme {
-                Scheme::Http => None,
-                Scheme::Https => Some(client.tls.clone().unwrap_or_else(default_tls)),
-            },
-            resolver: client.resolver.clone(),
-        };
+        let (destination, origin) = client.destination(&plan.target, &route, &self.fields)?;
         Ok(Prepared {
             exchange,
             options,
             destination,
             buf,
-            origin: origin_of(target),
+            origin,
         })
     }
 
@@ -963,6 +1253,9 @@ impl Upload<'_> {
         }
         if let Some(trace) = self.trace.take() {
             driven.set_trace(trace);
+            if let Some(reason) = driven.route_reason() {
+                driven.trace_note(Direction::Sent, || format!("proxy: {reason}"));
+            }
             if connection_reused {
                 let peer = driven.peer().to_owned();
                 driven.trace_note(Direction::Sent, || {

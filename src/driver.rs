@@ -28,8 +28,9 @@ use crate::proto::conn::{Connection, ExchangeOptions, Notice, Transmit};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::HeaderField;
 use crate::proto::response::ResponseHead;
+use crate::proto::tunnel::{TunnelSetup, TunnelStep};
 use crate::trace::{Direction, Trace};
-use crate::transport::tls::{TlsConfig, TlsStream};
+use crate::transport::tls::{Carrier, TlsConfig, TlsStream};
 use crate::transport::{Transport, tcp};
 
 /// Frames sent in a row before the loop looks for response bytes, so a fast peer that never
@@ -199,6 +200,11 @@ enum Link {
         stream: TcpStream,
         last_error: Option<Error>,
     },
+    /// Connected to an HTTP proxy (over TLS for an https proxy); the CONNECT is on.
+    Tunneling {
+        carrier: Carrier,
+        setup: Box<TunnelSetup>,
+    },
     Handshaking(Box<TlsStream>),
     Open(Transport),
 }
@@ -211,8 +217,20 @@ pub(crate) struct Destination {
     /// `host:port` as shown in messages.
     pub(crate) authority: String,
     pub(crate) tls: Option<TlsConfig>,
+    /// The name the TLS handshake checks the certificate for (the origin's, or an https
+    /// proxy's).
+    pub(crate) tls_name: String,
     /// The caller's resolver, if it gave one.
     pub(crate) resolver: Option<tcp::Resolver>,
+    /// The CONNECT to run once connected to the proxy, before TLS and the exchange.
+    pub(crate) tunnel: Option<Box<TunnelSetup>>,
+    /// `host`/`port` are an HTTP proxy's.
+    pub(crate) via_proxy: bool,
+    /// TLS to an https proxy, and the name its certificate must have, before the CONNECT
+    /// (TLS inside TLS follows for an https origin).
+    pub(crate) proxy_tls: Option<(TlsConfig, String)>,
+    /// Which proxy and why, for the trace.
+    pub(crate) route_reason: Option<String>,
 }
 
 /// A connection kept open between uploads: its socket and its machine, in the idle phase.
@@ -306,7 +324,14 @@ impl Driven {
             destination.resolver.as_ref(),
             waker,
         )
-        .map_err(|e| e.with_peer(destination.host.clone()))?;
+        .map_err(|e| {
+            let e = e.with_peer(destination.authority.clone());
+            if destination.via_proxy {
+                e.with_via_proxy()
+            } else {
+                e
+            }
+        })?;
         let peer = destination.authority.clone();
         let mut driven = Driven::with(token, Link::Resolving(answer), destination, machine, buf);
         driven.pending = Some((exchange, options, upload_started));
@@ -418,6 +443,11 @@ impl Driven {
         }
     }
 
+    /// Which proxy the connection goes through and why, when it goes through one.
+    pub(crate) fn route_reason(&self) -> Option<String> {
+        self.destination.route_reason.clone()
+    }
+
     pub(crate) fn machine(&self) -> &Connection {
         &self.machine
     }
@@ -485,6 +515,12 @@ impl Driven {
         now: Instant,
     ) -> Result<Pumped, Error> {
         let pumped = self.pump_links(registry, source, now);
+        // A proxy that cannot be resolved or reached is told apart from a target that
+        // cannot (curl's exit 5 and 7).
+        let pumped = pumped.map_err(|e| match e.stage() {
+            Stage::Resolve | Stage::Connect if self.destination.via_proxy => e.with_via_proxy(),
+            _ => e,
+        });
         // Whatever ends an upload after an early 2xx (a stall, a deadline), the answer it
         // had is part of what went wrong.
         match (&self.early_head, pumped) {
@@ -540,6 +576,11 @@ impl Driven {
                         }
                     }
                 }
+                Link::Tunneling { .. } => {
+                    if !self.pump_tunnel(now)? {
+                        return Ok(Pumped::Blocked);
+                    }
+                }
                 Link::Handshaking(tls) => match tls.handshake() {
                     Ok(true) => {
                         let Link::Handshaking(tls) =
@@ -547,6 +588,14 @@ impl Driven {
                         else {
                             unreachable!()
                         };
+                        if self.destination.tunnel.is_some() {
+                            // That was the handshake with an https proxy: the CONNECT
+                            // goes inside it.
+                            let summary = tls.summary();
+                            self.trace_note(Direction::Sent, || format!("proxy {summary}"));
+                            self.start_tunnel(Carrier::Tls(tls));
+                            continue;
+                        }
                         self.link = Link::Open(Transport::Tls(tls));
                         // The handshake may have run its round trips within this one
                         // pump (a fast peer): its end is now, not when the pump began.
@@ -607,7 +656,8 @@ impl Driven {
                     }
                 }
                 Err(e) => {
-                    last_error = Some(Error::io(Stage::Connect, e).with_peer(addr.to_string()))
+                    last_error =
+                        Some(Error::io(Stage::Connect, e).with_peer(self.attempt_peer(addr)))
                 }
             }
             index += 1;
@@ -616,6 +666,16 @@ impl Driven {
             .unwrap_or_else(|| Error::new(Stage::Connect, Kind::NoAddresses))
             .with_peer(self.destination.authority.clone())
             .with_progress(self.machine.progress()))
+    }
+
+    /// Who a failed TCP attempt to `addr` was to: the address, and the proxy's name when it
+    /// is a proxy's.
+    fn attempt_peer(&self, addr: SocketAddr) -> String {
+        if self.destination.via_proxy {
+            format!("{} at {addr}", self.destination.authority)
+        } else {
+            addr.to_string()
+        }
     }
 
     /// The attempt in flight failed (`err`) or ran out of its share of time: on to the next.
@@ -637,7 +697,7 @@ impl Driven {
         drop(stream);
         let addr = addrs[index];
         let err = err
-            .map(|e| e.with_peer(addr.to_string()))
+            .map(|e| e.with_peer(self.attempt_peer(addr)))
             .or(last_error)
             .or_else(|| {
                 Some(
@@ -648,7 +708,7 @@ impl Driven {
                             self.machine.elapsed(now),
                         ),
                     )
-                    .with_peer(addr.to_string()),
+                    .with_peer(self.attempt_peer(addr)),
                 )
             });
         self.start_attempt(registry, addrs, index + 1, err, now)
@@ -668,23 +728,141 @@ impl Driven {
             .map_err(|e| self.fail(Error::io(Stage::Connect, e)))?;
         let peer = self.peer.clone();
         self.trace_note(Direction::Sent, || format!("connected to {peer}"));
-        let tls = self.destination.tls.clone();
-        self.machine.on_connected(now, tls.is_some());
         self.readable = true;
         self.writable = true;
+        if let Some((config, name)) = self.destination.proxy_tls.take() {
+            // An https proxy: TLS to it first, the CONNECT inside that.
+            self.machine.on_connected(now, true);
+            let frame_capacity = self.buf.send_region().len();
+            let tls = TlsStream::new(&config, &name, stream, frame_capacity)
+                .map_err(|e| self.fail(Error::request(e)))?;
+            self.link = Link::Handshaking(Box::new(tls));
+            return Ok(());
+        }
+        if self.destination.tunnel.is_some() {
+            self.machine.on_connected(now, true);
+            self.start_tunnel(Carrier::Tcp(stream));
+            return Ok(());
+        }
+        self.after_connect(Carrier::Tcp(stream), now)
+    }
+
+    /// Starts the CONNECT over `carrier`, the connection to the proxy.
+    fn start_tunnel(&mut self, carrier: Carrier) {
+        let Some(setup) = self.destination.tunnel.take() else {
+            return;
+        };
+        let to = String::from_utf8_lossy(setup.to_send())
+            .split(' ')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let peer = self.peer.clone();
+        self.trace_note(Direction::Sent, || {
+            format!("proxy: CONNECT to {to} through {peer}")
+        });
+        self.machine.on_tunnel(true);
+        self.link = Link::Tunneling { carrier, setup };
+    }
+
+    /// The socket carries HTTP to the origin now (connected, or tunnelled): TLS if the
+    /// destination wants it, else the exchange starts.
+    fn after_connect(&mut self, carrier: Carrier, now: Instant) -> Result<(), Error> {
+        let tls = self.destination.tls.clone();
+        if !matches!(self.machine.phase(), crate::proto::conn::Phase::Handshaking) {
+            self.machine.on_connected(now, tls.is_some());
+        } else if tls.is_none() {
+            self.machine.on_tunnel_opened(now);
+        }
         match tls {
             None => {
-                self.link = Link::Open(Transport::Plain(stream));
+                self.link = Link::Open(match carrier {
+                    Carrier::Tcp(stream) => Transport::Plain(stream),
+                    Carrier::Tls(to_proxy) => Transport::Tls(to_proxy),
+                });
                 self.start_pending(now);
             }
             Some(config) => {
                 let frame_capacity = self.buf.send_region().len();
-                let tls = TlsStream::new(&config, &self.destination.host, stream, frame_capacity)
-                    .map_err(|e| self.fail(Error::request(e)))?;
+                let tls =
+                    TlsStream::over(&config, &self.destination.tls_name, carrier, frame_capacity)
+                        .map_err(|e| self.fail(Error::request(e)))?;
                 self.link = Link::Handshaking(Box::new(tls));
             }
         }
         Ok(())
+    }
+
+    /// Moves the CONNECT on as far as the socket allows; true when the tunnel opened and
+    /// the link moved on (to TLS or the exchange), false when it must wait.
+    fn pump_tunnel(&mut self, now: Instant) -> Result<bool, Error> {
+        let Link::Tunneling { carrier, setup } = &mut self.link else {
+            return Ok(true);
+        };
+        if self.writable {
+            // Records an https proxy's session still holds go first.
+            match io::Write::flush(carrier) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) => return Err(Error::io(Stage::Proxy, e).with_peer(self.peer.clone())),
+            }
+        }
+        while self.writable && !setup.to_send().is_empty() {
+            match io::Write::write(carrier, setup.to_send()) {
+                Ok(0) => {
+                    let err = Error::io(Stage::Proxy, io::ErrorKind::WriteZero.into());
+                    return Err(err.with_peer(self.peer.clone()));
+                }
+                Ok(n) => match self.trace.0.as_deref_mut() {
+                    Some(trace) => setup.on_sent(n, &mut |part, bytes| {
+                        trace.bytes(Direction::Sent, part, bytes)
+                    }),
+                    None => setup.on_sent(n, &mut |_, _| {}),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(Stage::Proxy, e).with_peer(self.peer.clone())),
+            }
+        }
+        while self.readable {
+            let space = setup
+                .recv_space(&mut self.buf)
+                .map_err(|e| e.with_peer(self.peer.clone()))?;
+            match io::Read::read(carrier, space) {
+                Ok(0) => return Err(setup.on_peer_closed().with_peer(self.peer.clone())),
+                Ok(n) => {
+                    let step = match self.trace.0.as_deref_mut() {
+                        Some(trace) => setup.on_received(&mut self.buf, n, &mut |part, bytes| {
+                            trace.bytes(Direction::Received, part, bytes)
+                        }),
+                        None => setup.on_received(&mut self.buf, n, &mut |_, _| {}),
+                    };
+                    match step.map_err(|e| e.with_peer(self.peer.clone()))? {
+                        TunnelStep::NeedMore => {}
+                        TunnelStep::Open => {
+                            let Link::Tunneling { carrier, .. } =
+                                std::mem::replace(&mut self.link, Link::Open(Transport::Gone))
+                            else {
+                                unreachable!()
+                            };
+                            self.machine.on_tunnel(false);
+                            self.readable = true;
+                            self.writable = true;
+                            let peer = self.peer.clone();
+                            self.trace_note(Direction::Received, || {
+                                format!("proxy: tunnel open through {peer}")
+                            });
+                            self.after_connect(carrier, now)?;
+                            return Ok(true);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(Stage::Proxy, e).with_peer(self.peer.clone())),
+            }
+        }
+        Ok(false)
     }
 
     fn start_pending(&mut self, now: Instant) {

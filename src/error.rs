@@ -35,6 +35,8 @@ pub enum Stage {
     Receive,
     /// Writing the response body to the caller's writer.
     WriteOutput,
+    /// Setting up the CONNECT tunnel through an HTTP proxy, or the proxy's refusal.
+    Proxy,
 }
 
 impl Stage {
@@ -49,6 +51,7 @@ impl Stage {
             Stage::ReadSource => "read source",
             Stage::Receive => "receive",
             Stage::WriteOutput => "write output",
+            Stage::Proxy => "proxy",
         }
     }
 }
@@ -221,6 +224,26 @@ pub(crate) enum Kind {
     TooManyRedirects(u32),
     /// The server's `Location` cannot be followed (another scheme, not a URL).
     BadRedirect(RequestError),
+    /// The proxy answered the CONNECT (or, in absolute form, the request) with a status
+    /// that is no tunnel: 407, 403, 502 ...
+    ProxyRefused(Box<ProxyRefusal>),
+    /// The proxy closed the connection before answering the CONNECT.
+    ProxyClosed,
+    /// The proxy sent bytes after its 2xx to the CONNECT, before the tunnel was used.
+    ProxyExtraBytes,
+}
+
+/// What a proxy said when it refused.
+#[derive(Debug)]
+pub(crate) struct ProxyRefusal {
+    pub(crate) status: u16,
+    pub(crate) reason: String,
+    /// What was refused: `the CONNECT to host:port`, or the request in absolute form.
+    pub(crate) to: String,
+    /// The `Proxy-Authenticate` challenge of a 407.
+    pub(crate) challenge: Option<String>,
+    /// True when credentials were sent (so a 407 means they were refused).
+    pub(crate) credentials_sent: bool,
 }
 
 struct Inner {
@@ -231,6 +254,8 @@ struct Inner {
     peer: Option<String>,
     /// A 2xx the server sent before the body was complete (the body went on, then this).
     answered_early: Option<u16>,
+    /// The connection went to an HTTP proxy (so a resolve failure is the proxy's name).
+    via_proxy: bool,
     /// What the upload took until it failed, when it got as far as an attempt.
     transfer: Option<Box<crate::Transfer>>,
 }
@@ -249,6 +274,7 @@ impl Error {
                 progress: Progress::default(),
                 peer: None,
                 answered_early: None,
+                via_proxy: false,
                 transfer: None,
             }),
         }
@@ -278,6 +304,26 @@ impl Error {
             self.inner.peer = Some(peer.into());
         }
         self
+    }
+
+    /// The connection this error concerns went to an HTTP proxy.
+    pub(crate) fn with_via_proxy(mut self) -> Self {
+        self.inner.via_proxy = true;
+        self
+    }
+
+    /// True when the connection that failed went to an HTTP proxy (not to the target): a
+    /// resolve or connect failure is then the proxy's (curl's exit 5 and 7).
+    pub fn is_via_proxy(&self) -> bool {
+        self.inner.via_proxy
+    }
+
+    /// The status a proxy refused the tunnel (or the request) with: 407, 403, 502 ...
+    pub fn proxy_status(&self) -> Option<u16> {
+        match &self.inner.kind {
+            Kind::ProxyRefused(refusal) => Some(refusal.status),
+            _ => None,
+        }
     }
 
     /// What the upload took until it failed (curl's `-w` variables on an error).
@@ -433,6 +479,37 @@ impl fmt::Display for Error {
             Kind::NoAddresses => f.write_str("the name resolved to no address")?,
             Kind::TooManyRedirects(max) => write!(f, "more than {max} redirects")?,
             Kind::BadRedirect(e) => write!(f, "the server's redirect cannot be followed: {e}")?,
+            Kind::ProxyRefused(refusal) => {
+                let ProxyRefusal {
+                    status,
+                    reason,
+                    to,
+                    challenge,
+                    credentials_sent,
+                } = &**refusal;
+                write!(f, "the proxy refused {to}: {status} {reason}")?;
+                // A 401 to a CONNECT is the proxy's too (tinyproxy answers refused
+                // credentials with it).
+                if matches!(status, 401 | 407) {
+                    match challenge {
+                        Some(scheme) => write!(f, " (it asks for {scheme} authentication")?,
+                        None => f.write_str(" (it names no authentication scheme")?,
+                    }
+                    if *credentials_sent {
+                        f.write_str("; the credentials sent were refused)")?;
+                    } else {
+                        f.write_str(
+                            "; no credentials were sent: give them in the proxy URL or with -U)",
+                        )?;
+                    }
+                }
+            }
+            Kind::ProxyClosed => {
+                f.write_str("the proxy closed the connection before answering the CONNECT")?
+            }
+            Kind::ProxyExtraBytes => f.write_str(
+                "the proxy sent bytes after its answer to the CONNECT, before the tunnel was used",
+            )?,
         }
         if let (Some(status), false) = (
             inner.answered_early,

@@ -45,8 +45,9 @@
 //! any response, keep-alive, `Expect: 100-continue`, trailers and checksums, progress and
 //! rate limits, and many uploads at once on one thread ([`Uploads`], on its own mio `Poll`
 //! or inside the caller's), each with a fixed memory cost, and what each upload took in
-//! the terms of curl's `--write-out` ([`Transfer`], [`Timings`]). Not: HTTP/2, proxies,
-//! cookies.
+//! the terms of curl's `--write-out` ([`Transfer`], [`Timings`]); HTTP proxies from the
+//! environment or [`ClientBuilder::proxy`] ([`Proxy`]), absolute form for http and CONNECT
+//! tunnels for https. Not: HTTP/2, SOCKS, cookies.
 //!
 //! # Features
 //!
@@ -73,6 +74,7 @@ mod form;
 pub mod json;
 mod multi;
 pub mod proto;
+mod proxy;
 #[cfg(feature = "sink")]
 pub mod sink;
 mod target;
@@ -102,6 +104,9 @@ pub use multi::{
 pub use proto::conn::Timeouts;
 pub use proto::limits::Limits;
 pub use proto::peer_error::PeerError;
+pub use proxy::{
+    DEFAULT_HTTPS_PROXY_PORT, DEFAULT_PROXY_PORT, NoProxy, Proxy, ProxySource, ProxyTrailers, Route,
+};
 pub use target::{
     Credentials, MAX_URL_LEN, Scheme, Target, redact_userinfo, resolve_reference, with_path_segment,
 };

@@ -26,7 +26,7 @@ mod walkthrough;
 #[path = "cli/write_out.rs"]
 mod write_out;
 
-use args::{Command, DemoArgs, SinkArgs, TraceArgs, TraceForm, UploadArgs};
+use args::{Command, DemoArgs, ProxyArgs, SinkArgs, TraceArgs, TraceForm, UploadArgs};
 use progress::ProgressMeter;
 use write_out::{Values, WriteOut};
 
@@ -144,6 +144,12 @@ impl From<Error> for Failure {
         } else if err.is_redirect_body_not_resendable() {
             // curl's CURLE_SEND_FAIL_REWIND: the body had to be sent again and could not.
             65
+        } else if err.is_via_proxy() && err.stage() == Stage::Resolve {
+            // curl's CURLE_COULDNT_RESOLVE_PROXY.
+            5
+        } else if err.stage() == Stage::Proxy {
+            // curl's CURLE_RECV_ERROR, which it gives for a CONNECT the proxy refused.
+            56
         } else if err.is_closed_before_response() && err.stage() == Stage::Receive {
             // curl's CURLE_GOT_NOTHING ("empty reply from server").
             52
@@ -187,6 +193,43 @@ fn client(
     builder.build()
 }
 
+/// The client with the proxy options of the command line (curl's names) applied.
+fn with_proxy_options(client: Client, args: &ProxyArgs) -> Result<Client, Failure> {
+    let mut builder = client.rebuild();
+    match args.proxy.as_deref() {
+        // As curl: an empty proxy turns proxies off, the environment's included.
+        Some("") => builder = builder.proxy_from_environment(false),
+        Some(url) => builder = builder.proxy(chunkwire::Proxy::parse(url).map_err(Error::from)?),
+        None => {}
+    }
+    if let Some(list) = &args.noproxy {
+        builder = builder.noproxy(list);
+    }
+    if let Some(user) = &args.user {
+        let (name, password) = user.split_once(':').unwrap_or((user, ""));
+        builder = builder.proxy_credentials(name, password);
+    }
+    for line in &args.headers {
+        let (name, value) = line.split_once(':').ok_or_else(|| {
+            Failure::usage(format!(
+                "proxy header {line:?} is not of the form 'Name: value'"
+            ))
+        })?;
+        builder = builder.proxy_header(name, value);
+    }
+    if let Some(path) = &args.cacert {
+        let tls = TlsConfig::builder()
+            .add_ca_pem_file(path)
+            .and_then(|b| b.build())
+            .map_err(Error::from)?;
+        builder = builder.proxy_tls_config(tls);
+    }
+    Ok(builder
+        .proxy_tunnel(args.tunnel)
+        .proxy_trailers(args.trailers)
+        .build()?)
+}
+
 fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
     let tls = if args.cacert.is_some() || args.cert.is_some() {
         let mut builder = TlsConfig::builder();
@@ -203,6 +246,7 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         None
     };
     let client = client(args.chunk_size, args.connect_timeout, args.max_time, tls)?;
+    let client = with_proxy_options(client, &args.proxy)?;
     if !args.form.is_empty() {
         return upload_form_with_output(&client, &args);
     }
@@ -645,6 +689,14 @@ fn upload_one(
         Box::new(move |p: &UploadProgress| meter.borrow_mut().update(p)) as ProgressFn
     });
     let request = request_for(client, args, url, known_len, append_trace, progress)?;
+    if args.verbose {
+        // Which proxy, and why: the option or variable, or the no-proxy entry; nothing
+        // when no proxy was set at all, as curl.
+        let route = request.route()?;
+        if route.considered {
+            eprintln!("* {}", route.reason);
+        }
+    }
     let sent = match source {
         Source::Regular(file) => request.send_seekable(file),
         Source::Other(file) => request.send(file),
@@ -1282,6 +1334,8 @@ fn demo(args: &DemoArgs) -> Result<ExitCode, Failure> {
         .spawn()
         .map_err(|e| io_failure("cannot start the loopback sink", e))?;
     let client = client(chunk_size, None, None, client_tls)?;
+    // The demo's sink is on loopback: no proxy of the environment stands in between.
+    let client = client.rebuild().proxy_from_environment(false).build()?;
     let len = size_mib * 1024 * 1024;
     let mut source = GeneratedStream {
         left: len,

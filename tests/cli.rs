@@ -19,8 +19,24 @@ const REPORT_WAIT: Duration = Duration::from_secs(5);
 fn chunkwire(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chunkwire"));
     command.args(args).stdin(Stdio::null());
+    // The servers are on loopback: a proxy of the machine's environment must not stand in
+    // between (tests/cli_proxy.rs tests the variables).
+    for name in PROXY_VARIABLES {
+        command.env_remove(name);
+    }
     command
 }
+
+const PROXY_VARIABLES: [&str; 8] = [
+    "http_proxy",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "REQUEST_METHOD",
+];
 
 /// A temporary file, named after the process and the test, removed when dropped.
 struct TempFile(PathBuf);

@@ -65,3 +65,8 @@ fn exchange_corpus() {
 fn conn_corpus() {
     replay("conn", checks::conn);
 }
+
+#[test]
+fn proxy_corpus() {
+    replay("proxy", checks::proxy);
+}

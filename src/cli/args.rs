@@ -51,6 +51,7 @@ pub struct UploadArgs {
     pub trace: TraceArgs,
     pub parallel: bool,
     pub parallel_max: usize,
+    pub proxy: ProxyArgs,
     /// `-w`: the format as given (`@file` is read by the caller).
     pub write_out: Option<String>,
     /// `-F` and `--form-string` parts, in order: with them the body is a form.
@@ -161,6 +162,25 @@ fn form_word(text: &str) -> Result<(String, &str), &'static str> {
         }
     }
     Err("a quoted value has no closing quote")
+}
+
+/// The proxy options, with curl's names.
+#[derive(Debug, Default)]
+pub struct ProxyArgs {
+    /// `-x`: `[scheme://][user:password@]host[:port]`.
+    pub proxy: Option<String>,
+    /// `--noproxy`: hosts reached directly, in place of `no_proxy`.
+    pub noproxy: Option<String>,
+    /// `-U user:password`.
+    pub user: Option<String>,
+    /// `-p`: CONNECT for http:// targets too.
+    pub tunnel: bool,
+    /// `--proxy-header`, repeatable.
+    pub headers: Vec<String>,
+    /// `--proxy-cacert`.
+    pub cacert: Option<PathBuf>,
+    /// `--proxy-trailers tunnel|refuse|send`.
+    pub trailers: chunkwire::ProxyTrailers,
 }
 
 #[derive(Debug)]
@@ -337,6 +357,23 @@ Connection:
                                   else the exit code of the first failed FILE
       --parallel-max <N>          The most uploads -Z runs at once [default: 50]
 
+Proxy (the environment's https_proxy, http_proxy, all_proxy and no_proxy are read by
+curl's rules unless -x or --noproxy replace them):
+  -x, --proxy <[scheme://][user:password@]host[:port]>
+                                  Upload through this HTTP proxy (http:// or https://;
+                                  port 1080 if none, 443 for https://; `''`: no proxy)
+      --noproxy <LIST>            Hosts reached directly: comma-separated names (and
+                                  their subdomains), addresses, CIDR ranges, `*` for all
+  -U, --proxy-user <USER:PASSWORD>
+                                  Basic authentication to the proxy (only to the proxy)
+  -p, --proxytunnel               A CONNECT tunnel for http:// targets too
+      --proxy-header <'Name: value'>
+                                  Header for the proxy only (repeatable)
+      --proxy-cacert <FILE>       Also trust these CA certificates for an https:// proxy
+      --proxy-trailers <MODE>     An upload with trailers that would go to the proxy in
+                                  absolute form (where proxies drop them): tunnel (through
+                                  CONNECT), refuse, or send (anyway) [default: tunnel]
+
 Output:
   -o, --output <FILE>             Write the response body here instead of standard output
   -f, --fail                      Exit with code 22 when the status is 400 or above
@@ -485,6 +522,7 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         trace: TraceArgs::new(),
         parallel: false,
         parallel_max: chunkwire::DEFAULT_MAX_ACTIVE,
+        proxy: ProxyArgs::default(),
         write_out: None,
         form: Vec::new(),
     };
@@ -543,6 +581,25 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
                 args.max_time = Some(parser.value()?.parse_with(parse_seconds)?)
             }
             Short('v') | Long("verbose") => args.verbose = true,
+            Short('x') | Long("proxy") => args.proxy.proxy = Some(parser.value()?.string()?),
+            Long("noproxy") => args.proxy.noproxy = Some(parser.value()?.string()?),
+            Short('U') | Long("proxy-user") => args.proxy.user = Some(parser.value()?.string()?),
+            Short('p') | Long("proxytunnel") => args.proxy.tunnel = true,
+            Long("proxy-header") => args.proxy.headers.push(parser.value()?.string()?),
+            Long("proxy-cacert") => args.proxy.cacert = Some(parser.value()?.into()),
+            Long("proxy-trailers") => {
+                args.proxy.trailers = match parser.value()?.string()?.as_str() {
+                    "tunnel" => chunkwire::ProxyTrailers::Tunnel,
+                    "refuse" => chunkwire::ProxyTrailers::Refuse,
+                    "send" => chunkwire::ProxyTrailers::SendAnyway,
+                    other => {
+                        return Err(format!(
+                            "--proxy-trailers {other:?}: expected tunnel, refuse or send"
+                        )
+                        .into());
+                    }
+                }
+            }
             Long("cacert") => args.cacert = Some(parser.value()?.into()),
             Long("cert") => args.cert = Some(parser.value()?.into()),
             Long("key") => args.key = Some(parser.value()?.into()),
@@ -754,6 +811,41 @@ mod tests {
         assert_eq!(
             args.files,
             [PathBuf::from("a"), "-".into(), "--odd-name".into()]
+        );
+    }
+
+    #[test]
+    fn proxy_options_take_curls_names() {
+        let args = upload(&[
+            "-x",
+            "http://u:p@proxy:3128",
+            "--noproxy",
+            "localhost,.corp",
+            "-U",
+            "alice:pw",
+            "-p",
+            "--proxy-header",
+            "X-A: 1",
+            "--proxy-header=X-B: 2",
+            "--proxy-cacert",
+            "ca.pem",
+            "--proxy-trailers",
+            "refuse",
+            "http://h/",
+            "f",
+        ]);
+        assert_eq!(args.proxy.proxy.as_deref(), Some("http://u:p@proxy:3128"));
+        assert_eq!(args.proxy.noproxy.as_deref(), Some("localhost,.corp"));
+        assert_eq!(args.proxy.user.as_deref(), Some("alice:pw"));
+        assert!(args.proxy.tunnel);
+        assert_eq!(args.proxy.headers, ["X-A: 1", "X-B: 2"]);
+        assert_eq!(args.proxy.cacert, Some(PathBuf::from("ca.pem")));
+        assert_eq!(args.proxy.trailers, chunkwire::ProxyTrailers::Refuse);
+        let defaults = upload(&["http://h/", "f"]);
+        assert_eq!(defaults.proxy.trailers, chunkwire::ProxyTrailers::Tunnel);
+        assert!(
+            refused(&["upload", "--proxy-trailers", "drop", "http://h/", "f"])
+                .contains("tunnel, refuse or send")
         );
     }
 

@@ -207,6 +207,8 @@ pub struct Connection {
     exchanges: u32,
     notices: [Option<Notice>; 2],
     peer_closed: bool,
+    /// The handshake in progress is a CONNECT to a proxy, not TLS.
+    tunneling: bool,
     stages: Stages,
 }
 
@@ -232,6 +234,7 @@ impl Connection {
             exchanges: 0,
             notices: [None; 2],
             peer_closed: false,
+            tunneling: false,
             stages: Stages::new(now),
         }
     }
@@ -263,6 +266,20 @@ impl Connection {
         } else {
             self.on_ready();
         }
+    }
+
+    /// A CONNECT to a proxy starts (`true`) or its tunnel opened (`false`). It runs in the
+    /// handshaking phase, under the connect deadline; its errors are at [`Stage::Proxy`].
+    pub fn on_tunnel(&mut self, setting_up: bool) {
+        self.tunneling = setting_up;
+    }
+
+    /// The CONNECT tunnel opened and no TLS follows (`--proxytunnel` to an http origin):
+    /// the connection is ready, with no TLS handshake to count.
+    pub fn on_tunnel_opened(&mut self, now: Instant) {
+        self.tunneling = false;
+        self.last_progress = now;
+        self.on_ready();
     }
 
     /// The TLS handshake completed.
@@ -349,6 +366,7 @@ impl Connection {
         match self.phase {
             Phase::Resolving => Stage::Resolve,
             Phase::Connecting => Stage::Connect,
+            Phase::Handshaking if self.tunneling => Stage::Proxy,
             Phase::Handshaking => Stage::TlsHandshake,
             Phase::Ready | Phase::Idle | Phase::Closed => Stage::Send,
             Phase::Exchanging => match &self.exchange {

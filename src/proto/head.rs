@@ -199,6 +199,23 @@ impl RequestHead {
         Ok(())
     }
 
+    /// Sends the request-target in absolute form (`http://host:port/path`, RFC 9112
+    /// section 3.2.2), as a request to a forward proxy must be; `Host` stays the origin's.
+    pub fn set_absolute_form(&mut self, target: &Target) {
+        self.request_target = format!(
+            "{}://{}{}",
+            target.scheme.as_str(),
+            target.host_header,
+            target.request_target
+        );
+    }
+
+    /// Removes every field named `lower_name` (lower case), as for a field that must not
+    /// reach this recipient (`Proxy-Authorization` inside a tunnel).
+    pub fn remove_fields(&mut self, lower_name: &str) {
+        self.fields.retain(|f| !f.is(lower_name));
+    }
+
     /// Sets how the body is framed. A `Transfer-Encoding: chunked` given to
     /// [`RequestHead::push`] before was taken as chunked framing's own field: with another
     /// framing it is not sent (`Upload` refuses that pair before it gets here).
@@ -433,6 +450,28 @@ mod tests {
                 "{framing:?}"
             );
         }
+    }
+
+    #[test]
+    fn absolute_form_keeps_the_origins_host() {
+        let target = Target::parse("http://origin.example:8080/up?x=1").unwrap();
+        let mut h = RequestHead::new("PUT", &target).unwrap();
+        h.set_absolute_form(&target);
+        let text = written(&h);
+        assert!(
+            text.starts_with(
+                "PUT http://origin.example:8080/up?x=1 HTTP/1.1\r\nHost: origin.example:8080\r\n"
+            ),
+            "{text}"
+        );
+        h.push(HeaderField::new("Proxy-Authorization", "Basic eA==").unwrap())
+            .unwrap();
+        h.remove_fields("proxy-authorization");
+        assert!(!written(&h).contains("Proxy-Authorization"));
+        let v6 = Target::parse("http://[::1]/").unwrap();
+        let mut h = RequestHead::new("PUT", &v6).unwrap();
+        h.set_absolute_form(&v6);
+        assert!(written(&h).starts_with("PUT http://[::1]/ HTTP/1.1\r\n"));
     }
 
     #[test]

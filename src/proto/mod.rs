@@ -37,3 +37,4 @@ pub mod message;
 pub mod peer_error;
 pub mod policy;
 pub mod response;
+pub mod tunnel;

@@ -26,6 +26,11 @@
 //!    thrown away (curl does the same). A 2xx does not: the server accepted the request and
 //!    may still read the body, so it goes on to its end, and the response counts only once
 //!    it has; if the server stops reading, the upload failed.
+//! 8. A 407 to a request sent to a proxy in absolute form is the proxy refusing to carry
+//!    it (RFC 9110 section 15.5.8: only a proxy sends 407), so the upload failed at the
+//!    proxy: the body never reached the origin, and the proxy's page is not the origin's
+//!    answer. Any other status in absolute form is the origin's (relayed by the proxy) or
+//!    the proxy's own failure to reach it (502, 504), and is delivered as a response.
 
 /// Methods whose effect does not depend on how many times they are sent (RFC 9110 9.2.2).
 pub fn is_idempotent(method: &str) -> bool {
@@ -193,9 +198,35 @@ pub fn keeps_sending_after_early_answer(status: u16) -> bool {
     (200..300).contains(&status)
 }
 
+/// Rule 8: whether a final response with `status` is the proxy refusing a request sent
+/// to it in absolute form (`via_forward_proxy`) rather than an answer to deliver.
+pub fn is_proxy_refusal(status: u16, via_forward_proxy: bool) -> bool {
+    via_forward_proxy && status == 407
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_407_in_absolute_form_is_the_proxys_refusal() {
+        for (status, via_forward_proxy, refusal) in [
+            (407, true, true),
+            // Direct or through a tunnel, a 407 is the origin's odd answer.
+            (407, false, false),
+            (401, true, false),
+            (403, true, false),
+            (502, true, false),
+            (200, true, false),
+            (307, true, false),
+        ] {
+            assert_eq!(
+                is_proxy_refusal(status, via_forward_proxy),
+                refusal,
+                "{status} {via_forward_proxy}"
+            );
+        }
+    }
 
     #[test]
     fn the_body_goes_on_only_after_an_early_2xx() {

@@ -260,10 +260,57 @@ fn certificate_subject(der: &[u8]) -> Option<String> {
     Some(parts.join(", "))
 }
 
-/// A TLS client connection over a non-blocking socket.
+/// What a TLS session runs over: the socket, or the TLS session to an https proxy that
+/// carries a CONNECT tunnel (TLS inside TLS).
+#[derive(Debug)]
+pub(crate) enum Carrier {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Carrier {
+    /// The socket at the bottom.
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        match self {
+            Carrier::Tcp(tcp) => tcp,
+            Carrier::Tls(outer) => outer.tcp(),
+        }
+    }
+}
+
+impl Read for Carrier {
+    fn read(&mut self, space: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Carrier::Tcp(tcp) => tcp.read(space),
+            Carrier::Tls(outer) => outer.read(space),
+        }
+    }
+}
+
+impl Write for Carrier {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Carrier::Tcp(tcp) => tcp.write(bytes),
+            Carrier::Tls(outer) => outer.write(bytes),
+        }
+    }
+
+    /// `WouldBlock` while an outer session still holds records for the socket.
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Carrier::Tcp(_) => Ok(()),
+            Carrier::Tls(outer) => match outer.flush()? {
+                true => Ok(()),
+                false => Err(io::ErrorKind::WouldBlock.into()),
+            },
+        }
+    }
+}
+
+/// A TLS client connection over a non-blocking socket (or over another TLS session).
 pub(crate) struct TlsStream {
     conn: ClientConnection,
-    tcp: TcpStream,
+    tcp: Carrier,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -288,6 +335,17 @@ impl TlsStream {
         tcp: TcpStream,
         frame_capacity: usize,
     ) -> Result<Self, RequestError> {
+        TlsStream::over(config, host, Carrier::Tcp(tcp), frame_capacity)
+    }
+
+    /// Starts a client connection to `host` over `carrier`: a socket, or a tunnel inside
+    /// the TLS session to an https proxy.
+    pub(crate) fn over(
+        config: &TlsConfig,
+        host: &str,
+        tcp: Carrier,
+        frame_capacity: usize,
+    ) -> Result<Self, RequestError> {
         let name = ServerName::try_from(host.to_owned()).map_err(|_| {
             invalid(
                 "TLS server name",
@@ -300,9 +358,9 @@ impl TlsStream {
         Ok(TlsStream { conn, tcp })
     }
 
-    /// The socket under the TLS session.
+    /// The socket under the TLS session (under every session, for TLS inside TLS).
     pub(crate) fn tcp(&self) -> &TcpStream {
-        &self.tcp
+        self.tcp.tcp()
     }
 
     /// Moves the handshake on as far as the socket allows. `Ok(true)` once it is complete and
@@ -365,6 +423,10 @@ impl TlsStream {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        // Records handed to an outer session (TLS inside TLS) may still wait in it.
+        if let Carrier::Tls(outer) = &mut self.tcp {
+            return outer.flush();
         }
         Ok(true)
     }
