@@ -12,6 +12,27 @@ use chunkwire::sink::Sink;
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/wire-walkthrough.md");
 const BIN: &str = env!("CARGO_BIN_EXE_chunkwire");
 const SHOWN: &str = "127.0.0.1:18081";
+const SHOWN_PROXY: &str = "127.0.0.1:3128";
+
+/// A port nothing listens on now (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on `port`, for up to 10 seconds.
+fn wait_for_listener(port: u16) -> bool {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("chunkwire-{name}-{}", std::process::id()));
@@ -90,10 +111,13 @@ fn words(line: &str) -> Vec<String> {
 }
 
 /// Runs `line` as a command (its first word `chunkwire` meaning this build) in `dir`.
-fn run_words(line: &str, dir: &Path, port: u16) -> std::process::Output {
+fn run_words(line: &str, dir: &Path, ports: (u16, u16)) -> std::process::Output {
     let words: Vec<String> = words(line)
         .into_iter()
-        .map(|w| w.replace(SHOWN, &format!("127.0.0.1:{port}")))
+        .map(|w| {
+            w.replace(SHOWN, &format!("127.0.0.1:{}", ports.0))
+                .replace(SHOWN_PROXY, &format!("127.0.0.1:{}", ports.1))
+        })
         .collect();
     let program = if words[0] == "chunkwire" {
         BIN
@@ -117,6 +141,16 @@ fn run_words(line: &str, dir: &Path, port: u16) -> std::process::Output {
         .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// A child process, killed when this goes (also when an assertion fails).
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn tshark_installed() -> bool {
@@ -145,6 +179,10 @@ fn every_command_in_the_walkthrough_works() {
         String::from_utf8_lossy(&help.stdout).contains("--trace-pcap")
     };
     let tshark = tshark_installed();
+    // The proxy the document tells readers to run, on a free port (the walkthrough itself
+    // runs its own): the proxy exchanges' commands go through it when it is installed.
+    let proxy_port = free_port();
+    let mut proxy: Option<Stopped> = None;
     let (mut uploads, mut captures, mut dissected) = (0, 0, 0);
     for line in &lines {
         let first = line.split(' ').next().unwrap();
@@ -172,13 +210,36 @@ fn every_command_in_the_walkthrough_works() {
                     "{line}: {first_line}"
                 );
             }
+            "pproxy" => {
+                let words: Vec<String> = words(line)
+                    .into_iter()
+                    .map(|w| w.replace(SHOWN_PROXY, &format!("127.0.0.1:{proxy_port}")))
+                    .collect();
+                match Command::new(&words[0])
+                    .args(&words[1..])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                {
+                    Ok(child) => {
+                        proxy = Some(Stopped(child));
+                        assert!(wait_for_listener(proxy_port), "{line} does not listen");
+                    }
+                    Err(e) => {
+                        eprintln!("not run ({e}), and the commands through it neither: {line}")
+                    }
+                }
+            }
+            "chunkwire" if line.contains(" -x ") && proxy.is_none() => {
+                eprintln!("not run, the proxy is not installed: {line}");
+            }
             "chunkwire" => {
                 let capture = line.contains("--trace-pcap");
                 if capture && !pcap_supported {
                     eprintln!("not run, this build has no --trace-pcap: {line}");
                     continue;
                 }
-                let output = run_words(line, &dir, port);
+                let output = run_words(line, &dir, (port, proxy_port));
                 assert!(
                     output.status.success(),
                     "{line}: {}",
@@ -204,8 +265,10 @@ fn every_command_in_the_walkthrough_works() {
                     eprintln!("not run, tshark is not installed: {line}");
                     continue;
                 }
-                let port_line = line.replace("18081", &port.to_string());
-                let output = run_words(&port_line, &dir, port);
+                let port_line = line
+                    .replace("port==18081", &format!("port=={port}"))
+                    .replace("port==3128", &format!("port=={proxy_port}"));
+                let output = run_words(&port_line, &dir, (port, proxy_port));
                 let text = String::from_utf8_lossy(&output.stdout);
                 assert!(output.status.success(), "{line}: {text}");
                 assert!(
@@ -228,11 +291,13 @@ fn every_command_in_the_walkthrough_works() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(uploads, 6, "every exchange's command ran");
+    // Eight exchanges, two of them through the proxy.
+    let expected = if proxy.is_some() { 8 } else { 6 };
+    assert_eq!(uploads, expected, "every exchange's command ran");
     if pcap_supported {
-        assert_eq!(captures, 6, "every exchange's capture command ran");
+        assert_eq!(captures, expected, "every exchange's capture command ran");
         if tshark {
-            assert_eq!(dissected, 6, "tshark read every capture");
+            assert_eq!(dissected, expected, "tshark read every capture");
         }
     }
 }

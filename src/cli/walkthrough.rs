@@ -8,8 +8,12 @@
 //! `tests/walkthrough.rs` runs it again and compares with the checked-in document.
 
 use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::thread;
+use std::time::Duration;
 
 use chunkwire::sink::Sink;
 
@@ -18,6 +22,12 @@ use super::args::WalkthroughArgs;
 /// The port the document shows; the sink listens on a free port and the traces are
 /// rewritten to this one.
 pub const SHOWN_PORT: u16 = 18081;
+
+/// The proxy port the document shows (squid's customary one).
+pub const SHOWN_PROXY_PORT: u16 = 3128;
+
+/// A forward proxy that allows CONNECT to any port, for readers: PyPI's pproxy.
+const PROXY_COMMAND: &str = "pproxy -l http://127.0.0.1:3128";
 
 /// The sink's body limit in the document (`--max-body 1k`): small uploads pass, the large
 /// file is refused with a 413.
@@ -46,8 +56,10 @@ const PROXY_VARIABLES: &[&str] = &[
     "NO_PROXY",
 ];
 
-/// Replaces the port of the URLs in `args`.
+/// Stands for the sink's port in the arguments of an exchange.
 const PORT: &str = "PORT";
+/// Stands for the proxy's port.
+const PROXY_PORT: &str = "PROXY";
 
 /// What the document does to a trace beyond the port, the times and the boundary.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -74,6 +86,8 @@ struct Exchange {
     absent: &'static [&'static str],
     /// Markdown after the trace: what to look at.
     notes: &'static str,
+    /// The port the capture's HTTP is on: the sink's, or the proxy's.
+    capture_port: u16,
 }
 
 const EXCHANGES: &[Exchange] = &[
@@ -117,6 +131,7 @@ exchange README.md walks through line by line.",
   (**end of body**) ends the message.
 - The response is framed by `Content-Length` (RFC 9112 section 6.3): the sink's JSON report
   of what arrived (bytes, chunks, CRC-32, trailers).",
+        capture_port: SHOWN_PORT,
     },
     Exchange {
         name: "continue",
@@ -156,6 +171,7 @@ states the size (RFC 9112 section 6.2), which is what lets a server judge it.",
   at 25, after the 25 bytes of the 100.
 - A server that never answers the expectation only costs time: after `--expect100-timeout`
   (1 second by default) the body goes anyway, as section 10.1.1 asks.",
+        capture_port: SHOWN_PORT,
     },
     Exchange {
         name: "refused",
@@ -192,6 +208,7 @@ status instead of the 100: `413 Content Too Large` (RFC 9110 section 15.5.14), a
   go on reading (RFC 9110 section 10.1.1); closing is the simpler way out.
 - chunkwire returns the 413 as the response, and `upload_complete()` is false (in the
   library); the command exits 0 like curl, or 22 with `-f`.",
+        capture_port: SHOWN_PORT,
     },
     Exchange {
         name: "early-413",
@@ -232,6 +249,7 @@ sending all 4 MiB to a server that has stopped listening.",
   nothing can follow an unfinished chunked body on it. The sink reads and drops what is
   still in flight for a moment before it closes, so its 413 is not lost to a reset (a
   \"lingering close\", RFC 9112 section 9.6).",
+        capture_port: SHOWN_PORT,
     },
     Exchange {
         name: "checksum",
@@ -268,6 +286,7 @@ byte-sequence form `:...:` of structured fields (RFC 9651).",
 - A recipient that removes the chunked coding may keep or discard trailer fields (RFC 9112
   section 7.1.2); the sink keeps them and reports them, so its response body holds the
   digest it received.",
+        capture_port: SHOWN_PORT,
     },
     Exchange {
         name: "form",
@@ -309,6 +328,87 @@ a `Content-Length`, not chunked.",
   extension (`text/csv`); then comes the **form part data**, the file as it is.
 - The method is `POST` unless `-X` says otherwise, as with curl. A part of unknown size (a
   pipe, `-F f=@-`) makes the form chunked, with form parts cut across chunks.",
+        capture_port: SHOWN_PORT,
+    },
+    Exchange {
+        name: "tunnel",
+        title: "Through a proxy's CONNECT tunnel",
+        intro: "\
+`-x` names a forward proxy, and `-p` asks it for a tunnel: chunkwire sends `CONNECT
+127.0.0.1:18081 HTTP/1.1` (RFC 9110 section 9.3.6), with the target in authority form (RFC
+9112 section 3.2.3). Once the proxy answers 2xx, the connection is a tunnel to the origin:
+the proxy only moves bytes, and the upload goes through it as it would go directly. (The
+walkthrough runs a small CONNECT-only proxy of its own on loopback, shown as port 3128.)",
+        args: &[
+            "upload",
+            "-p",
+            "-x",
+            "http://127.0.0.1:PROXY",
+            "--trace-ascii",
+            "-",
+            "-o",
+            "/dev/null",
+            "http://127.0.0.1:PORT/tunnel",
+            "hello.txt",
+        ],
+        cut: Cut::None,
+        present: &[
+            "* proxy: via proxy http://127.0.0.1:3128 (a CONNECT tunnel)",
+            "request line         CONNECT 127.0.0.1:18081 HTTP/1.1\\r\\n",
+            "status line          HTTP/1.1 200 Connection established",
+            "request line         PUT /tunnel HTTP/1.1",
+            "HTTP/1.1 200 OK",
+        ],
+        absent: &["PUT http://"],
+        notes: "\
+- The **notes** (`*`) say which proxy was used and why, then that the tunnel is open. The
+  CONNECT has a head and no body; the proxy's `200` ends with its empty line, and whatever
+  follows is the origin's. A proxy may add header lines to its 200 (pproxy adds
+  `Connection: close`, which for a tunnel means the end of the tunnel).
+- Offsets count on across the tunnel, in both directions: the `PUT` starts after the bytes
+  of the CONNECT, and the origin's status line after the proxy's answer. Over an
+  `https://` target the TLS handshake would run here, inside the tunnel.
+- Without `-p`, an `http://` target goes to the proxy in absolute form (`PUT
+  http://127.0.0.1:18081/tunnel HTTP/1.1`, RFC 9112 section 3.2.2), and the proxy makes
+  the request to the origin itself.",
+        capture_port: SHOWN_PROXY_PORT,
+    },
+    Exchange {
+        name: "proxy-trailers",
+        title: "Trailers through a proxy: a tunnel even without -p",
+        intro: "\
+Forward proxies do not pass a request's trailer fields on: squid drops them, tinyproxy stalls
+in the trailer section (README.md, \"Proxies\"). A checksum in a trailer sent to a proxy in
+absolute form would be lost. So chunkwire sends an upload with trailers through a CONNECT
+tunnel even to an `http://` target and without `-p`: in the tunnel the proxy cannot touch
+the message, and the trailer arrives as it was sent.",
+        args: &[
+            "upload",
+            "-x",
+            "http://127.0.0.1:PROXY",
+            "--checksum",
+            "sha256",
+            "--trace-ascii",
+            "-",
+            "-o",
+            "/dev/null",
+            "http://127.0.0.1:PORT/sum",
+            "hello.txt",
+        ],
+        cut: Cut::None,
+        present: &[
+            "through a CONNECT tunnel because the upload has trailers",
+            "request line         CONNECT 127.0.0.1:18081 HTTP/1.1\\r\\n",
+            "trailer              Content-Digest: sha-256=:",
+            "HTTP/1.1 200 OK",
+        ],
+        absent: &["PUT http://"],
+        notes: "\
+- The first note says it: the upload would have gone in absolute form (no `-p`), and goes
+  through a tunnel because it has trailers.
+- `--proxy-trailers refuse` refuses such an upload before anything is sent, and
+  `--proxy-trailers send` sends it in absolute form anyway.",
+        capture_port: SHOWN_PROXY_PORT,
     },
 ];
 
@@ -329,10 +429,11 @@ pub fn run(args: &WalkthroughArgs) -> Result<ExitCode, String> {
     }
     let sink = start_sink()?;
     let port = sink.addr().port();
+    let proxy = start_tunnel_proxy()?.port();
     let mut doc = String::new();
     write_intro(&mut doc);
     for (i, exchange) in EXCHANGES.iter().enumerate() {
-        let trace = run_exchange(&exe, &dir.0, port, exchange)?;
+        let trace = run_exchange(&exe, &dir.0, (port, proxy), exchange)?;
         write_exchange(&mut doc, i + 1, exchange, &trace);
     }
     match &args.output {
@@ -367,6 +468,67 @@ fn start_sink() -> Result<chunkwire::sink::RunningSink, String> {
     Err(format!("no free port with {digits} digits for the sink"))
 }
 
+/// A CONNECT-only forward proxy on loopback, for the tunnel exchange: it answers `200` to a
+/// `CONNECT 127.0.0.1:port`, then moves bytes both ways until either side closes. Anything
+/// else, or a tunnel to anywhere but loopback, gets a `403`. Each connection has a thread;
+/// they end with the process.
+fn start_tunnel_proxy() -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("cannot start the loopback proxy: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    thread::Builder::new()
+        .name("walkthrough-proxy".into())
+        .spawn(move || {
+            for client in listener.incoming().flatten() {
+                let _ = thread::Builder::new()
+                    .name("walkthrough-tunnel".into())
+                    .spawn(move || tunnel(client));
+            }
+        })
+        .map_err(|e| format!("cannot start the loopback proxy: {e}"))?;
+    Ok(addr)
+}
+
+/// Serves one proxy connection: the CONNECT, then the tunnel.
+fn tunnel(mut client: TcpStream) -> io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // The head, a byte at a time, so that nothing after it is read here: the client may
+    // send its first bytes for the origin right behind it.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 8192 || client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("CONNECT "))
+        .and_then(|rest| rest.strip_suffix(" HTTP/1.1"))
+        .filter(|authority| authority.starts_with("127.0.0.1:"));
+    let Some(upstream) = target.and_then(|authority| TcpStream::connect(authority).ok()) else {
+        client.write_all(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return Ok(());
+    };
+    client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+    client.set_read_timeout(None)?;
+    let (mut from_client, mut to_upstream) = (client.try_clone()?, upstream.try_clone()?);
+    let up = thread::spawn(move || {
+        let _ = io::copy(&mut from_client, &mut to_upstream);
+        let _ = to_upstream.shutdown(Shutdown::Write);
+    });
+    let (mut from_upstream, mut to_client) = (upstream, client);
+    let _ = io::copy(&mut from_upstream, &mut to_client);
+    let _ = to_client.shutdown(Shutdown::Write);
+    let _ = up.join();
+    Ok(())
+}
+
 /// A directory for the sample files, removed at the end.
 struct ScratchDir(PathBuf);
 
@@ -392,11 +554,19 @@ impl Drop for ScratchDir {
 }
 
 /// Runs one exchange's command against the sink on `port`; its trace as the document shows it.
-fn run_exchange(exe: &Path, dir: &Path, port: u16, exchange: &Exchange) -> Result<String, String> {
+fn run_exchange(
+    exe: &Path,
+    dir: &Path,
+    (port, proxy): (u16, u16),
+    exchange: &Exchange,
+) -> Result<String, String> {
     let args: Vec<String> = exchange
         .args
         .iter()
-        .map(|arg| arg.replace(PORT, &port.to_string()))
+        .map(|arg| {
+            arg.replace(PORT, &port.to_string())
+                .replace(PROXY_PORT, &proxy.to_string())
+        })
         .collect();
     let mut command = Command::new(exe);
     for name in PROXY_VARIABLES {
@@ -417,7 +587,7 @@ fn run_exchange(exe: &Path, dir: &Path, port: u16, exchange: &Exchange) -> Resul
     }
     let printed = String::from_utf8(output.stdout)
         .map_err(|_| format!("`{shown}` printed a trace that is not UTF-8"))?;
-    let trace = normalise(&printed, port, exchange.cut);
+    let trace = normalise(&printed, (port, proxy), exchange.cut);
     for text in exchange.present {
         if !trace.contains(text) {
             return Err(format!(
@@ -435,11 +605,9 @@ fn run_exchange(exe: &Path, dir: &Path, port: u16, exchange: &Exchange) -> Resul
     Ok(trace)
 }
 
-/// The trace without its time column, with the shown port, the boundary's random part as
+/// The trace without its time column, with the shown ports, the boundary's random part as
 /// `x`s, and the cut `cut` asks for.
-fn normalise(trace: &str, port: u16, cut: Cut) -> String {
-    let actual = format!("127.0.0.1:{port}");
-    let shown = format!("127.0.0.1:{SHOWN_PORT}");
+fn normalise(trace: &str, (port, proxy): (u16, u16), cut: Cut) -> String {
     let boundary = random_boundary_part(trace);
     let mut out = String::new();
     let mut state = CutState::BeforeFirstChunkEnd;
@@ -460,13 +628,37 @@ fn normalise(trace: &str, port: u16, cut: Cut) -> String {
                 _ => {}
             }
         }
-        let mut line = line.replace(&actual, &shown);
+        let mut line = shown_ports(line, &[(port, SHOWN_PORT), (proxy, SHOWN_PROXY_PORT)]);
         if let Some(random) = &boundary {
             line = line.replace(random.as_str(), &"x".repeat(random.len()));
         }
         out.push_str(&line);
         out.push('\n');
     }
+    out
+}
+
+/// `line` with each loopback address `127.0.0.1:actual` of `ports` (a whole port number,
+/// not the start of a longer one) as `127.0.0.1:shown`.
+fn shown_ports(line: &str, ports: &[(u16, u16)]) -> String {
+    const HOST: &str = "127.0.0.1:";
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find(HOST) {
+        let after = &rest[at + HOST.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        out.push_str(&rest[..at + HOST.len()]);
+        let number = &after[..digits];
+        match ports
+            .iter()
+            .find(|(actual, _)| actual.to_string() == number)
+        {
+            Some((_, shown)) => out.push_str(&shown.to_string()),
+            None => out.push_str(number),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -501,7 +693,10 @@ fn shown_command(args: &[&str]) -> String {
     let mut line = String::from("chunkwire");
     for arg in args {
         line.push(' ');
-        line.push_str(&shell_quoted(&arg.replace(PORT, &SHOWN_PORT.to_string())));
+        let arg = arg
+            .replace(PORT, &SHOWN_PORT.to_string())
+            .replace(PROXY_PORT, &SHOWN_PROXY_PORT.to_string());
+        line.push_str(&shell_quoted(&arg));
     }
     line
 }
@@ -548,7 +743,7 @@ fn write_intro(doc: &mut String) {
 
 What an HTTP/1.1 upload looks like byte by byte, for a few exchanges worth knowing: a
 chunked upload, `Expect: 100-continue` answered and refused, an early `413`, a checksum in a
-trailer, and a multipart form. Every trace below is what chunkwire printed for the command
+trailer, a multipart form, and a CONNECT tunnel through a proxy. Every trace below is what chunkwire printed for the command
 above it, run by `chunkwire walkthrough` against a loopback sink; `tests/walkthrough.rs`
 runs them all again and checks that this page is still what the tool prints.
 
@@ -562,6 +757,15 @@ Too Large` to a body over 1 KiB, as a server with an upload limit does:
 ```
 
 (With `--trace-ascii -` as well, the sink prints each exchange from the receiving side.)
+
+For the two exchanges through a proxy, a forward proxy that allows CONNECT to any port, in
+another terminal (PyPI's pproxy: `pip install pproxy`; squid and tinyproxy do too, once
+configured to allow CONNECT to port 18081):
+
+```sh
+{PROXY_COMMAND}
+```
+
 The sample files, in a scratch directory:
 
 ```sh
@@ -582,8 +786,8 @@ README.md's \"Reading a trace\" names each part with its section of RFC 9112.
 Each exchange ends with the command that captures the same exchange for Wireshark: the same
 upload with `--trace-pcap FILE` instead of `--trace-ascii -`, which writes the bytes chunkwire
 sent and received as a pcapng file, with no root and no tcpdump. Port 18081 is not one
-Wireshark dissects as HTTP by itself: tell it to, with `-d tcp.port==18081,http` for tshark,
-or *Analyze > Decode As...* in Wireshark.
+Wireshark dissects as HTTP by itself: tell it to, with `-d tcp.port==18081,http` for tshark
+(`3128` for the exchanges through the proxy), or *Analyze > Decode As...* in Wireshark.
 "
     );
 }
@@ -610,7 +814,7 @@ In Wireshark:
 
 ```sh
 {capture}
-tshark -r {file} -d tcp.port=={SHOWN_PORT},http -Y http -V
+tshark -r {file} -d tcp.port=={capture_port},http -Y http -V
 wireshark {file}
 ```
 ",
@@ -619,6 +823,7 @@ wireshark {file}
         command = shown_command(exchange.args),
         notes = exchange.notes,
         capture = capture_command(exchange, &file),
+        capture_port = exchange.capture_port,
     );
 }
 
@@ -632,10 +837,30 @@ mod tests {
                      \x20 0.000201 >         73 header               Content-Type: multipart/form-data; boundary=----chunkwire-aB3\\r\\n\n\
                      \x20 0.000301 >        188 form boundary        ------chunkwire-aB3\\r\\n\n";
         assert_eq!(
-            normalise(trace, 40123, Cut::None),
+            normalise(trace, (40123, 1), Cut::None),
             "> * connected to 127.0.0.1:18081 at 127.0.0.1:18081\n\
              >         73 header               Content-Type: multipart/form-data; boundary=----chunkwire-xxx\\r\\n\n\
              >        188 form boundary        ------chunkwire-xxx\\r\\n\n"
+        );
+    }
+
+    #[test]
+    fn only_whole_port_numbers_are_replaced() {
+        let ports = [(40123, 18081), (4012, 3128)];
+        assert_eq!(
+            shown_ports(
+                "127.0.0.1:40123 127.0.0.1:4012/x 127.0.0.1:401 host:40123",
+                &ports
+            ),
+            "127.0.0.1:18081 127.0.0.1:3128/x 127.0.0.1:401 host:40123"
+        );
+        // A port that is the start of the shown one is not mistaken for it.
+        assert_eq!(
+            shown_ports(
+                "127.0.0.1:1808 127.0.0.1:40123",
+                &[(40123, 18081), (1808, 3128)]
+            ),
+            "127.0.0.1:3128 127.0.0.1:18081"
         );
     }
 
@@ -656,7 +881,7 @@ mod tests {
             .map(|(i, line)| format!("{:>10.6} {line}\n", i as f64 / 1000.0))
             .collect();
         let trace = trace.as_str();
-        let shown = normalise(trace, 1, Cut::ChunksAfterTheFirst);
+        let shown = normalise(trace, (1, 2), Cut::ChunksAfterTheFirst);
         assert!(!shown.contains("efgh"), "{shown}");
         assert!(shown.contains("abcd"), "{shown}");
         assert!(shown.contains("(more chunks"), "{shown}");
