@@ -814,7 +814,7 @@ In Wireshark:
 
 ```sh
 {capture}
-tshark -r {file} -d tcp.port=={capture_port},http -Y http -V
+tshark -r {file} -d tcp.port=={capture_port},http -Y http -O http
 wireshark {file}
 ```
 ",
