@@ -244,7 +244,9 @@ sending all 4 MiB to a server that has stopped listening.",
   many chunks leave before chunkwire reads the answer depends on timing (the sink and the
   client run at once, and the socket buffers hold many chunks), so the walkthrough folds
   the chunks after the first into one line. chunkwire looks for a response at least every 16
-  chunks it writes, and here it stopped long before the 4,096 chunks of the file.
+  chunks it writes, and here it stopped long before the 4,096 chunks of the file. With
+  `-v` it says how far it got: `* the server answered before the body was complete; upload
+  stopped after N body bytes`.
 - There is no **last chunk**: the body is cut off, and the connection is closed, since
   nothing can follow an unfinished chunked body on it. The sink reads and drops what is
   still in flight for a moment before it closes, so its 413 is not lost to a reset (a
@@ -364,7 +366,7 @@ walkthrough runs a small CONNECT-only proxy of its own on loopback, shown as por
 - The **notes** (`*`) say which proxy was used and why, then that the tunnel is open. The
   CONNECT has a head and no body; the proxy's `200` ends with its empty line, and whatever
   follows is the origin's. A proxy may add header lines to its 200 (pproxy adds
-  `Connection: close`, which for a tunnel means the end of the tunnel).
+  `Connection: close`, which changes nothing here: a tunnel's connection ends with it).
 - Offsets count on across the tunnel, in both directions: the `PUT` starts after the bytes
   of the CONNECT, and the origin's status line after the proxy's answer. Over an
   `https://` target the TLS handshake would run here, inside the tunnel.
