@@ -27,7 +27,7 @@ use crate::proto::conn::{Connection, ExchangeOptions, Notice, Transmit};
 use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::HeaderField;
 use crate::proto::response::ResponseHead;
-use crate::trace::{Direction, Trace};
+use crate::trace::{Direction, Trace, TracedConnection, WireTap};
 use crate::transport::tls::{TlsConfig, TlsStream};
 use crate::transport::{Transport, tcp};
 
@@ -388,6 +388,32 @@ impl Driven {
     /// Sends the wire trace of this connection to `trace`.
     pub(crate) fn set_trace(&mut self, trace: Box<dyn Trace>) {
         self.trace = TraceSlot(Some(trace));
+        // A kept connection is already open: the trace learns of it now, not at a connect.
+        let open = match &self.link {
+            Link::Open(Transport::Plain(tcp)) => Some((tcp, false)),
+            Link::Open(Transport::Tls(tls)) => Some((tls.tcp(), true)),
+            _ => None,
+        };
+        let Some((tcp, tls)) = open else { return };
+        let (Ok(local), Ok(remote)) = (tcp.local_addr(), tcp.peer_addr()) else {
+            return;
+        };
+        let tap = self.announce_connection(TracedConnection::new(local, remote, tls, true));
+        if let Link::Open(Transport::Tls(tls)) = &mut self.link {
+            tls.set_tap(tap);
+        }
+    }
+
+    /// Tells the trace, if any, of `connection`; for TLS, the tap it wants on the records,
+    /// if it wants one.
+    fn announce_connection(&mut self, connection: TracedConnection) -> Option<Arc<dyn WireTap>> {
+        let trace = self.trace.0.as_deref_mut()?;
+        trace.connected(&connection);
+        if connection.tls {
+            trace.wire_tap()
+        } else {
+            None
+        }
     }
 
     /// The trace back, for the next attempt of the same upload.
@@ -644,6 +670,12 @@ impl Driven {
         let peer = self.peer.clone();
         self.trace_note(Direction::Sent, || format!("connected to {peer}"));
         let tls = self.destination.tls.clone();
+        let tap = match stream.local_addr() {
+            Ok(local) => {
+                self.announce_connection(TracedConnection::new(local, addr, tls.is_some(), false))
+            }
+            Err(_) => None,
+        };
         self.machine.on_connected(now, tls.is_some());
         self.readable = true;
         self.writable = true;
@@ -654,8 +686,9 @@ impl Driven {
             }
             Some(config) => {
                 let frame_capacity = self.buf.send_region().len();
-                let tls = TlsStream::new(&config, &self.destination.host, stream, frame_capacity)
-                    .map_err(|e| self.fail(Error::request(e)))?;
+                let tls =
+                    TlsStream::new(&config, &self.destination.host, stream, frame_capacity, tap)
+                        .map_err(|e| self.fail(Error::request(e)))?;
                 self.link = Link::Handshaking(Box::new(tls));
             }
         }

@@ -66,6 +66,7 @@ mod client;
 mod driver;
 mod error;
 mod multi;
+pub mod pcap;
 pub mod proto;
 #[cfg(feature = "sink")]
 pub mod sink;

@@ -9,8 +9,11 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use chunkwire::pcap::PcapTrace;
 use chunkwire::sink::{Report, Sink};
-use chunkwire::trace::{Direction, Part, Trace, TraceFormat, TraceWriter};
+use chunkwire::trace::{
+    Direction, Part, Trace, TraceFormat, TraceWriter, TracedConnection, WireTap,
+};
 use chunkwire::{Client, Error, ServerTls, Stage, TlsConfig, UploadProgress};
 use std::cell::RefCell;
 use std::io::IsTerminal;
@@ -70,6 +73,28 @@ impl Trace for FlushOnDrop {
     fn note(&mut self, direction: Direction, text: &str) {
         self.0.note(direction, text);
         let _ = self.0.flush();
+    }
+}
+
+/// The text trace and the packet capture of one upload, both.
+struct BothTraces(FlushOnDrop, PcapTrace);
+
+impl Trace for BothTraces {
+    fn bytes(&mut self, direction: Direction, part: Part, bytes: &[u8]) {
+        self.0.bytes(direction, part, bytes);
+        self.1.bytes(direction, part, bytes);
+    }
+
+    fn note(&mut self, direction: Direction, text: &str) {
+        self.0.note(direction, text);
+    }
+
+    fn connected(&mut self, connection: &TracedConnection) {
+        self.1.connected(connection);
+    }
+
+    fn wire_tap(&mut self) -> Option<std::sync::Arc<dyn WireTap>> {
+        self.1.wire_tap()
     }
 }
 
@@ -179,9 +204,29 @@ fn client(
     builder.build()
 }
 
+/// Whether `SSLKEYLOGFILE` names a file to append TLS secrets to (curl's rule: set and not
+/// empty). A file that cannot be opened is said so once, and the upload goes on (rustls
+/// then writes nothing), as curl does.
+fn key_log_wanted() -> bool {
+    let Some(path) = std::env::var_os("SSLKEYLOGFILE").filter(|p| !p.is_empty()) else {
+        return false;
+    };
+    if let Err(e) = File::options().append(true).create(true).open(&path) {
+        eprintln!(
+            "chunkwire: warning: SSLKEYLOGFILE {}: {e}; no TLS secrets are logged",
+            Path::new(&path).display()
+        );
+    }
+    true
+}
+
 fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
-    let tls = if args.cacert.is_some() || args.cert.is_some() {
+    let key_log = key_log_wanted();
+    let tls = if args.cacert.is_some() || args.cert.is_some() || key_log {
         let mut builder = TlsConfig::builder();
+        if key_log {
+            builder = builder.key_log_from_env();
+        }
         if let Some(path) = &args.cacert {
             builder = builder.add_ca_pem_file(path).map_err(Error::from)?;
         }
@@ -210,12 +255,38 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         },
         None => Output::Stdout(io::stdout().lock()),
     };
-    if args.parallel {
-        return upload_parallel(&client, &args, &sources, &mut output);
+    let pcap = match &args.trace_pcap {
+        Some(path) => Some(PcapTrace::create(path).map_err(|e| {
+            Failure::usage(format!(
+                "cannot create --trace-pcap file {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    let result = if args.parallel {
+        upload_parallel(&client, &args, &sources, &mut output, pcap.as_ref())
+    } else {
+        upload_each(&client, &args, &mut output, pcap.as_ref())
+    };
+    if let (Some(pcap), Some(path)) = (&pcap, &args.trace_pcap)
+        && let Err(e) = pcap.finish()
+    {
+        eprintln!("chunkwire: warning: --trace-pcap {}: {e}", path.display());
     }
+    result
+}
+
+/// The files of `args` one after the other.
+fn upload_each(
+    client: &Client,
+    args: &UploadArgs,
+    output: &mut Output,
+    pcap: Option<&PcapTrace>,
+) -> Result<ExitCode, Failure> {
     for (index, file) in args.files.iter().enumerate() {
-        let url = url_for(&args, file);
-        upload_one(&client, &args, &url, file, index > 0, &mut output)?;
+        let url = url_for(args, file);
+        upload_one(client, args, &url, file, index > 0, output, pcap)?;
         output.finish().map_err(|e| Failure {
             message: format!("cannot write the response body: {e}"),
             code: 23,
@@ -374,7 +445,11 @@ fn check_destinations(args: &UploadArgs, sources: &[SourceId]) -> Result<(), Fai
         _ => None,
     };
     let output = args.output.as_deref().map(|path| (path, "-o"));
-    for (path, option) in output.into_iter().chain(trace) {
+    let pcap = args
+        .trace_pcap
+        .as_deref()
+        .map(|path| (path, "--trace-pcap"));
+    for (path, option) in output.into_iter().chain(trace).chain(pcap) {
         // A path that does not exist yet cannot be a source.
         let Ok(meta) = std::fs::metadata(path) else {
             continue;
@@ -395,6 +470,17 @@ fn check_destinations(args: &UploadArgs, sources: &[SourceId]) -> Result<(), Fai
             out.display(),
             trace.display()
         )));
+    }
+    for (other, option) in output.into_iter().chain(trace) {
+        if let Some((pcap, _)) = pcap
+            && same_file(other, pcap)
+        {
+            return Err(Failure::usage(format!(
+                "{option} {} and --trace-pcap {} are the same file",
+                other.display(),
+                pcap.display()
+            )));
+        }
     }
     Ok(())
 }
@@ -431,6 +517,7 @@ fn request_for<'c>(
     known_len: Option<u64>,
     append_trace: bool,
     progress: Option<ProgressFn>,
+    pcap: Option<&PcapTrace>,
 ) -> Result<chunkwire::Upload<'c>, Failure> {
     let mut request = client.upload(url).method(&args.method);
     let mut expect_continue = args.expect_continue;
@@ -483,8 +570,13 @@ fn request_for<'c>(
         })?;
         request = request.trailer(name, value);
     }
-    if let Some(writer) = args.trace.writer(append_trace)? {
-        request = request.trace(FlushOnDrop(writer));
+    match (args.trace.writer(append_trace)?, pcap) {
+        (Some(writer), Some(pcap)) => {
+            request = request.trace(BothTraces(FlushOnDrop(writer), pcap.clone()))
+        }
+        (Some(writer), None) => request = request.trace(FlushOnDrop(writer)),
+        (None, Some(pcap)) => request = request.trace(pcap.clone()),
+        (None, None) => {}
     }
     if args.content_length {
         let len = known_len.ok_or_else(|| {
@@ -521,6 +613,7 @@ fn upload_one(
     file_name: &Path,
     append_trace: bool,
     output: &mut Output,
+    pcap: Option<&PcapTrace>,
 ) -> Result<(), Failure> {
     let source = Source::open(file_name)?;
     let known_len = source.known_len();
@@ -530,7 +623,7 @@ fn upload_one(
         let meter = Rc::clone(meter);
         Box::new(move |p: &UploadProgress| meter.borrow_mut().update(p)) as ProgressFn
     });
-    let request = request_for(client, args, url, known_len, append_trace, progress)?;
+    let request = request_for(client, args, url, known_len, append_trace, progress, pcap)?;
     let sent = match source {
         Source::Regular(file) => request.send_seekable(file),
         Source::Other(file) => request.send(file),
@@ -604,6 +697,7 @@ fn upload_parallel<'c>(
     args: &UploadArgs,
     checked: &[SourceId],
     output: &mut Output,
+    pcap: Option<&PcapTrace>,
 ) -> Result<ExitCode, Failure> {
     // Files are opened when their upload first reads them, so thousands of queued files do
     // not hold thousands of descriptors; what can be checked without opening is checked now.
@@ -679,7 +773,8 @@ fn upload_parallel<'c>(
                     meter.borrow_mut().update(&all);
                 }) as ProgressFn
             });
-            let request = request_for(client, args, &url, Some(source.size), false, progress)?;
+            let request =
+                request_for(client, args, &url, Some(source.size), false, progress, pcap)?;
             let id = uploads.add_seekable(request, source);
             names.insert(id, (index, file.display().to_string(), url));
         }
