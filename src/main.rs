@@ -211,7 +211,14 @@ fn key_log_wanted() -> bool {
     let Some(path) = std::env::var_os("SSLKEYLOGFILE").filter(|p| !p.is_empty()) else {
         return false;
     };
-    if let Err(e) = File::options().append(true).create(true).open(&path) {
+    // Owner-only, as rustls makes it: the file opens every session logged in it.
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = File::options()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&path);
+    if let Err(e) = opened {
         eprintln!(
             "chunkwire: warning: SSLKEYLOGFILE {}: {e}; no TLS secrets are logged",
             Path::new(&path).display()
