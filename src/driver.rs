@@ -973,11 +973,16 @@ impl Driven {
     pub(crate) fn finish(mut self, body_done: bool) -> (Option<IdleLink>, FixedBuf) {
         let open = matches!(self.link, Link::Open(_)) && !self.closed;
         if open && self.machine.finish_exchange(body_done) {
-            let Link::Open(transport) =
+            let Link::Open(mut transport) =
                 std::mem::replace(&mut self.link, Link::Open(Transport::Gone))
             else {
                 unreachable!()
             };
+            // This upload's trace ends here: the next upload on the connection brings its
+            // own tap, or none.
+            if let Transport::Tls(tls) = &mut transport {
+                tls.set_tap(None);
+            }
             let idle = IdleLink {
                 transport,
                 machine: self.machine,

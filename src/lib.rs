@@ -44,7 +44,8 @@
 //! Also: redirects that resend a seekable body, one retry of a connection that died before
 //! any response, keep-alive, `Expect: 100-continue`, trailers and checksums, progress and
 //! rate limits, and many uploads at once on one thread ([`Uploads`], on its own mio `Poll`
-//! or inside the caller's), each with a fixed memory cost. Not: HTTP/2, proxies, cookies.
+//! or inside the caller's), each with a fixed memory cost. The wire can be traced as text
+//! ([`trace`]) or as a pcapng capture that Wireshark decrypts by itself ([`pcap`]). Not: HTTP/2, proxies, cookies.
 //!
 //! # Features
 //!

@@ -116,6 +116,12 @@ impl PcapTrace {
         self.lock().finish()
     }
 
+    /// Writes out what is held (TLS records waiting for their labels, secrets) and flushes,
+    /// leaving the connections open: the file is a readable capture so far.
+    pub fn flush(&self) -> io::Result<()> {
+        self.lock().flush()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Capture> {
         // A panic while writing leaves a capture that is at worst cut short.
         self.capture.lock().unwrap_or_else(|e| e.into_inner())
@@ -422,6 +428,19 @@ impl Capture {
         let s = &mut self.streams[stream];
         s.next = after;
         s.open = false;
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        for stream in 0..self.streams.len() {
+            if self.streams[stream].open {
+                self.release(stream);
+            }
+        }
+        self.write_secrets();
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        self.out.flush()
     }
 
     fn finish(&mut self) -> io::Result<()> {

@@ -505,3 +505,53 @@ fn the_cli_refuses_a_capture_file_it_cannot_create_or_that_is_the_upload() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_untraced_upload_on_a_kept_tls_connection_stays_out_of_the_capture() {
+    let tls = ServerTls::self_signed().unwrap();
+    let sink = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .with_tls(tls.clone())
+        .spawn()
+        .unwrap();
+    let port = sink.addr().port();
+    let capture = Scratch::new("kept-tls.pcapng");
+    let pcap = PcapTrace::create(&capture.0).unwrap();
+    let client = Client::builder()
+        .chunk_size(100)
+        .tls_config(trusting(&tls))
+        .build()
+        .unwrap();
+    let mut sent_in_capture = Vec::new();
+    for (path, traced) in [("/first", true), ("/untraced", false)] {
+        let mut upload = client.upload(&sink.url(path));
+        if traced {
+            upload = upload.trace(pcap.clone());
+        }
+        let mut response = upload.send(&pattern(150)[..]).unwrap();
+        response.text().unwrap();
+        drop(response);
+        // What the capture holds of our side so far, once the upload is over.
+        pcap.flush().unwrap();
+        let total: u64 = tshark(&capture.0, port, "tls", "tcp.srcport != 0", &["tcp.len"])
+            .iter()
+            .map(|row| row[0].parse::<u64>().unwrap())
+            .sum();
+        sent_in_capture.push(total);
+    }
+    pcap.finish().unwrap();
+    let requests = tshark(
+        &capture.0,
+        port,
+        "tls",
+        "http.request",
+        &["tcp.stream", "http.request.uri", "http.chunk_size"],
+    );
+    assert_eq!(requests, [["0", "/first", "100,50,0"]]);
+    assert!(sent_in_capture[0] > 0);
+    assert_eq!(
+        sent_in_capture[0], sent_in_capture[1],
+        "records of the untraced upload went into the capture"
+    );
+    assert_tcp_is_sound(&capture.0, port, "tls");
+}
