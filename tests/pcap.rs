@@ -9,6 +9,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use chunkwire::pcap::PcapTrace;
+
+mod support;
+
+#[global_allocator]
+static GLOBAL: support::CountingAllocator = support::CountingAllocator;
 use chunkwire::sink::Sink;
 use chunkwire::{Client, ServerTls, TlsConfig};
 
@@ -554,4 +559,56 @@ fn an_untraced_upload_on_a_kept_tls_connection_stays_out_of_the_capture() {
         "records of the untraced upload went into the capture"
     );
     assert_tcp_is_sound(&capture.0, port, "tls");
+}
+
+/// Zero bytes, `left` of them, noting this thread's allocations at the second read and at
+/// the last.
+struct Counted {
+    left: usize,
+    reads: usize,
+    at_second_read: Option<u64>,
+    at_last_read: Option<u64>,
+}
+
+impl std::io::Read for Counted {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        self.reads += 1;
+        if self.reads == 2 {
+            self.at_second_read = Some(support::counters().0);
+        }
+        let n = out.len().min(self.left);
+        out[..n].fill(0x5A);
+        self.left -= n;
+        if self.left == 0 && self.at_last_read.is_none() {
+            self.at_last_read = Some(support::counters().0);
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn capturing_a_plain_upload_allocates_nothing_per_chunk() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let (chunk, chunks) = (16 * 1024, 500);
+    let mut source = Counted {
+        left: chunk * chunks,
+        reads: 0,
+        at_second_read: None,
+        at_last_read: None,
+    };
+    let pcap = PcapTrace::new(std::io::sink()).unwrap();
+    let client = Client::builder().chunk_size(chunk).build().unwrap();
+    let mut response = client
+        .upload(&sink.url("/counted"))
+        .trace(pcap.clone())
+        .send(&mut source)
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().unwrap();
+    pcap.finish().unwrap();
+    let allocations = source.at_last_read.unwrap() - source.at_second_read.unwrap();
+    assert_eq!(
+        allocations, 0,
+        "allocations while {chunks} chunks were captured"
+    );
 }
