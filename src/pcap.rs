@@ -94,6 +94,7 @@ impl PcapTrace {
             block: Vec::with_capacity(256),
             comment: String::with_capacity(MAX_COMMENT + 32),
             secrets: Vec::new(),
+            held: Held::default(),
             failed: None,
             ip_id: 0,
         };
@@ -191,6 +192,10 @@ struct Capture {
     /// Key log lines not yet written: they go in a Decryption Secrets Block before the
     /// next packet.
     secrets: Vec<u8>,
+    /// TLS records read or written last, held until the plaintext parts they carry are
+    /// known. One place for all streams, so memory does not grow with the connections: a
+    /// stream's records go out when another's come.
+    held: Held,
     failed: Option<io::Error>,
     ip_id: u16,
 }
@@ -204,6 +209,15 @@ impl std::fmt::Debug for Capture {
     }
 }
 
+/// TLS records waiting to be written: whose, which way, since when.
+#[derive(Default)]
+struct Held {
+    stream: usize,
+    from: usize,
+    at: u64,
+    bytes: Vec<u8>,
+}
+
 /// One TCP connection in the capture. Index 0 of the pairs is our side (what was sent),
 /// 1 the server's.
 struct Stream {
@@ -214,9 +228,6 @@ struct Stream {
     unacked: [u64; 2],
     open: bool,
     tls: bool,
-    /// TLS: the records read or written last, held until the plaintext parts they carry
-    /// are known, with the time they crossed the socket.
-    held: [(Vec<u8>, u64); 2],
     /// TLS: the plaintext parts handed over since the last packet each way.
     labels: [String; 2],
 }
@@ -308,7 +319,6 @@ impl Capture {
             unacked: [0, 0],
             open: true,
             tls: connection.tls,
-            held: Default::default(),
             labels: Default::default(),
         };
         // Closed streams' places are taken again, so a long run keeps as many as it has
@@ -356,46 +366,44 @@ impl Capture {
     /// (their plaintext parts are known by now), these are held in turn.
     fn record(&mut self, stream: usize, direction: Direction, bytes: &[u8]) {
         let from = side(direction);
-        let s = &self.streams[stream];
         // Records that follow each other in one direction with no plaintext part between
         // (the buffers of one vectored write, a flight of the handshake) are one packet.
-        let continues = !s.held[from].0.is_empty()
-            && s.labels[from].is_empty()
-            && s.held[1 - from].0.is_empty();
+        let continues = !self.held.bytes.is_empty()
+            && (self.held.stream, self.held.from) == (stream, from)
+            && self.streams[stream].labels[from].is_empty();
         if !continues {
-            self.release(stream);
-            self.streams[stream].held[from].1 = now_micros();
+            self.release();
+            self.held.stream = stream;
+            self.held.from = from;
+            self.held.at = now_micros();
         }
-        self.streams[stream].held[from].0.extend_from_slice(bytes);
+        self.held.bytes.extend_from_slice(bytes);
     }
 
-    /// Writes the records held for `stream`, the earlier first, after any secrets waiting.
-    fn release(&mut self, stream: usize) {
-        let [a, b] = [0, 1].map(|i| self.streams[stream].held[i].1);
-        let order = if a <= b { [0, 1] } else { [1, 0] };
-        for from in order {
-            if self.streams[stream].held[from].0.is_empty() {
-                continue;
-            }
-            self.write_secrets();
-            let (held, at) = std::mem::take(&mut self.streams[stream].held[from]);
-            let labels = std::mem::take(&mut self.streams[stream].labels[from]);
-            let mut comment = std::mem::take(&mut self.comment);
-            comment.clear();
-            comment.push_str("TLS records");
-            if !labels.is_empty() {
-                let _ = write!(comment, "; plaintext handed over: {labels}");
-            }
-            let direction = [Direction::Sent, Direction::Received][from];
-            self.data(stream, direction, &held, &comment, at);
-            self.comment = comment;
-            // The buffers are kept for the next records.
-            let s = &mut self.streams[stream];
-            s.held[from].0 = held;
-            s.held[from].0.clear();
-            s.labels[from] = labels;
-            s.labels[from].clear();
+    /// Writes the records held, after any secrets waiting, with the plaintext parts handed
+    /// over since as their comment.
+    fn release(&mut self) {
+        if self.held.bytes.is_empty() {
+            return;
         }
+        self.write_secrets();
+        let (stream, from, at) = (self.held.stream, self.held.from, self.held.at);
+        let held = std::mem::take(&mut self.held.bytes);
+        let labels = std::mem::take(&mut self.streams[stream].labels[from]);
+        let mut comment = std::mem::take(&mut self.comment);
+        comment.clear();
+        comment.push_str("TLS records");
+        if !labels.is_empty() {
+            let _ = write!(comment, "; plaintext handed over: {labels}");
+        }
+        let direction = [Direction::Sent, Direction::Received][from];
+        self.data(stream, direction, &held, &comment, at);
+        self.comment = comment;
+        // The buffers are kept for the next records.
+        self.held.bytes = held;
+        self.held.bytes.clear();
+        self.streams[stream].labels[from] = labels;
+        self.streams[stream].labels[from].clear();
     }
 
     /// A Decryption Secrets Block with the key log lines that came since the last one.
@@ -418,7 +426,7 @@ impl Capture {
 
     /// Ends `stream` with a FIN from each side.
     fn close(&mut self, stream: usize, at: u64) {
-        self.release(stream);
+        self.release();
         let s = &self.streams[stream];
         let next = s.next;
         self.segment(stream, 0, FIN | ACK, next[0], next[1], b"", "", at);
@@ -431,11 +439,7 @@ impl Capture {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        for stream in 0..self.streams.len() {
-            if self.streams[stream].open {
-                self.release(stream);
-            }
-        }
+        self.release();
         self.write_secrets();
         if let Some(e) = self.failed.take() {
             return Err(e);

@@ -49,18 +49,27 @@ fn tshark(
     filter: &str,
     fields: &[&str],
 ) -> Vec<Vec<String>> {
+    tshark_ports(capture, &[(port, protocol)], filter, fields)
+}
+
+/// [`tshark`] with several ports decoded.
+fn tshark_ports(
+    capture: &Path,
+    ports: &[(u16, &str)],
+    filter: &str,
+    fields: &[&str],
+) -> Vec<Vec<String>> {
     let mut command = Command::new("tshark");
-    command
-        .arg("-r")
-        .arg(capture)
-        .args([
-            "-o",
-            "tcp.check_checksum:TRUE",
-            "-o",
-            "ip.check_checksum:TRUE",
-        ])
-        .args(["-d", &format!("tcp.port=={port},{protocol}")])
-        .args(["-Y", filter, "-T", "fields", "-E", "separator=\t"]);
+    command.arg("-r").arg(capture).args([
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-o",
+        "ip.check_checksum:TRUE",
+    ]);
+    for (port, protocol) in ports {
+        command.args(["-d", &format!("tcp.port=={port},{protocol}")]);
+    }
+    command.args(["-Y", filter, "-T", "fields", "-E", "separator=\t"]);
     for field in fields {
         command.args(["-e", field]);
     }
@@ -611,4 +620,91 @@ fn capturing_a_plain_upload_allocates_nothing_per_chunk() {
         allocations, 0,
         "allocations while {chunks} chunks were captured"
     );
+}
+
+#[test]
+fn a_redirect_answered_before_the_body_is_two_streams_in_one_capture() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let target = sink.url("/moved");
+    // Answers the head at once, as a server that refuses `Expect: 100-continue` does.
+    let (url, first) = support::serve_once(move |mut stream| {
+        support::read_head(&mut stream);
+        let reply = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        std::io::Write::write_all(&mut stream, reply.as_bytes()).unwrap();
+    });
+    let first_port: u16 = url
+        .trim_end_matches("/up")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let capture = Scratch::new("redirect.pcapng");
+    let pcap = PcapTrace::create(&capture.0).unwrap();
+    let data = pattern(3000);
+    let client = Client::builder().chunk_size(1000).build().unwrap();
+    let mut response = client
+        .upload(&url)
+        .expect_continue(Duration::from_secs(5))
+        .max_redirects(1)
+        .trace(pcap.clone())
+        .send_seekable(std::io::Cursor::new(data.clone()))
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().unwrap();
+    drop(response);
+    first.join().unwrap();
+    pcap.finish().unwrap();
+
+    let ports = [(first_port, "http"), (sink.addr().port(), "http")];
+    let requests = tshark_ports(
+        &capture.0,
+        &ports,
+        "http.request",
+        &[
+            "tcp.stream",
+            "http.request.uri",
+            "http.request.line",
+            "http.chunk_size",
+            "data.len",
+        ],
+    );
+    // The first request is a head alone: the server answered before the body, which then
+    // went to the second. tshark, rightly, sees no whole request in the first stream.
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0][..2], ["1", "/moved"]);
+    assert!(
+        requests[0][2].contains("Expect: 100-continue"),
+        "{requests:?}"
+    );
+    assert_eq!(requests[0][3..], ["1000,1000,1000,0", "3000"]);
+    let first_sent = tshark_ports(
+        &capture.0,
+        &ports,
+        &format!("tcp.stream == 0 && tcp.dstport == {first_port} && tcp.len > 0"),
+        &["frame.comment"],
+    );
+    let first_sent: Vec<&str> = first_sent.iter().map(|row| row[0].as_str()).collect();
+    assert_eq!(
+        first_sent,
+        [
+            "request line",
+            "header",
+            "header",
+            "header",
+            "header",
+            "end of head"
+        ],
+        "the head and nothing more went to the first server"
+    );
+    let responses = tshark_ports(
+        &capture.0,
+        &ports,
+        "http.response",
+        &["tcp.stream", "http.response.code"],
+    );
+    assert_eq!(responses, [["0", "307"], ["1", "100"], ["1", "200"]]);
+    assert_tcp_is_sound(&capture.0, first_port, "http");
 }
