@@ -672,3 +672,108 @@ impl Drop for Capture {
         let _ = self.finish();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_internet_checksum_of_rfc_1071s_example() {
+        // RFC 1071 section 3: these eight bytes sum to 0xddf2 (before the complement).
+        let bytes = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum_words(&bytes)), 0xddf2);
+        // Split anywhere on an even boundary, the sums add up; an odd tail is padded.
+        assert_eq!(
+            fold(sum_words(&bytes[..2]) + sum_words(&bytes[2..])),
+            0xddf2
+        );
+        assert_eq!(fold(sum_words(&[0xab])), 0xab00);
+        let long: Vec<u8> = (0..1001u32).map(|i| (i * 31) as u8).collect();
+        let by_pairs: u64 = long
+            .chunks(2)
+            .map(|p| u64::from(p[0]) << 8 | u64::from(*p.get(1).unwrap_or(&0)))
+            .sum();
+        assert_eq!(fold(sum_words(&long)), fold(by_pairs));
+    }
+
+    /// The blocks of a capture as (type, body), checking that each is whole: its two
+    /// lengths agree and it ends on a 4-byte boundary.
+    fn blocks(file: &[u8]) -> Vec<(u32, &[u8])> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < file.len() {
+            let word = |i: usize| u32::from_le_bytes(file[i..i + 4].try_into().unwrap());
+            let (kind, len) = (word(at), word(at + 4) as usize);
+            assert_eq!(len % 4, 0, "block at {at} of length {len}");
+            assert_eq!(word(at + len - 4) as usize, len, "block at {at}");
+            out.push((kind, &file[at + 8..at + len - 4]));
+            at += len;
+        }
+        out
+    }
+
+    /// A Write that can be read back after the capture took it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn blocks_are_whole_and_secrets_come_before_the_records_they_open() {
+        let out = Shared::default();
+        let mut trace = PcapTrace::new(out.clone()).unwrap();
+        let local = "127.0.0.1:40000".parse().unwrap();
+        let remote = "127.0.0.1:443".parse().unwrap();
+        trace.connected(&TracedConnection::new(local, remote, true, false));
+        let tap = trace.wire_tap().unwrap();
+        tap.wire(Direction::Sent, b"client hello");
+        tap.wire(Direction::Received, b"server hello");
+        tap.secret("CLIENT_TRAFFIC_SECRET_0 00 11");
+        trace.bytes(
+            Direction::Received,
+            Part::StatusLine,
+            b"HTTP/1.1 200 OK\r\n",
+        );
+        trace.bytes(Direction::Received, Part::Header, b"A: b\r\n");
+        trace.bytes(Direction::Received, Part::Header, b"C: d\r\n");
+        trace.finish().unwrap();
+        let file = out.0.lock().unwrap().clone();
+        let blocks = blocks(&file);
+        let kinds: Vec<u32> = blocks.iter().map(|(kind, _)| *kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                SECTION_HEADER,
+                INTERFACE_DESCRIPTION,
+                ENHANCED_PACKET, // SYN
+                ENHANCED_PACKET, // SYN-ACK
+                ENHANCED_PACKET, // ACK
+                ENHANCED_PACKET, // client hello
+                DECRYPTION_SECRETS,
+                ENHANCED_PACKET, // server hello, held until the secret came
+                ENHANCED_PACKET, // FIN
+                ENHANCED_PACKET, // FIN
+                ENHANCED_PACKET, // ACK
+            ]
+        );
+        let secrets = blocks[6].1;
+        assert_eq!(&secrets[..4], &TLS_KEY_LOG.to_le_bytes());
+        assert_eq!(&secrets[8..39], b"CLIENT_TRAFFIC_SECRET_0 00 11\n\0");
+        // The server hello's comment names the plaintext parts, a run of headers once.
+        let packet = blocks[7].1;
+        let text = String::from_utf8_lossy(packet);
+        assert!(text.contains("server hello"), "{text}");
+        assert!(
+            text.contains("TLS records; plaintext handed over: status line, header\0"),
+            "{text}"
+        );
+    }
+}

@@ -708,3 +708,50 @@ fn a_redirect_answered_before_the_body_is_two_streams_in_one_capture() {
     assert_eq!(responses, [["0", "307"], ["1", "100"], ["1", "200"]]);
     assert_tcp_is_sound(&capture.0, first_port, "http");
 }
+
+#[test]
+fn a_tls12_upload_decrypts_from_the_capture_alone_too() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let tls = ServerTls::self_signed().unwrap();
+    let sink = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .with_tls(tls.clone())
+        .spawn()
+        .unwrap();
+    let port = sink.addr().port();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(tls.ca_pem().as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let client = Client::builder()
+        .chunk_size(5000)
+        .tls_config(TlsConfig::from_rustls(std::sync::Arc::new(config)))
+        .build()
+        .unwrap();
+    let capture = Scratch::new("tls12.pcapng");
+    let pcap = PcapTrace::create(&capture.0).unwrap();
+    let data = pattern(12_000);
+    let mut response = client
+        .upload(&sink.url("/tls12"))
+        .trace(pcap.clone())
+        .send(&data[..])
+        .unwrap();
+    assert_eq!(response.tls().unwrap().version, "TLSv1.2");
+    response.text().unwrap();
+    drop(response);
+    pcap.finish().unwrap();
+    let seen = dissect(&capture.0, port, "tls");
+    assert_eq!(seen.method, "PUT");
+    assert_eq!(seen.chunk_sizes, [5000, 5000, 2000, 0]);
+    assert_eq!(seen.body, hex(&data));
+    assert_eq!(seen.status, "200");
+    assert_tcp_is_sound(&capture.0, port, "tls");
+}
