@@ -263,6 +263,19 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         None => Output::Stdout(io::stdout().lock()),
     };
     let pcap = match &args.trace_pcap {
+        // Standard output, to pipe into `tshark -r -`, once the body goes elsewhere.
+        Some(path) if path.as_os_str() == "-" => {
+            if args.output.is_none() {
+                return Err(Failure::usage(
+                    "--trace-pcap - needs -o FILE: the response body would go into the capture",
+                ));
+            }
+            Some(
+                PcapTrace::new(io::BufWriter::new(io::stdout())).map_err(|e| {
+                    Failure::usage(format!("cannot write --trace-pcap to standard output: {e}"))
+                })?,
+            )
+        }
         Some(path) => Some(PcapTrace::create(path).map_err(|e| {
             Failure::usage(format!(
                 "cannot create --trace-pcap file {}: {e}",

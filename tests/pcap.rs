@@ -755,3 +755,45 @@ fn a_tls12_upload_decrypts_from_the_capture_alone_too() {
     assert_eq!(seen.status, "200");
     assert_tcp_is_sound(&capture.0, port, "tls");
 }
+
+#[test]
+fn the_cli_writes_the_capture_to_standard_output_when_the_body_goes_to_a_file() {
+    let sink = Sink::bind("127.0.0.1:0").unwrap().spawn().unwrap();
+    let port = sink.addr().port();
+    let file = Scratch::new("stdout-src");
+    std::fs::write(&file.0, pattern(2500)).unwrap();
+    let body = Scratch::new("stdout-body.json");
+    let output = chunkwire(&["upload", "-s", "--chunk-size", "1000", "--trace-pcap", "-"])
+        .arg(sink.url("/piped"))
+        .arg(&file.0)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--trace-pcap - needs -o FILE"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = chunkwire(&["upload", "-s", "--chunk-size", "1000", "--trace-pcap", "-"])
+        .arg("-o")
+        .arg(&body.0)
+        .arg(sink.url("/piped"))
+        .arg(&file.0)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let capture = Scratch::new("stdout.pcapng");
+    std::fs::write(&capture.0, &output.stdout).unwrap();
+    let seen = dissect(&capture.0, port, "http");
+    assert_eq!(seen.chunk_sizes, [1000, 1000, 500, 0]);
+    assert_eq!(seen.body, hex(&pattern(2500)));
+    assert!(
+        std::fs::read_to_string(&body.0)
+            .unwrap()
+            .contains("\"bytes\":2500")
+    );
+}

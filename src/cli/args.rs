@@ -212,6 +212,7 @@ Output:
   -s, --silent                    No progress bar
       --trace-pcap <FILE>         Write a packet capture (pcapng) of the connections to
                                   FILE for Wireshark; over TLS it holds the session keys
+                                  (`-`: standard output, with -o for the body)
   -h, --help                      Print help
 
 Environment:
