@@ -48,8 +48,9 @@ const MAX_SEGMENT: usize = 65_000;
 /// The window scale both ends announce (the largest, RFC 7323), so that a long upload
 /// without acknowledgements stays within the window Wireshark tracks...
 const WINDOW_SHIFT: u8 = 14;
-/// ...and the point at which the other end acknowledges anyway, well inside it.
-const ACK_EVERY: u64 = 256 << 20;
+/// ...and the point at which the other end acknowledges anyway, well inside it (small in
+/// unit tests, so that they see it happen).
+const ACK_EVERY: u64 = if cfg!(test) { 64 << 10 } else { 256 << 20 };
 /// Initial sequence numbers; Wireshark shows numbers relative to them.
 const CLIENT_ISN: u32 = 0x1000_0000;
 const SERVER_ISN: u32 = 0x7000_0000;
@@ -790,5 +791,60 @@ mod tests {
             text.contains("TLS records; plaintext handed over: status line, header\0"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_long_silence_of_the_server_is_acknowledged_well_inside_the_window() {
+        let out = Shared::default();
+        let mut trace = PcapTrace::new(out.clone()).unwrap();
+        let local = "10.0.0.1:40000".parse().unwrap();
+        let remote = "10.0.0.2:8080".parse().unwrap();
+        trace.connected(&TracedConnection::new(local, remote, false, false));
+        let data = vec![7u8; 30_000];
+        for _ in 0..10 {
+            trace.bytes(Direction::Sent, Part::ChunkData, &data);
+        }
+        trace.finish().unwrap();
+        let file = out.0.lock().unwrap().clone();
+        // (source port, flags, seq, ack, payload length) of every packet.
+        let packets: Vec<(u16, u8, u32, u32, usize)> = blocks(&file)
+            .into_iter()
+            .filter(|(kind, _)| *kind == ENHANCED_PACKET)
+            .map(|(_, body)| {
+                let len = u32::from_le_bytes(body[12..16].try_into().unwrap()) as usize;
+                let ip = &body[20..20 + len];
+                let tcp = &ip[20..];
+                let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+                let be32 = |b: &[u8]| u32::from_be_bytes(b[..4].try_into().unwrap());
+                let header = usize::from(tcp[12] >> 4) * 4;
+                (
+                    be16(tcp),
+                    tcp[13],
+                    be32(&tcp[4..]),
+                    be32(&tcp[8..]),
+                    tcp.len() - header,
+                )
+            })
+            .collect();
+        let acks: Vec<u32> = packets
+            .iter()
+            .filter(|p| p.0 == 8080 && p.1 == ACK && p.4 == 0)
+            .map(|p| p.3)
+            .collect();
+        // The server sends nothing but its acknowledgements, made up once 64 KiB (in unit
+        // tests) are unacknowledged: after 90,000, 180,000 and 270,000 bytes.
+        let start = CLIENT_ISN.wrapping_add(1);
+        assert_eq!(
+            acks,
+            [90_000, 180_000, 270_000].map(|n| start.wrapping_add(n)),
+            "{packets:?}"
+        );
+        // Sequence numbers follow the bytes: each data packet starts where the last ended.
+        let mut next = start;
+        for p in packets.iter().filter(|p| p.0 == 40000 && p.4 > 0) {
+            assert_eq!(p.2, next);
+            next = next.wrapping_add(p.4 as u32);
+        }
+        assert_eq!(next, start.wrapping_add(300_000));
     }
 }
