@@ -73,7 +73,15 @@ const ACK: u8 = 0x10;
 pub struct PcapTrace {
     capture: Arc<Mutex<Capture>>,
     /// The stream of the connection this handle's upload is on.
-    stream: Option<usize>,
+    stream: Option<StreamRef>,
+}
+
+/// A stream by its place in the capture and its number, which tells it from a later stream
+/// in the same place (after the capture was finished, or the ports were used again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StreamRef {
+    index: usize,
+    id: u64,
 }
 
 impl Clone for PcapTrace {
@@ -98,6 +106,7 @@ impl PcapTrace {
             held: Held::default(),
             failed: None,
             ip_id: 0,
+            next_stream_id: 0,
         };
         capture.write_header()?;
         Ok(PcapTrace {
@@ -136,6 +145,9 @@ impl Trace for PcapTrace {
             return;
         };
         let mut capture = self.lock();
+        let Some(stream) = capture.live(stream) else {
+            return;
+        };
         if capture.streams[stream].tls {
             capture.streams[stream].label(direction, part);
         } else {
@@ -166,13 +178,15 @@ impl Trace for PcapTrace {
 /// The records and secrets of one TLS connection, on their way into the capture.
 struct StreamTap {
     capture: Arc<Mutex<Capture>>,
-    stream: usize,
+    stream: StreamRef,
 }
 
 impl WireTap for StreamTap {
     fn wire(&self, direction: Direction, bytes: &[u8]) {
         let mut capture = self.capture.lock().unwrap_or_else(|e| e.into_inner());
-        capture.record(self.stream, direction, bytes);
+        if let Some(stream) = capture.live(self.stream) {
+            capture.record(stream, direction, bytes);
+        }
     }
 
     fn secret(&self, line: &str) {
@@ -199,6 +213,7 @@ struct Capture {
     held: Held,
     failed: Option<io::Error>,
     ip_id: u16,
+    next_stream_id: u64,
 }
 
 impl std::fmt::Debug for Capture {
@@ -222,6 +237,8 @@ struct Held {
 /// One TCP connection in the capture. Index 0 of the pairs is our side (what was sent),
 /// 1 the server's.
 struct Stream {
+    /// Tells this stream from others that had its place before.
+    id: u64,
     ends: [SocketAddr; 2],
     /// The sequence number of each side's next byte.
     next: [u32; 2],
@@ -303,18 +320,25 @@ impl Capture {
     }
 
     /// The stream for `connection`, made (with a handshake) if it is new to the capture.
-    fn connected(&mut self, connection: &TracedConnection) -> usize {
+    fn connected(&mut self, connection: &TracedConnection) -> StreamRef {
         let ends = [connection.local, connection.remote];
         let found = self.streams.iter().position(|s| s.open && s.ends == ends);
         if let Some(index) = found {
             if connection.reused {
-                self.streams[index].tls = connection.tls;
-                return index;
+                let stream = &mut self.streams[index];
+                stream.tls = connection.tls;
+                return StreamRef {
+                    index,
+                    id: stream.id,
+                };
             }
             // The same ports again for a new connection: the old one is over.
             self.close(index, now_micros());
         }
+        self.next_stream_id += 1;
+        let id = self.next_stream_id;
         let stream = Stream {
+            id,
             ends,
             next: [CLIENT_ISN, SERVER_ISN],
             unacked: [0, 0],
@@ -341,7 +365,15 @@ impl Capture {
         self.segment(index, 1, SYN | ACK, SERVER_ISN, next[0], b"", "", at);
         self.segment(index, 0, ACK, next[0], next[1], b"", "", at);
         self.streams[index].next = next;
-        index
+        StreamRef { index, id }
+    }
+
+    /// The place of `stream` if it is still the one there and open.
+    fn live(&self, stream: StreamRef) -> Option<usize> {
+        self.streams
+            .get(stream.index)
+            .filter(|s| s.open && s.id == stream.id)
+            .map(|_| stream.index)
     }
 
     /// Bytes of the stream going `direction`, in packets of at most [`MAX_SEGMENT`].
@@ -846,5 +878,32 @@ mod tests {
             next = next.wrapping_add(p.4 as u32);
         }
         assert_eq!(next, start.wrapping_add(300_000));
+    }
+
+    #[test]
+    fn a_handle_whose_stream_ended_writes_nowhere_else() {
+        let out = Shared::default();
+        let mut first = PcapTrace::new(out.clone()).unwrap();
+        let mut second = first.clone();
+        let one = "10.0.0.1:1000".parse().unwrap();
+        let two = "10.0.0.1:2000".parse().unwrap();
+        let server = "10.0.0.2:80".parse().unwrap();
+        first.connected(&TracedConnection::new(one, server, false, false));
+        first.finish().unwrap();
+        // The second connection takes the first's place in the capture.
+        second.connected(&TracedConnection::new(two, server, false, false));
+        first.bytes(Direction::Sent, Part::Body, b"late");
+        second.bytes(Direction::Sent, Part::Body, b"mine");
+        second.finish().unwrap();
+        let file = out.0.lock().unwrap().clone();
+        let with_payload: Vec<&[u8]> = blocks(&file)
+            .into_iter()
+            // Data packets are the ones with PSH (IPv4 header, then TCP's flags at 13).
+            .filter(|(kind, body)| *kind == ENHANCED_PACKET && body[20 + 20 + 13] & PSH != 0)
+            .map(|(_, body)| body)
+            .collect();
+        assert_eq!(with_payload.len(), 1);
+        let text = String::from_utf8_lossy(with_payload[0]);
+        assert!(text.contains("mine") && !text.contains("late"), "{text}");
     }
 }
