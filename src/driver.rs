@@ -29,7 +29,7 @@ use crate::proto::exchange::{BodyStep, Exchange};
 use crate::proto::head::HeaderField;
 use crate::proto::response::ResponseHead;
 use crate::proto::tunnel::{TunnelSetup, TunnelStep};
-use crate::trace::{Direction, Trace};
+use crate::trace::{Direction, Trace, TracedConnection, WireTap};
 use crate::transport::tls::{Carrier, TlsConfig, TlsStream};
 use crate::transport::{Transport, tcp};
 
@@ -118,6 +118,20 @@ impl std::fmt::Debug for TraceSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_some() {
             "Some(trace)"
+        } else {
+            "None"
+        })
+    }
+}
+
+/// Holds a capture's tap on the socket's bytes; only says whether there is one when printed.
+#[derive(Clone, Default)]
+pub(crate) struct TapSlot(Option<Arc<dyn WireTap>>);
+
+impl std::fmt::Debug for TapSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(tap)"
         } else {
             "None"
         })
@@ -299,6 +313,9 @@ pub(crate) struct Driven {
     remote: Option<SocketAddr>,
     /// The sections of a form body, by which its traced bytes are labelled.
     body_sections: Option<SectionLog>,
+    /// A capture trace's tap on the socket's own bytes, for a socket that carries TLS (to
+    /// the origin or to an https proxy): it sees the records, and a CONNECT before them.
+    wire_tap: TapSlot,
 }
 
 impl Driven {
@@ -365,6 +382,7 @@ impl Driven {
             source_watched: false,
             remote: None,
             body_sections: None,
+            wire_tap: TapSlot::default(),
         }
     }
 
@@ -429,6 +447,33 @@ impl Driven {
     /// Sends the wire trace of this connection to `trace`.
     pub(crate) fn set_trace(&mut self, trace: Box<dyn Trace>) {
         self.trace = TraceSlot(Some(trace));
+        // A kept connection is already open: the trace learns of it now, not at a connect.
+        let open = match &self.link {
+            Link::Open(Transport::Plain(tcp)) => Some((tcp, false)),
+            Link::Open(Transport::Tls(tls)) => Some((tls.tcp(), true)),
+            _ => None,
+        };
+        let Some((tcp, tls)) = open else { return };
+        let (Ok(local), Ok(remote)) = (tcp.local_addr(), tcp.peer_addr()) else {
+            return;
+        };
+        let tap = self.announce_connection(TracedConnection::new(local, remote, tls, true));
+        self.wire_tap = TapSlot(tap.clone());
+        if let Link::Open(Transport::Tls(tls)) = &mut self.link {
+            tls.set_tap(tap);
+        }
+    }
+
+    /// Tells the trace, if any, of `connection`; for TLS, the tap it wants on the records,
+    /// if it wants one.
+    fn announce_connection(&mut self, connection: TracedConnection) -> Option<Arc<dyn WireTap>> {
+        let trace = self.trace.0.as_deref_mut()?;
+        trace.connected(&connection);
+        if connection.tls {
+            trace.wire_tap()
+        } else {
+            None
+        }
     }
 
     /// The trace back, for the next attempt of the same upload.
@@ -728,14 +773,29 @@ impl Driven {
             .map_err(|e| self.fail(Error::io(Stage::Connect, e)))?;
         let peer = self.peer.clone();
         self.trace_note(Direction::Sent, || format!("connected to {peer}"));
+        // The socket carries TLS when the origin or the proxy speaks it; a capture then
+        // records the socket's bytes (the tap) rather than the plaintext.
+        let tls_on_socket = self.destination.tls.is_some() || self.destination.proxy_tls.is_some();
+        self.wire_tap = TapSlot(match stream.local_addr() {
+            Ok(local) => {
+                self.announce_connection(TracedConnection::new(local, addr, tls_on_socket, false))
+            }
+            Err(_) => None,
+        });
         self.readable = true;
         self.writable = true;
         if let Some((config, name)) = self.destination.proxy_tls.take() {
             // An https proxy: TLS to it first, the CONNECT inside that.
             self.machine.on_connected(now, true);
             let frame_capacity = self.buf.send_region().len();
-            let tls = TlsStream::new(&config, &name, stream, frame_capacity)
-                .map_err(|e| self.fail(Error::request(e)))?;
+            let tls = TlsStream::new(
+                &config,
+                &name,
+                stream,
+                frame_capacity,
+                self.wire_tap.0.clone(),
+            )
+            .map_err(|e| self.fail(Error::request(e)))?;
             self.link = Link::Handshaking(Box::new(tls));
             return Ok(());
         }
@@ -784,9 +844,20 @@ impl Driven {
             }
             Some(config) => {
                 let frame_capacity = self.buf.send_region().len();
-                let tls =
-                    TlsStream::over(&config, &self.destination.tls_name, carrier, frame_capacity)
-                        .map_err(|e| self.fail(Error::request(e)))?;
+                // Only the session on the socket shows the tap its records: inside an https
+                // proxy's session, the outer one does.
+                let tap = match carrier {
+                    Carrier::Tcp(_) => self.wire_tap.0.clone(),
+                    Carrier::Tls(_) => None,
+                };
+                let tls = TlsStream::over(
+                    &config,
+                    &self.destination.tls_name,
+                    carrier,
+                    frame_capacity,
+                    tap,
+                )
+                .map_err(|e| self.fail(Error::request(e)))?;
                 self.link = Link::Handshaking(Box::new(tls));
             }
         }
@@ -814,9 +885,14 @@ impl Driven {
                     return Err(err.with_peer(self.peer.clone()));
                 }
                 Ok(n) => match self.trace.0.as_deref_mut() {
-                    Some(trace) => setup.on_sent(n, &mut |part, bytes| {
-                        trace.bytes(Direction::Sent, part, bytes)
-                    }),
+                    Some(trace) => {
+                        if let (Some(tap), Carrier::Tcp(_)) = (&self.wire_tap.0, &*carrier) {
+                            tap.wire(Direction::Sent, &setup.to_send()[..n]);
+                        }
+                        setup.on_sent(n, &mut |part, bytes| {
+                            trace.bytes(Direction::Sent, part, bytes)
+                        })
+                    }
                     None => setup.on_sent(n, &mut |_, _| {}),
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
@@ -831,6 +907,9 @@ impl Driven {
             match io::Read::read(carrier, space) {
                 Ok(0) => return Err(setup.on_peer_closed().with_peer(self.peer.clone())),
                 Ok(n) => {
+                    if let (Some(tap), Carrier::Tcp(_)) = (&self.wire_tap.0, &*carrier) {
+                        tap.wire(Direction::Received, &space[..n]);
+                    }
                     let step = match self.trace.0.as_deref_mut() {
                         Some(trace) => setup.on_received(&mut self.buf, n, &mut |part, bytes| {
                             trace.bytes(Direction::Received, part, bytes)
@@ -1155,11 +1234,16 @@ impl Driven {
     pub(crate) fn finish(mut self, body_done: bool) -> (Option<IdleLink>, FixedBuf) {
         let open = matches!(self.link, Link::Open(_)) && !self.closed;
         if open && self.machine.finish_exchange(body_done) {
-            let Link::Open(transport) =
+            let Link::Open(mut transport) =
                 std::mem::replace(&mut self.link, Link::Open(Transport::Gone))
             else {
                 unreachable!()
             };
+            // This upload's trace ends here: the next upload on the connection brings its
+            // own tap, or none.
+            if let Transport::Tls(tls) = &mut transport {
+                tls.set_tap(None);
+            }
             let idle = IdleLink {
                 transport,
                 machine: self.machine,

@@ -47,7 +47,8 @@
 //! or inside the caller's), each with a fixed memory cost, and what each upload took in
 //! the terms of curl's `--write-out` ([`Transfer`], [`Timings`]); HTTP proxies from the
 //! environment or [`ClientBuilder::proxy`] ([`Proxy`]), absolute form for http and CONNECT
-//! tunnels for https. Not: HTTP/2, SOCKS, cookies.
+//! tunnels for https. The wire can be traced as text ([`trace`]) or as a pcapng capture
+//! that Wireshark decrypts by itself ([`pcap`]). Not: HTTP/2, SOCKS, cookies.
 //!
 //! # Features
 //!
@@ -73,6 +74,7 @@ mod error;
 mod form;
 pub mod json;
 mod multi;
+pub mod pcap;
 pub mod proto;
 mod proxy;
 #[cfg(feature = "sink")]

@@ -9,8 +9,11 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use chunkwire::pcap::PcapTrace;
 use chunkwire::sink::{Report, Sink};
-use chunkwire::trace::{Direction, Part, Trace, TraceFormat, TraceWriter};
+use chunkwire::trace::{
+    Direction, Part, Trace, TraceFormat, TraceWriter, TracedConnection, WireTap,
+};
 use chunkwire::{Client, Error, ServerTls, Stage, TlsConfig, UploadProgress};
 use std::cell::RefCell;
 use std::io::IsTerminal;
@@ -75,6 +78,28 @@ impl Trace for FlushOnDrop {
     fn note(&mut self, direction: Direction, text: &str) {
         self.0.note(direction, text);
         let _ = self.0.flush();
+    }
+}
+
+/// The text trace and the packet capture of one upload, both.
+struct BothTraces(FlushOnDrop, PcapTrace);
+
+impl Trace for BothTraces {
+    fn bytes(&mut self, direction: Direction, part: Part, bytes: &[u8]) {
+        self.0.bytes(direction, part, bytes);
+        self.1.bytes(direction, part, bytes);
+    }
+
+    fn note(&mut self, direction: Direction, text: &str) {
+        self.0.note(direction, text);
+    }
+
+    fn connected(&mut self, connection: &TracedConnection) {
+        self.1.connected(connection);
+    }
+
+    fn wire_tap(&mut self) -> Option<std::sync::Arc<dyn WireTap>> {
+        self.1.wire_tap()
     }
 }
 
@@ -230,9 +255,72 @@ fn with_proxy_options(client: Client, args: &ProxyArgs) -> Result<Client, Failur
         .build()?)
 }
 
+/// Whether `SSLKEYLOGFILE` names a file to append TLS secrets to (curl's rule: set and not
+/// empty). A file that cannot be opened is said so once, and the upload goes on (rustls
+/// then writes nothing), as curl does.
+fn key_log_wanted() -> bool {
+    let Some(path) = std::env::var_os("SSLKEYLOGFILE").filter(|p| !p.is_empty()) else {
+        return false;
+    };
+    // Owner-only, as rustls makes it: the file opens every session logged in it.
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = File::options()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&path);
+    if let Err(e) = opened {
+        eprintln!(
+            "chunkwire: warning: SSLKEYLOGFILE {}: {e}; no TLS secrets are logged",
+            Path::new(&path).display()
+        );
+    }
+    true
+}
+
+/// The `--trace-pcap` capture, created once every check on the command line has passed.
+fn open_pcap(args: &UploadArgs) -> Result<Option<PcapTrace>, Failure> {
+    Ok(match &args.trace_pcap {
+        // Standard output, to pipe into `tshark -r -`, once the body goes elsewhere.
+        Some(path) if path.as_os_str() == "-" => {
+            if args.output.is_none() {
+                return Err(Failure::usage(
+                    "--trace-pcap - needs -o FILE: the response body would go into the capture",
+                ));
+            }
+            Some(
+                PcapTrace::new(io::BufWriter::new(io::stdout())).map_err(|e| {
+                    Failure::usage(format!("cannot write --trace-pcap to standard output: {e}"))
+                })?,
+            )
+        }
+        Some(path) => Some(PcapTrace::create(path).map_err(|e| {
+            Failure::usage(format!(
+                "cannot create --trace-pcap file {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    })
+}
+
+/// Ends the capture (its FINs and the rest of its buffer); a failure is a warning, as the
+/// uploads are over.
+fn finish_pcap(args: &UploadArgs, pcap: Option<PcapTrace>) {
+    if let (Some(pcap), Some(path)) = (pcap, &args.trace_pcap)
+        && let Err(e) = pcap.finish()
+    {
+        eprintln!("chunkwire: warning: --trace-pcap {}: {e}", path.display());
+    }
+}
+
 fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
-    let tls = if args.cacert.is_some() || args.cert.is_some() {
+    let key_log = key_log_wanted();
+    let tls = if args.cacert.is_some() || args.cert.is_some() || key_log {
         let mut builder = TlsConfig::builder();
+        if key_log {
+            builder = builder.key_log_from_env();
+        }
         if let Some(path) = &args.cacert {
             builder = builder.add_ca_pem_file(path).map_err(Error::from)?;
         }
@@ -269,19 +357,50 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         },
         None => Output::Stdout(io::stdout().lock()),
     };
-    if args.parallel {
-        return upload_parallel(&client, &args, &sources, &mut output, write_out.as_ref());
-    }
-    for (index, file) in args.files.iter().enumerate() {
-        let url = url_for(&args, file);
-        let mut values = Values::new(&url, &args.method);
-        let result = upload_one(
+    let pcap = open_pcap(&args)?;
+    let result = if args.parallel {
+        upload_parallel(
             &client,
             &args,
+            &sources,
+            &mut output,
+            write_out.as_ref(),
+            pcap.as_ref(),
+        )
+    } else {
+        upload_each(
+            &client,
+            &args,
+            &mut output,
+            write_out.as_ref(),
+            pcap.as_ref(),
+        )
+    };
+    finish_pcap(&args, pcap);
+    result
+}
+
+/// The files of `args` one after the other.
+fn upload_each(
+    client: &Client,
+    args: &UploadArgs,
+    output: &mut Output,
+    write_out: Option<&WriteOut>,
+    pcap: Option<&PcapTrace>,
+) -> Result<ExitCode, Failure> {
+    for (index, file) in args.files.iter().enumerate() {
+        let url = url_for(args, file);
+        let mut values = Values::new(&url, &args.method);
+        let result = upload_one(
+            client,
+            args,
             &url,
             file,
-            index > 0,
-            &mut output,
+            Tracing {
+                append: index > 0,
+                pcap,
+            },
+            output,
             &mut values,
         )
         .and_then(|()| {
@@ -290,7 +409,7 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
                 code: 23,
             })
         });
-        if let Some(format) = &write_out {
+        if let Some(format) = write_out {
             write_values(format, &mut values, result.as_ref().err());
         }
         result?;
@@ -530,7 +649,11 @@ fn check_destinations(args: &UploadArgs, sources: &[SourceId]) -> Result<(), Fai
         _ => None,
     };
     let output = args.output.as_deref().map(|path| (path, "-o"));
-    for (path, option) in output.into_iter().chain(trace) {
+    let pcap = args
+        .trace_pcap
+        .as_deref()
+        .map(|path| (path, "--trace-pcap"));
+    for (path, option) in output.into_iter().chain(trace).chain(pcap) {
         // A path that does not exist yet cannot be a source.
         let Ok(meta) = std::fs::metadata(path) else {
             continue;
@@ -551,6 +674,17 @@ fn check_destinations(args: &UploadArgs, sources: &[SourceId]) -> Result<(), Fai
             out.display(),
             trace.display()
         )));
+    }
+    for (other, option) in output.into_iter().chain(trace) {
+        if let Some((pcap, _)) = pcap
+            && same_file(other, pcap)
+        {
+            return Err(Failure::usage(format!(
+                "{option} {} and --trace-pcap {} are the same file",
+                other.display(),
+                pcap.display()
+            )));
+        }
     }
     Ok(())
 }
@@ -580,12 +714,20 @@ fn same_file(a: &Path, b: &Path) -> bool {
 type ProgressFn = Box<dyn FnMut(&UploadProgress)>;
 
 /// The request for one file with the options of `args`; `progress` sees its body go out.
+/// How one upload is traced besides its own text trace's options: whether that trace
+/// appends (every file after the first), and the capture all the uploads share.
+#[derive(Clone, Copy)]
+struct Tracing<'p> {
+    append: bool,
+    pcap: Option<&'p PcapTrace>,
+}
+
 fn request_for<'c>(
     client: &'c Client,
     args: &UploadArgs,
     url: &str,
     known_len: Option<u64>,
-    append_trace: bool,
+    tracing: Tracing<'_>,
     progress: Option<ProgressFn>,
 ) -> Result<chunkwire::Upload<'c>, Failure> {
     let mut request = client.upload(url).method(&args.method);
@@ -639,8 +781,13 @@ fn request_for<'c>(
         })?;
         request = request.trailer(name, value);
     }
-    if let Some(writer) = args.trace.writer(append_trace)? {
-        request = request.trace(FlushOnDrop(writer));
+    match (args.trace.writer(tracing.append)?, tracing.pcap) {
+        (Some(writer), Some(pcap)) => {
+            request = request.trace(BothTraces(FlushOnDrop(writer), pcap.clone()))
+        }
+        (Some(writer), None) => request = request.trace(FlushOnDrop(writer)),
+        (None, Some(pcap)) => request = request.trace(pcap.clone()),
+        (None, None) => {}
     }
     // A form states its own length (`--content-length` requires it: see `upload_form`).
     if args.content_length && args.form.is_empty() {
@@ -676,7 +823,7 @@ fn upload_one(
     args: &UploadArgs,
     url: &str,
     file_name: &Path,
-    append_trace: bool,
+    tracing: Tracing<'_>,
     output: &mut Output,
     values: &mut Values,
 ) -> Result<(), Failure> {
@@ -688,7 +835,7 @@ fn upload_one(
         let meter = Rc::clone(meter);
         Box::new(move |p: &UploadProgress| meter.borrow_mut().update(p)) as ProgressFn
     });
-    let request = request_for(client, args, url, known_len, append_trace, progress)?;
+    let request = request_for(client, args, url, known_len, tracing, progress)?;
     if args.verbose {
         // Which proxy, and why: the option or variable, or the no-proxy entry; nothing
         // when no proxy was set at all, as curl.
@@ -740,6 +887,24 @@ fn upload_form(
         .collect();
     let sources = check_sources(&paths)?;
     check_destinations(args, &sources)?;
+    let pcap = open_pcap(args)?;
+    let sent = send_form(client, args, pcap.as_ref());
+    finish_pcap(args, pcap);
+    // `--content-length` with a part of unknown size (a pipe, a device) is a usage error,
+    // as with a FILE argument.
+    let sent = noted(values, sent?).map_err(|err| match err.request_error() {
+        Some(chunkwire::RequestError::FormPartUnsized { .. }) => Failure::usage(err.to_string()),
+        _ => Failure::from(err),
+    });
+    deliver(args, sent, output, values)
+}
+
+/// Sends the form of `-F`'s parts; `Err` is an error before the upload began.
+fn send_form(
+    client: &Client,
+    args: &UploadArgs,
+    pcap: Option<&PcapTrace>,
+) -> Result<chunkwire::Result<chunkwire::Response>, Failure> {
     let mut form = chunkwire::Form::new().require_length(args.content_length);
     for part in &args.form {
         form = form.part(&part.name, form_part(part));
@@ -750,18 +915,16 @@ fn upload_form(
         let meter = Rc::clone(meter);
         Box::new(move |p: &UploadProgress| meter.borrow_mut().update(p)) as ProgressFn
     });
-    let request = request_for(client, args, &args.url, None, false, progress)?;
+    let tracing = Tracing {
+        append: false,
+        pcap,
+    };
+    let request = request_for(client, args, &args.url, None, tracing, progress)?;
     let sent = request.send_form(form);
     if let Some(meter) = &meter {
         meter.borrow_mut().finish();
     }
-    // `--content-length` with a part of unknown size (a pipe, a device) is a usage error,
-    // as with a FILE argument.
-    let sent = noted(values, sent).map_err(|err| match err.request_error() {
-        Some(chunkwire::RequestError::FormPartUnsized { .. }) => Failure::usage(err.to_string()),
-        _ => Failure::from(err),
-    });
-    deliver(args, sent, output, values)
+    Ok(sent)
 }
 
 /// The part one `-F` asks for, laid out as curl lays it out: a file part has the path's
@@ -882,6 +1045,7 @@ fn upload_parallel<'c>(
     checked: &[SourceId],
     output: &mut Output,
     write_out: Option<&WriteOut>,
+    pcap: Option<&PcapTrace>,
 ) -> Result<ExitCode, Failure> {
     // Files are opened when their upload first reads them, so thousands of queued files do
     // not hold thousands of descriptors; what can be checked without opening is checked now.
@@ -957,7 +1121,11 @@ fn upload_parallel<'c>(
                     meter.borrow_mut().update(&all);
                 }) as ProgressFn
             });
-            let request = request_for(client, args, &url, Some(source.size), false, progress)?;
+            let tracing = Tracing {
+                append: false,
+                pcap,
+            };
+            let request = request_for(client, args, &url, Some(source.size), tracing, progress)?;
             let id = uploads.add_seekable(request, source);
             names.insert(id, (index, file.display().to_string(), url));
         }

@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::target::redact_userinfo;
@@ -113,6 +115,55 @@ pub trait Trace: Send {
     /// Something that is not bytes on the wire: the connection, the TLS handshake, the body
     /// framing chosen from the response head.
     fn note(&mut self, direction: Direction, text: &str);
+    /// The exchange's bytes go over this connection from now on: a new one (before its TLS
+    /// handshake, if any) or one kept from an earlier upload. For traces that need the
+    /// addresses, such as a packet capture; the default ignores it.
+    fn connected(&mut self, connection: &TracedConnection) {
+        let _ = connection;
+    }
+    /// Where the bytes of a TLS connection go as they cross the socket (the records, not
+    /// the plaintext [`Trace::bytes`] sees), with the session's secrets. Asked once per TLS
+    /// connection, right after [`Trace::connected`]; the default, `None`, taps nothing and
+    /// costs nothing.
+    fn wire_tap(&mut self) -> Option<Arc<dyn WireTap>> {
+        None
+    }
+}
+
+/// A TCP connection a trace is told about, by its two ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TracedConnection {
+    /// Our end.
+    pub local: SocketAddr,
+    /// The server's end.
+    pub remote: SocketAddr,
+    /// TLS runs over it: [`Trace::bytes`] sees plaintext, the [`WireTap`] the records.
+    pub tls: bool,
+    /// It was opened for an earlier upload and kept (keep-alive): its handshakes are over.
+    pub reused: bool,
+}
+
+impl TracedConnection {
+    pub(crate) fn new(local: SocketAddr, remote: SocketAddr, tls: bool, reused: bool) -> Self {
+        TracedConnection {
+            local,
+            remote,
+            tls,
+            reused,
+        }
+    }
+}
+
+/// The raw side of a TLS connection: every byte read from and written to its socket, and
+/// its secrets (for decrypting a capture of those bytes). Called on the event loop's
+/// thread, in order, while the connection's records move.
+pub trait WireTap: Send + Sync {
+    /// `bytes` crossed the socket `direction`.
+    fn wire(&self, direction: Direction, bytes: &[u8]);
+    /// A secret of the session as one line of the NSS key log format, without its line
+    /// feed: `label client_random secret`, the last two in hex (RFC 9850).
+    fn secret(&self, line: &str);
 }
 
 /// How a [`TraceWriter`] shows the bytes.

@@ -383,3 +383,67 @@ fn a_407_to_a_request_in_absolute_form_is_a_proxy_error_not_a_success() {
     assert!(err.contains("refused"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+/// tshark's `fields` of the HTTP messages in `capture`, the proxy's port dissected as HTTP
+/// (a CONNECT, then the tunnel's TLS, decrypted with the capture's own secrets).
+fn tshark_http(capture: &std::path::Path, proxy_port: u16) -> Vec<String> {
+    let output = Command::new("tshark")
+        .arg("-r")
+        .arg(capture)
+        .args(["-d", &format!("tcp.port=={proxy_port},http")])
+        .args(["-Y", "http", "-T", "fields", "-E", "separator=|"])
+        .args(["-e", "http.request.method", "-e", "http.request.uri"])
+        .args(["-e", "http.transfer_encoding", "-e", "http.response.code"])
+        .output()
+        .expect("tshark runs (.ci/run installs it)");
+    assert!(output.status.success(), "{}", stderr(&output));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        // Segments of a message reassembled later match the filter with no fields.
+        .filter(|line| line.chars().any(|c| c != '|'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_capture_through_a_tunnel_shows_the_connect_then_decrypts_the_tls_inside() {
+    let proxy = RealProxy::start(Kind::Squid);
+    let tls = chunkwire::ServerTls::self_signed().unwrap();
+    let ca = TempFile::new("tunnel-ca.pem", tls.ca_pem().as_bytes());
+    let secure = Sink::bind("127.0.0.1:0")
+        .unwrap()
+        .with_tls(tls)
+        .spawn()
+        .unwrap();
+    let file = TempFile::new("tunnel-body", &vec![3u8; 50_000]);
+    let capture = TempFile::new("tunnel.pcapng", b"");
+    let output = run(
+        &[],
+        &[
+            "-x",
+            &proxy.url(),
+            "--cacert",
+            ca.path(),
+            "--trace-pcap",
+            capture.path(),
+            &secure.url("/in-tunnel"),
+            file.path(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(secure.next_report(Duration::from_secs(5)).is_some());
+    let messages = tshark_http(&capture.0, proxy.port());
+    let authority = secure.addr().to_string();
+    // The CONNECT and the proxy's 200 in the clear, then the request inside the tunnel,
+    // decrypted with no key file, then the origin's answer.
+    assert_eq!(
+        messages,
+        [
+            format!("CONNECT|{authority}||"),
+            "|||200".to_owned(),
+            "PUT|/in-tunnel|chunked|".to_owned(),
+            "|||200".to_owned(),
+        ],
+        "{messages:?}"
+    );
+}

@@ -804,3 +804,29 @@ fn agrees_with_curl_for_the_same_uploads() {
         );
     }
 }
+
+#[test]
+fn a_form_writes_its_output_as_a_file_upload_does() {
+    let (addr, log) = server();
+    let file = TempFile::new("form", &body(5_000));
+    let url = format!("http://{addr}/form");
+    let part = format!("f=@{}", file.path());
+    let (json, _) = json_of(&["-F", "a=1", "-F", &part, &url]);
+    let seen = log.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen.path, "/form");
+    // A form of sized parts goes with its length: size_upload is the whole form.
+    assert_eq!(json["size_upload"], seen.body_len);
+    assert!(seen.body_len > 5_000, "{seen:?}");
+    assert_eq!(json["size_request"], seen.head_len);
+    assert_eq!(json["http_code"], 200);
+    assert_eq!(json["url_effective"], url.as_str());
+    // A form whose file is missing fails before connecting, and -w still writes.
+    let (json, output) = json_of(&["-F", "f=@/nonexistent/chunkwire-form-part", &url]);
+    assert_eq!(output.status.code(), Some(26));
+    assert_eq!(json["exitcode"], 26);
+    assert_eq!(json["http_code"], 0);
+    assert!(
+        json["errormsg"].as_str().unwrap().contains("nonexistent"),
+        "{json:?}"
+    );
+}

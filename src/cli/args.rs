@@ -49,6 +49,7 @@ pub struct UploadArgs {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub trace: TraceArgs,
+    pub trace_pcap: Option<PathBuf>,
     pub parallel: bool,
     pub parallel_max: usize,
     pub proxy: ProxyArgs,
@@ -384,7 +385,14 @@ Output:
   -v, --verbose                   Print the response status line and headers on stderr
   -#, --progress-bar              Show a progress bar on stderr (the default on a terminal)
   -s, --silent                    No progress bar
+      --trace-pcap <FILE>         Write a packet capture (pcapng) of the connections to
+                                  FILE for Wireshark; over TLS it holds the session keys
+                                  (`-`: standard output, with -o for the body)
   -h, --help                      Print help
+
+Environment:
+  SSLKEYLOGFILE                   Append the TLS secrets of the connections to this file
+                                  (NSS key log format), to decrypt a capture of them
 ";
 
 const TRACE_HELP: &str = "
@@ -520,6 +528,7 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         cert: None,
         key: None,
         trace: TraceArgs::new(),
+        trace_pcap: None,
         parallel: false,
         parallel_max: chunkwire::DEFAULT_MAX_ACTIVE,
         proxy: ProxyArgs::default(),
@@ -534,6 +543,7 @@ fn parse_upload(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         }
         match arg {
             Short('Z') | Long("parallel") => args.parallel = true,
+            Long("trace-pcap") => args.trace_pcap = Some(parser.value()?.into()),
             Long("parallel-max") => {
                 args.parallel_max = parser.value()?.parse()?;
                 if args.parallel_max == 0 {

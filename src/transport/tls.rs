@@ -20,6 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use crate::error::RequestError;
+use crate::trace::{Direction, WireTap};
 
 /// The ALPN protocol id of HTTP/1.1, the only protocol chunkwire speaks.
 const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
@@ -67,6 +68,7 @@ impl TlsConfig {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             },
             client_auth: None,
+            key_log_file: false,
         }
     }
 
@@ -81,6 +83,7 @@ impl TlsConfig {
 pub struct TlsConfigBuilder {
     roots: RootCertStore,
     client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    key_log_file: bool,
 }
 
 impl std::fmt::Debug for TlsConfigBuilder {
@@ -88,6 +91,7 @@ impl std::fmt::Debug for TlsConfigBuilder {
         f.debug_struct("TlsConfigBuilder")
             .field("roots", &self.roots.len())
             .field("client_auth", &self.client_auth.is_some())
+            .field("key_log_file", &self.key_log_file)
             .finish()
     }
 }
@@ -157,6 +161,16 @@ impl TlsConfigBuilder {
         self.client_auth_pem(&chain, &key)
     }
 
+    /// Appends the secrets of every TLS session to the file named by the environment
+    /// variable `SSLKEYLOGFILE` (NSS key log format, RFC 9850), as curl and browsers do, so
+    /// that Wireshark can decrypt a capture of the connections. Nothing is written when the
+    /// variable is unset or the file cannot be opened. Off unless asked for: the file holds
+    /// what it takes to read every byte of the sessions.
+    pub fn key_log_from_env(mut self) -> Self {
+        self.key_log_file = true;
+        self
+    }
+
     /// Builds the configuration: TLS 1.2 and 1.3, ALPN `http/1.1`.
     pub fn build(self) -> Result<TlsConfig, RequestError> {
         let builder = ClientConfig::builder_with_provider(provider())
@@ -170,6 +184,9 @@ impl TlsConfigBuilder {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+        if self.key_log_file {
+            config.key_log = Arc::new(rustls::KeyLogFile::new());
+        }
         Ok(TlsConfig {
             inner: Arc::new(config),
         })
@@ -311,6 +328,92 @@ impl Write for Carrier {
 pub(crate) struct TlsStream {
     conn: ClientConnection,
     tcp: Carrier,
+    /// Sees the records as they cross the socket (a packet-capture trace).
+    tap: Option<Arc<dyn WireTap>>,
+}
+
+/// The socket as rustls reads and writes it, showing every byte to the tap if there is one.
+struct Tapped<'a> {
+    tcp: &'a mut Carrier,
+    tap: Option<&'a dyn WireTap>,
+}
+
+impl Read for Tapped<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        if let Some(tap) = self.tap
+            && n > 0
+        {
+            tap.wire(Direction::Received, &buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Tapped<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.tcp.write(buf)?;
+        if let Some(tap) = self.tap {
+            tap.wire(Direction::Sent, &buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.tcp.write_vectored(bufs)?;
+        if let Some(tap) = self.tap {
+            let mut left = n;
+            for buf in bufs {
+                let taken = left.min(buf.len());
+                if taken > 0 {
+                    tap.wire(Direction::Sent, &buf[..taken]);
+                }
+                left -= taken;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// Hands the session's secrets to a tap, and to the key log the configuration already had
+/// (`SSLKEYLOGFILE`, or the caller's own).
+struct TapKeyLog {
+    tap: Arc<dyn WireTap>,
+    also: Arc<dyn rustls::KeyLog>,
+}
+
+impl std::fmt::Debug for TapKeyLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TapKeyLog").finish_non_exhaustive()
+    }
+}
+
+impl rustls::KeyLog for TapKeyLog {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        self.also.log(label, client_random, secret);
+        self.tap.secret(&key_log_line(label, client_random, secret));
+    }
+}
+
+/// One line of the NSS key log format, without its line feed.
+fn key_log_line(label: &str, client_random: &[u8], secret: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut line =
+        String::with_capacity(label.len() + 2 + 2 * (client_random.len() + secret.len()));
+    line.push_str(label);
+    line.push(' ');
+    for b in client_random {
+        let _ = write!(line, "{b:02x}");
+    }
+    line.push(' ');
+    for b in secret {
+        let _ = write!(line, "{b:02x}");
+    }
+    line
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -328,23 +431,26 @@ fn tls_error(err: rustls::Error) -> io::Error {
 }
 
 impl TlsStream {
-    /// Starts a client connection to `host` (a name or an IP address) over `tcp`.
+    /// Starts a client connection to `host` (a name or an IP address) over `tcp`; `tap`, if
+    /// any, sees its records and its secrets.
     pub(crate) fn new(
         config: &TlsConfig,
         host: &str,
         tcp: TcpStream,
         frame_capacity: usize,
+        tap: Option<Arc<dyn WireTap>>,
     ) -> Result<Self, RequestError> {
-        TlsStream::over(config, host, Carrier::Tcp(tcp), frame_capacity)
+        TlsStream::over(config, host, Carrier::Tcp(tcp), frame_capacity, tap)
     }
 
     /// Starts a client connection to `host` over `carrier`: a socket, or a tunnel inside
-    /// the TLS session to an https proxy.
+    /// the TLS session to an https proxy; `tap` as for [`TlsStream::new`].
     pub(crate) fn over(
         config: &TlsConfig,
         host: &str,
         tcp: Carrier,
         frame_capacity: usize,
+        tap: Option<Arc<dyn WireTap>>,
     ) -> Result<Self, RequestError> {
         let name = ServerName::try_from(host.to_owned()).map_err(|_| {
             invalid(
@@ -352,10 +458,35 @@ impl TlsStream {
                 format!("{host:?} is not a DNS name or IP address"),
             )
         })?;
-        let mut conn = ClientConnection::new(config.inner.clone(), name)
+        let config = match &tap {
+            // Key logs belong to a configuration: a tapped connection gets a copy of its
+            // own, so that the tap sees the secrets of this session only.
+            Some(tap) => {
+                let mut own = ClientConfig::clone(&config.inner);
+                own.key_log = Arc::new(TapKeyLog {
+                    tap: Arc::clone(tap),
+                    also: Arc::clone(&config.inner.key_log),
+                });
+                Arc::new(own)
+            }
+            None => config.inner.clone(),
+        };
+        let mut conn = ClientConnection::new(config, name)
             .map_err(|e| invalid("TLS configuration", e.to_string()))?;
         conn.set_buffer_limit(Some(frame_capacity + BUFFER_SLACK));
-        Ok(TlsStream { conn, tcp })
+        Ok(TlsStream { conn, tcp, tap })
+    }
+
+    /// Shows the records from now on to `tap` (the trace of the next upload on a kept
+    /// connection) instead of the one before. The session's secrets went to whichever tap
+    /// it had when they were made.
+    /// Inside an https proxy's session, the outer session gets it: its records are the
+    /// ones on the socket.
+    pub(crate) fn set_tap(&mut self, tap: Option<Arc<dyn WireTap>>) {
+        match &mut self.tcp {
+            Carrier::Tls(outer) => outer.set_tap(tap),
+            Carrier::Tcp(_) => self.tap = tap,
+        }
     }
 
     /// The socket under the TLS session (under every session, for TLS inside TLS).
@@ -382,7 +513,10 @@ impl TlsStream {
                     _ => Ok(true),
                 };
             }
-            match self.conn.read_tls(&mut self.tcp) {
+            match self.conn.read_tls(&mut Tapped {
+                tcp: &mut self.tcp,
+                tap: self.tap.as_deref(),
+            }) {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -416,7 +550,10 @@ impl TlsStream {
     /// Writes buffered records to the socket. `Ok(true)` when nothing is left.
     pub(crate) fn flush(&mut self) -> io::Result<bool> {
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut self.tcp) {
+            match self.conn.write_tls(&mut Tapped {
+                tcp: &mut self.tcp,
+                tap: self.tap.as_deref(),
+            }) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -445,7 +582,10 @@ impl TlsStream {
                 }
                 result => return result,
             }
-            match self.conn.read_tls(&mut self.tcp) {
+            match self.conn.read_tls(&mut Tapped {
+                tcp: &mut self.tcp,
+                tap: self.tap.as_deref(),
+            }) {
                 Ok(_) => {
                     // Ok(0) is the TCP end: processing it makes the reader report how it ended.
                     self.conn.process_new_packets().map_err(tls_error)?;

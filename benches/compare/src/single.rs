@@ -110,8 +110,9 @@ fn contenders(options: &Options, file: &Path, curl: bool) -> Vec<Contender> {
         });
         if !tls {
             // Features on, each in turn; the row above is all of them off.
-            let features: [(&str, &[&str]); 4] = [
+            let features: [(&str, &[&str]); 5] = [
                 ("--trace-ascii /dev/null", &["--trace-ascii", "/dev/null"]),
+                ("--trace-pcap /dev/null", &["--trace-pcap", "/dev/null"]),
                 ("-# (progress meter)", &["-#"]),
                 ("--checksum crc32c", &["--checksum", "crc32c"]),
                 ("--checksum sha256", &["--checksum", "sha256"]),
@@ -124,6 +125,15 @@ fn contenders(options: &Options, file: &Path, curl: bool) -> Vec<Contender> {
                     command: chunkwire_command(options, file, tls, extra),
                 });
             }
+        }
+        if tls {
+            // What a capture costs over TLS: the records are copied once more, into it.
+            all.push(Contender {
+                name: format!("chunkwire chunked{suffix}, --trace-pcap /dev/null"),
+                kind: Kind::Http,
+                tls,
+                command: chunkwire_command(options, file, tls, &["--trace-pcap", "/dev/null"]),
+            });
         }
         all.push(Contender {
             name: format!("chunkwire Content-Length{suffix}"),

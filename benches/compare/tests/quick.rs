@@ -38,6 +38,8 @@ fn quick_mode_runs_every_contender() {
         "reqwest Content-Length |",
         "raw socket TLS |",
         "chunkwire chunked TLS |",
+        "chunkwire chunked, --trace-pcap /dev/null |",
+        "chunkwire chunked TLS, --trace-pcap /dev/null |",
         "reqwest chunked TLS |",
         "chunkwire --chunk-size 1M |",
     ];
