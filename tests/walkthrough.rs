@@ -184,6 +184,8 @@ fn every_command_in_the_walkthrough_works() {
     let proxy_port = free_port();
     let mut proxy: Option<Stopped> = None;
     let (mut uploads, mut captures, mut dissected) = (0, 0, 0);
+    // The request-target of the last capture command: its tshark must find that request.
+    let mut captured_target = String::new();
     for line in &lines {
         let first = line.split(' ').next().unwrap();
         match first {
@@ -247,6 +249,11 @@ fn every_command_in_the_walkthrough_works() {
                 );
                 if capture {
                     captures += 1;
+                    let url = words(line)
+                        .into_iter()
+                        .find(|w| w.starts_with("http://127.0.0.1:18081/"))
+                        .expect("the capture command has the sink's URL");
+                    captured_target = url["http://127.0.0.1:18081".len()..].to_owned();
                 } else {
                     uploads += 1;
                     assert!(
@@ -271,10 +278,10 @@ fn every_command_in_the_walkthrough_works() {
                 let output = run_words(&port_line, &dir, (port, proxy_port));
                 let text = String::from_utf8_lossy(&output.stdout);
                 assert!(output.status.success(), "{line}: {text}");
-                assert!(
-                    text.contains("Hypertext Transfer Protocol"),
-                    "{line}: {text}"
-                );
+                // The request itself is dissected (inside the tunnel, too), not only the
+                // response or the CONNECT.
+                let target = format!("Request URI: {captured_target}\n");
+                assert!(text.contains(&target), "{line} shows no {target}: {text}");
                 dissected += 1;
             }
             // A window on the desktop: what it opens is checked by tshark above.

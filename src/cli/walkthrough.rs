@@ -88,6 +88,9 @@ struct Exchange {
     notes: &'static str,
     /// The port the capture's HTTP is on: the sink's, or the proxy's.
     capture_port: u16,
+    /// More tshark options this capture needs, and why (Markdown), if any.
+    tshark_options: &'static str,
+    capture_note: &'static str,
 }
 
 const EXCHANGES: &[Exchange] = &[
@@ -132,6 +135,8 @@ exchange README.md walks through line by line.",
 - The response is framed by `Content-Length` (RFC 9112 section 6.3): the sink's JSON report
   of what arrived (bytes, chunks, CRC-32, trailers).",
         capture_port: SHOWN_PORT,
+        tshark_options: "",
+        capture_note: "",
     },
     Exchange {
         name: "continue",
@@ -172,6 +177,8 @@ states the size (RFC 9112 section 6.2), which is what lets a server judge it.",
 - A server that never answers the expectation only costs time: after `--expect100-timeout`
   (1 second by default) the body goes anyway, as section 10.1.1 asks.",
         capture_port: SHOWN_PORT,
+        tshark_options: "",
+        capture_note: "",
     },
     Exchange {
         name: "refused",
@@ -209,6 +216,12 @@ status instead of the 100: `413 Content Too Large` (RFC 9110 section 15.5.14), a
 - chunkwire returns the 413 as the response, and `upload_complete()` is false (in the
   library); the command exits 0 like curl, or 22 with `-f`.",
         capture_port: SHOWN_PORT,
+        tshark_options: " -o http.desegment_body:FALSE",
+        capture_note: "\
+The request is never whole (its body is never sent), and Wireshark shows an HTTP message once it
+is: `-o http.desegment_body:FALSE` makes it show the request head without waiting for the
+body (in Wireshark: Preferences, Protocols, HTTP, \"Reassemble HTTP bodies spanning multiple
+TCP segments\").",
     },
     Exchange {
         name: "early-413",
@@ -252,6 +265,12 @@ sending all 4 MiB to a server that has stopped listening.",
   still in flight for a moment before it closes, so its 413 is not lost to a reset (a
   \"lingering close\", RFC 9112 section 9.6).",
         capture_port: SHOWN_PORT,
+        tshark_options: " -o http.desegment_body:FALSE",
+        capture_note: "\
+The request is never whole (its chunked body is cut off), and Wireshark shows an HTTP message once it
+is: `-o http.desegment_body:FALSE` makes it show the request head without waiting for the
+body (in Wireshark: Preferences, Protocols, HTTP, \"Reassemble HTTP bodies spanning multiple
+TCP segments\").",
     },
     Exchange {
         name: "checksum",
@@ -289,6 +308,8 @@ byte-sequence form `:...:` of structured fields (RFC 9651).",
   section 7.1.2); the sink keeps them and reports them, so its response body holds the
   digest it received.",
         capture_port: SHOWN_PORT,
+        tshark_options: "",
+        capture_note: "",
     },
     Exchange {
         name: "form",
@@ -331,6 +352,8 @@ a `Content-Length`, not chunked.",
 - The method is `POST` unless `-X` says otherwise, as with curl. A part of unknown size (a
   pipe, `-F f=@-`) makes the form chunked, with form parts cut across chunks.",
         capture_port: SHOWN_PORT,
+        tshark_options: "",
+        capture_note: "",
     },
     Exchange {
         name: "tunnel",
@@ -374,6 +397,11 @@ walkthrough runs a small CONNECT-only proxy of its own on loopback, shown as por
   http://127.0.0.1:18081/tunnel HTTP/1.1`, RFC 9112 section 3.2.2), and the proxy makes
   the request to the origin itself.",
         capture_port: SHOWN_PROXY_PORT,
+        tshark_options: " -d tcp.port==18081,http",
+        capture_note: "\
+Wireshark dissects what goes through a tunnel by the port the CONNECT asked for: the second
+`-d` makes that port HTTP too, so the request inside the tunnel is dissected as well as the
+CONNECT (in Wireshark: *Decode As...* both ports as HTTP).",
     },
     Exchange {
         name: "proxy-trailers",
@@ -411,6 +439,11 @@ the message, and the trailer arrives as it was sent.",
 - `--proxy-trailers refuse` refuses such an upload before anything is sent, and
   `--proxy-trailers send` sends it in absolute form anyway.",
         capture_port: SHOWN_PROXY_PORT,
+        tshark_options: " -d tcp.port==18081,http",
+        capture_note: "\
+Wireshark dissects what goes through a tunnel by the port the CONNECT asked for: the second
+`-d` makes that port HTTP too, so the request inside the tunnel is dissected as well as the
+CONNECT (in Wireshark: *Decode As...* both ports as HTTP).",
     },
 ];
 
@@ -816,16 +849,22 @@ In Wireshark:
 
 ```sh
 {capture}
-tshark -r {file} -d tcp.port=={capture_port},http -Y http -O http
+tshark -r {file} -d tcp.port=={capture_port},http{tshark_options} -Y http -O http
 wireshark {file}
 ```
-",
+{capture_note}",
         title = exchange.title,
         intro = exchange.intro,
         command = shown_command(exchange.args),
         notes = exchange.notes,
         capture = capture_command(exchange, &file),
         capture_port = exchange.capture_port,
+        tshark_options = exchange.tshark_options,
+        capture_note = if exchange.capture_note.is_empty() {
+            String::new()
+        } else {
+            format!("\n{}\n", exchange.capture_note)
+        },
     );
 }
 
