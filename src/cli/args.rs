@@ -428,9 +428,11 @@ const WALKTHROUGH_HELP: &str = "\
 Run the exchanges of the wire walkthrough on loopback and write it as Markdown
 
 Each exchange (a chunked upload, 100-continue answered and refused, an early 413, a
-checksum trailer, a multipart form) is run with the chunkwire command shown for it,
-against a sink this command starts, and its --trace-ascii output goes into the document
-with the port shown as 18081. docs/wire-walkthrough.md is its output.
+checksum trailer, a multipart form, a CONNECT tunnel and trailers through a proxy) is run
+with the chunkwire command shown for it, against a sink (and a CONNECT proxy) this command
+starts on loopback, and its --trace-ascii output goes into the document with the ports
+shown as 18081 (and 3128), with the capture command for Wireshark (--trace-pcap).
+docs/wire-walkthrough.md is its output.
 
 Usage: chunkwire walkthrough [OPTIONS]
 
