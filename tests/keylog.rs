@@ -109,8 +109,22 @@ fn start_tcpdump(port: u16, file: &Path) -> Result<Child, String> {
     }
 }
 
-/// Stops tcpdump as Ctrl-C would, so that it writes out what it has.
-fn stop_tcpdump(mut child: Child) {
+/// Stops tcpdump as Ctrl-C would, so that it writes out what it has, once its capture
+/// `file` has stopped growing: under load tcpdump reads the kernel's packet ring late, and
+/// what it has not read when it stops is lost (a second upload went missing that way).
+fn stop_tcpdump(mut child: Child, file: &Path) {
+    let size = || std::fs::metadata(file).map_or(0, |m| m.len());
+    let mut last = size();
+    let mut still = 0;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = size();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        if still >= 10 {
+            break;
+        }
+    }
     // SAFETY: a plain kill(2) of the child's own pid.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
@@ -220,7 +234,7 @@ fn the_cli_key_log_decrypts_a_tcpdump_capture_of_the_upload() {
     );
 
     let Ok(tcpdump) = tcpdump else { return };
-    stop_tcpdump(tcpdump);
+    stop_tcpdump(tcpdump, &capture.0);
     let keys = format!("tls.keylog_file:{}", key_log.0.display());
     let requests = tshark(
         &capture.0,
