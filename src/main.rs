@@ -33,7 +33,7 @@ use write_out::{Values, WriteOut};
 
 impl TraceArgs {
     /// The trace writer the options ask for, if any.
-    fn writer(&self, append: bool) -> Result<Option<TraceWriter<Box<dyn Write + Send>>>, Failure> {
+    fn writer(&self, append: bool) -> Result<Option<FlushOnDrop>, Failure> {
         let Some((path, form)) = &self.destination else {
             return Ok(None);
         };
@@ -56,26 +56,35 @@ impl TraceArgs {
                 Failure::usage(format!("cannot create trace file {path}: {e}"))
             })?))
         };
-        Ok(Some(TraceWriter::new(out, format)))
+        Ok(Some(FlushOnDrop {
+            writer: TraceWriter::new(out, format),
+            path: path.clone(),
+            option: form.option(),
+        }))
     }
 }
 
-/// A trace writer that flushes at message boundaries and when the trace ends.
-struct FlushOnDrop(TraceWriter<Box<dyn Write + Send>>);
+/// A trace writer that flushes at message boundaries and when the trace ends, and then
+/// warns if any of the trace could not be written (a full disk), as the upload goes on.
+struct FlushOnDrop {
+    writer: TraceWriter<Box<dyn Write + Send>>,
+    path: String,
+    option: &'static str,
+}
 
 impl Trace for FlushOnDrop {
     fn bytes(&mut self, direction: Direction, part: Part, bytes: &[u8]) {
-        self.0.bytes(direction, part, bytes);
+        self.writer.bytes(direction, part, bytes);
         // Flush at message boundaries, so a trace of a server killed with Ctrl-C is whole;
-        // chunk data in between stays buffered.
+        // chunk data in between stays buffered. A failure is kept for the warning on drop.
         if matches!(part, Part::EndOfHead | Part::EndOfBody | Part::Body) {
-            let _ = self.0.flush();
+            self.flush();
         }
     }
 
     fn note(&mut self, direction: Direction, text: &str) {
-        self.0.note(direction, text);
-        let _ = self.0.flush();
+        self.writer.note(direction, text);
+        self.flush();
     }
 }
 
@@ -101,9 +110,25 @@ impl Trace for BothTraces {
     }
 }
 
+impl FlushOnDrop {
+    /// Flushes the writer; the first failure, of a write or a flush, is what `drop` warns of.
+    fn flush(&mut self) -> Option<String> {
+        let flushed = self.writer.flush();
+        match self.writer.error() {
+            Some(e) => Some(e.to_string()),
+            None => flushed.err().map(|e| e.to_string()),
+        }
+    }
+}
+
 impl Drop for FlushOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.flush();
+        if let Some(e) = self.flush() {
+            eprintln!(
+                "chunkwire: warning: {} {}: {e}; the trace is incomplete",
+                self.option, self.path
+            );
+        }
     }
 }
 
@@ -299,6 +324,29 @@ fn open_pcap(args: &UploadArgs) -> Result<Option<PcapTrace>, Failure> {
     })
 }
 
+/// `--trace-pcap -` is the whole of standard output: a text trace or `-w` output there too
+/// would land among the capture's bytes, which no pcapng reader then opens.
+fn check_pcap_stdout(args: &UploadArgs, write_out: Option<&WriteOut>) -> Result<(), Failure> {
+    if args.trace_pcap.as_deref() != Some(Path::new("-")) {
+        return Ok(());
+    }
+    if let Some((path, form)) = &args.trace.destination
+        && path == "-"
+    {
+        return Err(Failure::usage(format!(
+            "{} - and --trace-pcap - both write to standard output: give one of them a FILE",
+            form.option()
+        )));
+    }
+    if write_out.is_some_and(WriteOut::writes_to_stdout) {
+        return Err(Failure::usage(
+            "-w writes to standard output, which --trace-pcap - holds: start the format \
+             with %{stderr}, or give --trace-pcap a FILE",
+        ));
+    }
+    Ok(())
+}
+
 /// Ends the capture (its FINs and the rest of its buffer); a failure is a warning, as the
 /// uploads are over.
 fn finish_pcap(args: &UploadArgs, pcap: Option<PcapTrace>) {
@@ -345,6 +393,7 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         Some(format) => Some(WriteOut::parse(&read_format(format, &args.files)?)),
         None => None,
     };
+    check_pcap_stdout(&args, write_out.as_ref())?;
     let mut output = match &args.output {
         Some(path) => Output::File {
             path: path.clone(),
@@ -425,6 +474,7 @@ fn upload_form_with_output(client: &Client, args: &UploadArgs) -> Result<ExitCod
         Some(format) => Some(WriteOut::parse(&read_format(format, &stdin_parts)?)),
         None => None,
     };
+    check_pcap_stdout(args, write_out.as_ref())?;
     let mut output = match &args.output {
         Some(path) => Output::File {
             path: path.clone(),
@@ -777,10 +827,8 @@ fn request_for<'c>(
         request = request.trailer(name, value);
     }
     match (args.trace.writer(tracing.append)?, tracing.pcap) {
-        (Some(writer), Some(pcap)) => {
-            request = request.trace(BothTraces(FlushOnDrop(writer), pcap.clone()))
-        }
-        (Some(writer), None) => request = request.trace(FlushOnDrop(writer)),
+        (Some(writer), Some(pcap)) => request = request.trace(BothTraces(writer, pcap.clone())),
+        (Some(writer), None) => request = request.trace(writer),
         (None, Some(pcap)) => request = request.trace(pcap.clone()),
         (None, None) => {}
     }
@@ -1267,7 +1315,7 @@ fn sink(args: &SinkArgs) -> Result<ExitCode, Failure> {
         scheme = "https";
     }
     if let Some(writer) = args.trace.writer(false)? {
-        sink = sink.with_trace(FlushOnDrop(writer));
+        sink = sink.with_trace(writer);
     }
     eprintln!("chunkwire sink listening on {scheme}://{addr}/ (Ctrl-C to stop)");
     sink.serve(|report: &Report| println!("{}", report.to_json()));

