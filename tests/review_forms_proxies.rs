@@ -193,6 +193,18 @@ fn a_capture_on_standard_output_refuses_a_text_trace_there_too() {
 }
 
 #[test]
+fn an_unknown_form_parameter_is_reported_in_one_readable_sentence() {
+    let out = run(&[], &["http://127.0.0.1:9/", "-F", "a=@x;foo=bar"]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stderr(&out);
+    assert!(text.contains("unknown parameter \"foo=bar\""), "{text}");
+    assert!(
+        !text.contains("  "),
+        "no run of spaces inside the message: {text:?}"
+    );
+}
+
+#[test]
 fn a_text_trace_that_cannot_be_written_is_warned_about() {
     let (port, _seen) = answering_server();
     let url = format!("http://127.0.0.1:{port}/");

@@ -127,7 +127,8 @@ pub fn parse_form(arg: &str) -> Result<FormArg, String> {
             }
             _ => {
                 return Err(format!(
-                    "-F {arg:?}: unknown parameter {:?} after ';' (quote a value that holds                      ';' as name=\"a;b\", or use --form-string)",
+                    "-F {arg:?}: unknown parameter {:?} after ';' (quote a value that holds \
+                     ';' as name=\"a;b\", or use --form-string)",
                     params.split(';').next().unwrap_or(params)
                 ));
             }
