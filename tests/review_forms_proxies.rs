@@ -205,6 +205,32 @@ fn an_unknown_form_parameter_is_reported_in_one_readable_sentence() {
 }
 
 #[test]
+fn an_empty_lowercase_no_proxy_leaves_the_uppercase_one_in_force_as_in_curl() {
+    // curl (and Go's httpproxy) take an empty variable as an unset one, for the proxy
+    // variables and for no_proxy alike: NO_PROXY=* then sends the upload direct.
+    let (port, seen) = answering_server();
+    let (proxy_port, through_proxy) = answering_server();
+    let url = format!("http://127.0.0.1:{port}/direct");
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let file = TempFile::new("noproxy.txt", b"hello\n");
+    let out = run(
+        &[("http_proxy", &proxy), ("no_proxy", ""), ("NO_PROXY", "*")],
+        &["-v", &url, file.path()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("matches \"*\" in the environment variable NO_PROXY"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        seen.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "PUT /direct HTTP/1.1"
+    );
+    assert!(through_proxy.try_recv().is_err(), "the proxy saw nothing");
+}
+
+#[test]
 fn a_text_trace_that_cannot_be_written_is_warned_about() {
     let (port, _seen) = answering_server();
     let url = format!("http://127.0.0.1:{port}/");
