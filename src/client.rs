@@ -90,9 +90,11 @@ pub(crate) fn origin_of(target: &Target) -> Origin {
     ))
 }
 
-/// The process environment, as the proxy rules read it.
+/// The process environment, as the proxy rules read it: a value that is not UTF-8 is
+/// still there (lossily), so it is an invalid proxy, a list entry that matches nothing or
+/// the CGI guard, never a variable silently unset.
 fn process_environment(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+    std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
 }
 
 impl Default for Client {

@@ -259,3 +259,71 @@ fn a_text_trace_that_cannot_be_written_is_warned_about() {
         "the lost trace is said: {text}"
     );
 }
+
+/// The CLI with `vars` (any bytes, as a Unix environment holds) as its whole environment.
+fn run_with_bytes(vars: &[(&str, &[u8])], args: &[&str]) -> Output {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k, OsStr::from_bytes(v))))
+        .arg("upload")
+        .args(["-s", "-v", "--max-time", "20"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn proxy_variables_that_are_not_utf8_are_read_not_dropped() {
+    let (port, seen) = answering_server();
+    let (proxy_port, through_proxy) = answering_server();
+    let url = format!("http://127.0.0.1:{port}/direct");
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let file = TempFile::new("nonutf8.txt", b"hello\n");
+
+    // One bad byte in one entry: the other entries still send the host direct.
+    let out = run_with_bytes(
+        &[
+            ("http_proxy", proxy.as_bytes()),
+            ("no_proxy", b"\xff.example,127.0.0.1"),
+        ],
+        &[&url, file.path()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("direct"), "{}", stderr(&out));
+    assert_eq!(
+        seen.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "PUT /direct HTTP/1.1"
+    );
+
+    // A REQUEST_METHOD of any bytes is a CGI environment: http_proxy is not read.
+    let out = run_with_bytes(
+        &[
+            ("http_proxy", proxy.as_bytes()),
+            ("REQUEST_METHOD", b"G\xffT"),
+        ],
+        &[&url, file.path()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("REQUEST_METHOD"), "{}", stderr(&out));
+    assert_eq!(
+        seen.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "PUT /direct HTTP/1.1"
+    );
+    assert!(through_proxy.try_recv().is_err(), "the proxy saw nothing");
+
+    // A proxy that is not UTF-8 is an invalid proxy, not no proxy at all.
+    let out = run_with_bytes(
+        &[("http_proxy", b"http://\xffproxy:8080")],
+        &[&url, file.path()],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid proxy") && stderr(&out).contains("http_proxy"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(seen.try_recv().is_err(), "nothing went direct");
+}
