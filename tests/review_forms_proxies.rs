@@ -327,3 +327,27 @@ fn proxy_variables_that_are_not_utf8_are_read_not_dropped() {
     );
     assert!(seen.try_recv().is_err(), "nothing went direct");
 }
+
+#[test]
+fn a_form_parameter_without_its_value_is_refused_not_sent_empty() {
+    let (port, seen) = answering_server();
+    let url = format!("http://127.0.0.1:{port}/");
+    let file = TempFile::new("form-param.txt", b"hello\n");
+    // `;filename` without `=` sent filename="" (which servers take for "no file chosen"),
+    // and `;type` or `;type=` dropped the part's Content-Type: a typo changed the form.
+    for param in [";filename", ";type", ";type=", "; type = "] {
+        let part = format!("a=@{}{param}", file.path());
+        let out = run(&[], &[&url, "-F", &part]);
+        assert_eq!(out.status.code(), Some(2), "{param}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(
+            text.contains(param.trim_start_matches(';').trim().trim_end_matches('=')),
+            "{param}: the error names the parameter: {text}"
+        );
+    }
+    assert!(seen.try_recv().is_err(), "nothing was sent");
+    // An explicitly empty file name stays possible, as in curl.
+    let part = format!("a=@{};filename=", file.path());
+    let out = run(&[], &[&url, "-F", &part]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
