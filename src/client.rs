@@ -230,7 +230,8 @@ impl ClientBuilder {
     }
 
     /// A header for the proxy only (curl's `--proxy-header`): sent with the CONNECT, and
-    /// with requests in absolute form (which the proxy may pass on).
+    /// with requests in absolute form (which the proxy may pass on). A `Host` is never
+    /// sent: the CONNECT's names the tunnel's end, and the origin's stays the origin's.
     pub fn proxy_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         match HeaderField::new(name, value) {
             Ok(field) => self.client.proxy_headers.push(field),
@@ -1195,8 +1196,12 @@ impl Upload<'_> {
             // Absolute form: the proxy reads the origin from the request line, and what
             // it needs for itself rides in the same head.
             head.set_absolute_form(&plan.target);
+            // A proxy header named Host is for the proxy, as in the CONNECT (which leaves
+            // it out): here it would replace the origin's Host, which the proxy may pass on.
             for field in client.proxy_fields(proxy, &self.fields)? {
-                head.push(field)?;
+                if !field.name().eq_ignore_ascii_case("host") {
+                    head.push(field)?;
+                }
             }
         }
         if route.proxy.is_some() && route.tunnel {

@@ -52,7 +52,7 @@ fn stderr(output: &Output) -> String {
 }
 
 /// A server answering every request `200 ok` (after reading its head and body until the
-/// client pauses), on as many connections as come; the request lines go to the channel.
+/// client pauses), on as many connections as come; each request's text goes to the channel.
 fn answering_server() -> (u16, mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -80,14 +80,13 @@ fn answer(mut stream: TcpStream, tx: &mpsc::Sender<String>) {
         }
         seen.extend_from_slice(&buf[..n]);
     }
-    let line = String::from_utf8_lossy(&seen)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    let _ = tx.send(line);
+    let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
     let _ =
         stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+}
+
+fn first_line(request: &str) -> &str {
+    request.lines().next().unwrap_or("")
 }
 
 /// The pcapng section header block's type, which every capture starts with.
@@ -224,7 +223,7 @@ fn an_empty_lowercase_no_proxy_leaves_the_uppercase_one_in_force_as_in_curl() {
         stderr(&out)
     );
     assert_eq!(
-        seen.recv_timeout(Duration::from_secs(5)).unwrap(),
+        first_line(&seen.recv_timeout(Duration::from_secs(5)).unwrap()),
         "PUT /direct HTTP/1.1"
     );
     assert!(through_proxy.try_recv().is_err(), "the proxy saw nothing");
@@ -294,7 +293,7 @@ fn proxy_variables_that_are_not_utf8_are_read_not_dropped() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("direct"), "{}", stderr(&out));
     assert_eq!(
-        seen.recv_timeout(Duration::from_secs(5)).unwrap(),
+        first_line(&seen.recv_timeout(Duration::from_secs(5)).unwrap()),
         "PUT /direct HTTP/1.1"
     );
 
@@ -309,7 +308,7 @@ fn proxy_variables_that_are_not_utf8_are_read_not_dropped() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("REQUEST_METHOD"), "{}", stderr(&out));
     assert_eq!(
-        seen.recv_timeout(Duration::from_secs(5)).unwrap(),
+        first_line(&seen.recv_timeout(Duration::from_secs(5)).unwrap()),
         "PUT /direct HTTP/1.1"
     );
     assert!(through_proxy.try_recv().is_err(), "the proxy saw nothing");
@@ -350,4 +349,36 @@ fn a_form_parameter_without_its_value_is_refused_not_sent_empty() {
     let part = format!("a=@{};filename=", file.path());
     let out = run(&[], &[&url, "-F", &part]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn a_proxy_header_named_host_does_not_replace_the_origins_host_in_absolute_form() {
+    // As in the CONNECT, and as curl: --proxy-header is for the proxy; the Host of a
+    // request in absolute form is the origin's (a proxy that keeps it passes it on).
+    let (proxy_port, through_proxy) = answering_server();
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let file = TempFile::new("proxy-host.txt", b"hello\n");
+    let out = run(
+        &[],
+        &[
+            "-x",
+            &proxy,
+            "--proxy-header",
+            "Host: proxy-only.example",
+            "--proxy-header",
+            "X-For-Proxy: 1",
+            "http://origin.example:8080/x",
+            file.path(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let request = through_proxy.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        first_line(&request),
+        "PUT http://origin.example:8080/x HTTP/1.1"
+    );
+    let head = request.split("\r\n\r\n").next().unwrap();
+    assert!(head.contains("\r\nHost: origin.example:8080\r\n"), "{head}");
+    assert!(!head.contains("proxy-only.example"), "{head}");
+    assert!(head.contains("\r\nX-For-Proxy: 1\r\n"), "{head}");
 }
