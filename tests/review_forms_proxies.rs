@@ -382,3 +382,39 @@ fn a_proxy_header_named_host_does_not_replace_the_origins_host_in_absolute_form(
     assert!(!head.contains("proxy-only.example"), "{head}");
     assert!(head.contains("\r\nX-For-Proxy: 1\r\n"), "{head}");
 }
+
+#[test]
+fn a_proxy_answering_the_connect_with_endless_interim_answers_is_an_error_not_a_hang() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        // A 102 every few milliseconds, for longer than the test's --max-time: each one
+        // is progress to a stall timer, so only a count ends it.
+        for _ in 0..10_000 {
+            if stream
+                .write_all(b"HTTP/1.1 102 Processing\r\n\r\n")
+                .is_err()
+            {
+                return;
+            }
+            thread::sleep(Duration::from_millis(3));
+        }
+    });
+    let file = TempFile::new("interim.txt", b"hello\n");
+    let proxy = format!("http://127.0.0.1:{port}");
+    let out = run(
+        &[],
+        &["-x", &proxy, "https://origin.example/x", file.path()],
+    );
+    assert_eq!(out.status.code(), Some(56), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("proxy") && text.contains("interim"),
+        "the proxy stage and why: {text}"
+    );
+}
