@@ -1124,6 +1124,23 @@ impl Upload<'_> {
                 }
                 .into());
             }
+            // The boundary is the form's own: a second `boundary=` after the caller's would
+            // leave a server that reads the first unable to find a part.
+            let has_boundary = given.split(';').skip(1).any(|param| {
+                param
+                    .split('=')
+                    .next()
+                    .is_some_and(|key| key.trim().eq_ignore_ascii_case("boundary"))
+            });
+            if has_boundary {
+                return Err(RequestError::InvalidOption {
+                    option: "Content-Type header",
+                    reason: format!(
+                        "{given:?} has a boundary, and a form's boundary is made with its parts"
+                    ),
+                }
+                .into());
+            }
             media_type = given;
             self.fields.remove(at);
         }

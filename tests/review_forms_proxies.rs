@@ -418,3 +418,32 @@ fn a_proxy_answering_the_connect_with_endless_interim_answers_is_an_error_not_a_
         "the proxy stage and why: {text}"
     );
 }
+
+#[test]
+fn a_content_type_header_with_a_boundary_of_its_own_is_refused_for_a_form() {
+    // The form's boundary is the one chunkwire made: a second `boundary=` in the field
+    // (`...; boundary=xyz; boundary=----chunkwire-...`, as curl sends) leaves servers that
+    // read the first one unable to find a single part.
+    let (port, seen) = answering_server();
+    let url = format!("http://127.0.0.1:{port}/");
+    for header in [
+        "Content-Type: multipart/form-data; boundary=xyz",
+        "Content-Type: multipart/mixed;Boundary = \"xyz\"",
+    ] {
+        let out = run(&[], &["-H", header, &url, "-F", "a=b"]);
+        assert_eq!(out.status.code(), Some(3), "{header}: {}", stderr(&out));
+        assert!(stderr(&out).contains("boundary"), "{}", stderr(&out));
+    }
+    assert!(seen.try_recv().is_err(), "nothing was sent");
+    // A multipart type of the caller's own still gets the boundary.
+    let out = run(
+        &[],
+        &["-H", "Content-Type: multipart/mixed", &url, "-F", "a=b"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let request = seen.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        request.contains("Content-Type: multipart/mixed; boundary=----chunkwire-"),
+        "{request}"
+    );
+}
