@@ -684,7 +684,7 @@ fn check_sources(files: &[PathBuf]) -> Result<Vec<SourceId>, Failure> {
     Ok(regular)
 }
 
-/// Refuses, before anything is created or sent, a `-o` or trace file that is one of the
+/// Refuses, before anything is created or sent, a `-o`, trace or key log file that is one of the
 /// sources (the upload would send the file while it is being overwritten: curl does not
 /// check this, and `curl -T f -o f` replaces `f` with the response), and a trace that is
 /// the `-o` file (each would overwrite the other).
@@ -698,7 +698,13 @@ fn check_destinations(args: &UploadArgs, sources: &[SourceId]) -> Result<(), Fai
         .trace_pcap
         .as_deref()
         .map(|path| (path, "--trace-pcap"));
-    for (path, option) in output.into_iter().chain(trace).chain(pcap) {
+    // The handshake appends to the key log before the body is read: a chunked upload of
+    // that very file would carry the session's secrets along.
+    let key_log = std::env::var_os("SSLKEYLOGFILE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let key_log = key_log.as_deref().map(|path| (path, "SSLKEYLOGFILE"));
+    for (path, option) in output.into_iter().chain(trace).chain(pcap).chain(key_log) {
         // A path that does not exist yet cannot be a source.
         let Ok(meta) = std::fs::metadata(path) else {
             continue;

@@ -447,3 +447,23 @@ fn a_content_type_header_with_a_boundary_of_its_own_is_refused_for_a_form() {
         "{request}"
     );
 }
+
+#[test]
+fn a_key_log_that_is_the_file_uploaded_is_refused_before_connecting() {
+    // The handshake appends the session's secrets to SSLKEYLOGFILE before the body is
+    // read: were it the file being uploaded, a chunked upload would send them along.
+    let (port, seen) = answering_server();
+    let url = format!("http://127.0.0.1:{port}/");
+    let file = TempFile::new("keylog-source.txt", b"hello\n");
+    let part = format!("a=@{}", file.path());
+    for args in [
+        vec![url.as_str(), file.path()],
+        vec![url.as_str(), "-F", &part],
+    ] {
+        let out = run(&[("SSLKEYLOGFILE", file.path())], &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("SSLKEYLOGFILE"), "{}", stderr(&out));
+    }
+    assert!(seen.try_recv().is_err(), "nothing was sent");
+    assert_eq!(std::fs::read(&file.0).unwrap(), b"hello\n");
+}
