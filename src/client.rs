@@ -90,9 +90,11 @@ pub(crate) fn origin_of(target: &Target) -> Origin {
     ))
 }
 
-/// The process environment, as the proxy rules read it.
+/// The process environment, as the proxy rules read it: a value that is not UTF-8 is
+/// still there (lossily), so it is an invalid proxy, a list entry that matches nothing or
+/// the CGI guard, never a variable silently unset.
 fn process_environment(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+    std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
 }
 
 impl Default for Client {
@@ -228,7 +230,8 @@ impl ClientBuilder {
     }
 
     /// A header for the proxy only (curl's `--proxy-header`): sent with the CONNECT, and
-    /// with requests in absolute form (which the proxy may pass on).
+    /// with requests in absolute form (which the proxy may pass on). A `Host` is never
+    /// sent: the CONNECT's names the tunnel's end, and the origin's stays the origin's.
     pub fn proxy_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         match HeaderField::new(name, value) {
             Ok(field) => self.client.proxy_headers.push(field),
@@ -1121,6 +1124,23 @@ impl Upload<'_> {
                 }
                 .into());
             }
+            // The boundary is the form's own: a second `boundary=` after the caller's would
+            // leave a server that reads the first unable to find a part.
+            let has_boundary = given.split(';').skip(1).any(|param| {
+                param
+                    .split('=')
+                    .next()
+                    .is_some_and(|key| key.trim().eq_ignore_ascii_case("boundary"))
+            });
+            if has_boundary {
+                return Err(RequestError::InvalidOption {
+                    option: "Content-Type header",
+                    reason: format!(
+                        "{given:?} has a boundary, and a form's boundary is made with its parts"
+                    ),
+                }
+                .into());
+            }
             media_type = given;
             self.fields.remove(at);
         }
@@ -1193,8 +1213,12 @@ impl Upload<'_> {
             // Absolute form: the proxy reads the origin from the request line, and what
             // it needs for itself rides in the same head.
             head.set_absolute_form(&plan.target);
+            // A proxy header named Host is for the proxy, as in the CONNECT (which leaves
+            // it out): here it would replace the origin's Host, which the proxy may pass on.
             for field in client.proxy_fields(proxy, &self.fields)? {
-                head.push(field)?;
+                if !field.name().eq_ignore_ascii_case("host") {
+                    head.push(field)?;
+                }
             }
         }
         if route.proxy.is_some() && route.tunnel {

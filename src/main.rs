@@ -35,7 +35,7 @@ use write_out::{Values, WriteOut};
 
 impl TraceArgs {
     /// The trace writer the options ask for, if any.
-    fn writer(&self, append: bool) -> Result<Option<TraceWriter<Box<dyn Write + Send>>>, Failure> {
+    fn writer(&self, append: bool) -> Result<Option<FlushOnDrop>, Failure> {
         let Some((path, form)) = &self.destination else {
             return Ok(None);
         };
@@ -58,26 +58,35 @@ impl TraceArgs {
                 Failure::usage(format!("cannot create trace file {path}: {e}"))
             })?))
         };
-        Ok(Some(TraceWriter::new(out, format)))
+        Ok(Some(FlushOnDrop {
+            writer: TraceWriter::new(out, format),
+            path: path.clone(),
+            option: form.option(),
+        }))
     }
 }
 
-/// A trace writer that flushes at message boundaries and when the trace ends.
-struct FlushOnDrop(TraceWriter<Box<dyn Write + Send>>);
+/// A trace writer that flushes at message boundaries and when the trace ends, and then
+/// warns if any of the trace could not be written (a full disk), as the upload goes on.
+struct FlushOnDrop {
+    writer: TraceWriter<Box<dyn Write + Send>>,
+    path: String,
+    option: &'static str,
+}
 
 impl Trace for FlushOnDrop {
     fn bytes(&mut self, direction: Direction, part: Part, bytes: &[u8]) {
-        self.0.bytes(direction, part, bytes);
+        self.writer.bytes(direction, part, bytes);
         // Flush at message boundaries, so a trace of a server killed with Ctrl-C is whole;
-        // chunk data in between stays buffered.
+        // chunk data in between stays buffered. A failure is kept for the warning on drop.
         if matches!(part, Part::EndOfHead | Part::EndOfBody | Part::Body) {
-            let _ = self.0.flush();
+            self.flush();
         }
     }
 
     fn note(&mut self, direction: Direction, text: &str) {
-        self.0.note(direction, text);
-        let _ = self.0.flush();
+        self.writer.note(direction, text);
+        self.flush();
     }
 }
 
@@ -103,9 +112,25 @@ impl Trace for BothTraces {
     }
 }
 
+impl FlushOnDrop {
+    /// Flushes the writer; the first failure, of a write or a flush, is what `drop` warns of.
+    fn flush(&mut self) -> Option<String> {
+        let flushed = self.writer.flush();
+        match self.writer.error() {
+            Some(e) => Some(e.to_string()),
+            None => flushed.err().map(|e| e.to_string()),
+        }
+    }
+}
+
 impl Drop for FlushOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.flush();
+        if let Some(e) = self.flush() {
+            eprintln!(
+                "chunkwire: warning: {} {}: {e}; the trace is incomplete",
+                self.option, self.path
+            );
+        }
     }
 }
 
@@ -304,6 +329,29 @@ fn open_pcap(args: &UploadArgs) -> Result<Option<PcapTrace>, Failure> {
     })
 }
 
+/// `--trace-pcap -` is the whole of standard output: a text trace or `-w` output there too
+/// would land among the capture's bytes, which no pcapng reader then opens.
+fn check_pcap_stdout(args: &UploadArgs, write_out: Option<&WriteOut>) -> Result<(), Failure> {
+    if args.trace_pcap.as_deref() != Some(Path::new("-")) {
+        return Ok(());
+    }
+    if let Some((path, form)) = &args.trace.destination
+        && path == "-"
+    {
+        return Err(Failure::usage(format!(
+            "{} - and --trace-pcap - both write to standard output: give one of them a FILE",
+            form.option()
+        )));
+    }
+    if write_out.is_some_and(WriteOut::writes_to_stdout) {
+        return Err(Failure::usage(
+            "-w writes to standard output, which --trace-pcap - holds: start the format \
+             with %{stderr}, or give --trace-pcap a FILE",
+        ));
+    }
+    Ok(())
+}
+
 /// Ends the capture (its FINs and the rest of its buffer); a failure is a warning, as the
 /// uploads are over.
 fn finish_pcap(args: &UploadArgs, pcap: Option<PcapTrace>) {
@@ -350,6 +398,7 @@ fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
         Some(format) => Some(WriteOut::parse(&read_format(format, &args.files)?)),
         None => None,
     };
+    check_pcap_stdout(&args, write_out.as_ref())?;
     let mut output = match &args.output {
         Some(path) => Output::File {
             path: path.clone(),
@@ -430,6 +479,7 @@ fn upload_form_with_output(client: &Client, args: &UploadArgs) -> Result<ExitCod
         Some(format) => Some(WriteOut::parse(&read_format(format, &stdin_parts)?)),
         None => None,
     };
+    check_pcap_stdout(args, write_out.as_ref())?;
     let mut output = match &args.output {
         Some(path) => Output::File {
             path: path.clone(),
@@ -639,7 +689,7 @@ fn check_sources(files: &[PathBuf]) -> Result<Vec<SourceId>, Failure> {
     Ok(regular)
 }
 
-/// Refuses, before anything is created or sent, a `-o` or trace file that is one of the
+/// Refuses, before anything is created or sent, a `-o`, trace or key log file that is one of the
 /// sources (the upload would send the file while it is being overwritten: curl does not
 /// check this, and `curl -T f -o f` replaces `f` with the response), and a trace that is
 /// the `-o` file (each would overwrite the other).
@@ -653,7 +703,13 @@ fn check_destinations(args: &UploadArgs, sources: &[SourceId]) -> Result<(), Fai
         .trace_pcap
         .as_deref()
         .map(|path| (path, "--trace-pcap"));
-    for (path, option) in output.into_iter().chain(trace).chain(pcap) {
+    // The handshake appends to the key log before the body is read: a chunked upload of
+    // that very file would carry the session's secrets along.
+    let key_log = std::env::var_os("SSLKEYLOGFILE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let key_log = key_log.as_deref().map(|path| (path, "SSLKEYLOGFILE"));
+    for (path, option) in output.into_iter().chain(trace).chain(pcap).chain(key_log) {
         // A path that does not exist yet cannot be a source.
         let Ok(meta) = std::fs::metadata(path) else {
             continue;
@@ -782,10 +838,8 @@ fn request_for<'c>(
         request = request.trailer(name, value);
     }
     match (args.trace.writer(tracing.append)?, tracing.pcap) {
-        (Some(writer), Some(pcap)) => {
-            request = request.trace(BothTraces(FlushOnDrop(writer), pcap.clone()))
-        }
-        (Some(writer), None) => request = request.trace(FlushOnDrop(writer)),
+        (Some(writer), Some(pcap)) => request = request.trace(BothTraces(writer, pcap.clone())),
+        (Some(writer), None) => request = request.trace(writer),
         (None, Some(pcap)) => request = request.trace(pcap.clone()),
         (None, None) => {}
     }
@@ -1275,7 +1329,7 @@ fn sink(args: &SinkArgs) -> Result<ExitCode, Failure> {
         scheme = "https";
     }
     if let Some(writer) = args.trace.writer(false)? {
-        sink = sink.with_trace(FlushOnDrop(writer));
+        sink = sink.with_trace(writer);
     }
     eprintln!("chunkwire sink listening on {scheme}://{addr}/ (Ctrl-C to stop)");
     sink.serve(|report: &Report| println!("{}", report.to_json()));

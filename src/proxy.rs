@@ -11,7 +11,8 @@
 //! 2. For an `https://` target: `https_proxy`, then `HTTPS_PROXY`.
 //! 3. Then, for either: `all_proxy`, then `ALL_PROXY`. The lower-case spelling wins
 //!    whenever both are set; an empty value counts as unset.
-//! 4. `no_proxy`, then `NO_PROXY`: a comma-separated list of hosts reached directly. `*`
+//! 4. `no_proxy`, then `NO_PROXY` (an empty value again counts as unset): a
+//!    comma-separated list of hosts reached directly. `*`
 //!    is every host. A name matches itself and every name under it on a label boundary
 //!    (`example.com` matches `www.example.com`, not `www.notexample.com`); a leading dot
 //!    (`.example.com`) means the same. An IPv4 or IPv6 address (without brackets, or
@@ -374,13 +375,13 @@ impl ProxyEnvironment {
         let https = get("https_proxy")
             .or_else(|| get("HTTPS_PROXY"))
             .or_else(all);
-        // An empty no_proxy is a list with nothing in it, and still wins over NO_PROXY.
-        let no_proxy = ["no_proxy", "NO_PROXY"].into_iter().find_map(|name| {
-            lookup(name).map(|value| Sourced {
+        // An empty no_proxy is unset, as curl and Go's httpproxy read it: NO_PROXY applies.
+        let no_proxy = get("no_proxy")
+            .or_else(|| get("NO_PROXY"))
+            .map(|(value, name)| Sourced {
                 value: NoProxy::parse(&value),
                 source: ProxySource::Variable(name),
-            })
-        });
+            });
         ProxyEnvironment {
             http: http.map(proxy),
             https: https.map(proxy),
@@ -762,7 +763,7 @@ mod tests {
         // Empty is unset.
         let empty = [("https_proxy", ""), ("HTTPS_PROXY", "p:1")];
         assert_eq!(via(&empty, https).as_deref(), Some("p:1"));
-        // Rule 4: NO_PROXY, lower case winning, even when empty.
+        // Rule 4: NO_PROXY, lower case winning; an empty one is unset.
         let skip = [("https_proxy", "p:1"), ("NO_PROXY", "h")];
         assert_eq!(via(&skip, https), None);
         let reason = route(&skip, https).reason;
@@ -771,7 +772,9 @@ mod tests {
             "{reason}"
         );
         let lower_empty = [("https_proxy", "p:1"), ("NO_PROXY", "h"), ("no_proxy", "")];
-        assert_eq!(via(&lower_empty, https).as_deref(), Some("p:1"));
+        assert_eq!(via(&lower_empty, https), None);
+        let lower_other = [("https_proxy", "p:1"), ("NO_PROXY", "h"), ("no_proxy", "x")];
+        assert_eq!(via(&lower_other, https).as_deref(), Some("p:1"));
         // Why, for -v.
         let reason = route(&[("https_proxy", "p:1")], https).reason;
         assert!(

@@ -118,9 +118,26 @@ pub fn parse_form(arg: &str) -> Result<FormArg, String> {
     };
     while let Some(params) = rest.strip_prefix(';') {
         let params = params.trim_start();
-        let (key, value) = params.split_once('=').unwrap_or((params, ""));
+        let (key, value, has_value) = match params.split_once('=') {
+            Some((key, value)) => (key, value, true),
+            None => (params, "", false),
+        };
         let (word, after) = form_word(value).map_err(|why| format!("-F {arg:?}: {why}"))?;
+        // A known parameter without its value is a typo, not a request for an empty one:
+        // `;filename` would send filename="" (to servers, "no file chosen") and `;type` drop
+        // the part's Content-Type. curl refuses an empty type too.
         match key.trim().to_ascii_lowercase().as_str() {
+            "type" if word.trim().is_empty() => {
+                return Err(format!(
+                    "-F {arg:?}: ;type needs a type, as in ;type=text/plain"
+                ));
+            }
+            "filename" if !has_value => {
+                return Err(format!(
+                    "-F {arg:?}: ;filename needs a value, as in ;filename=NAME \
+                     (;filename= sends an empty one)"
+                ));
+            }
             "type" => form.content_type = Some(word),
             "filename" => form.file_name = Some(word),
             "headers" | "encoder" => {
@@ -128,7 +145,8 @@ pub fn parse_form(arg: &str) -> Result<FormArg, String> {
             }
             _ => {
                 return Err(format!(
-                    "-F {arg:?}: unknown parameter {:?} after ';' (quote a value that holds                      ';' as name=\"a;b\", or use --form-string)",
+                    "-F {arg:?}: unknown parameter {:?} after ';' (quote a value that holds \
+                     ';' as name=\"a;b\", or use --form-string)",
                     params.split(';').next().unwrap_or(params)
                 ));
             }
@@ -984,6 +1002,10 @@ mod tests {
             ("f=@", "no file name after @"),
             ("f=<", "no file name after <"),
             ("f=@p;encoder=base64", ";encoder is not supported"),
+            ("f=@p;filename", ";filename needs a value"),
+            ("f=@p;type", ";type needs a type"),
+            ("f=@p;type=", ";type needs a type"),
+            ("f=@p; type = ", ";type needs a type"),
         ] {
             let err = parse_form(arg).unwrap_err();
             assert!(err.contains(why), "{arg}: {err}");

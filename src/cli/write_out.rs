@@ -232,6 +232,21 @@ impl WriteOut {
         WriteOut { pieces }
     }
 
+    /// Whether any of the format's output goes to standard output: what comes before a
+    /// `%{stderr}` or after a `%{stdout}` (unknown variables count, as their text may).
+    pub fn writes_to_stdout(&self) -> bool {
+        let mut to_stderr = false;
+        self.pieces.iter().any(|piece| match piece {
+            Piece::Stdout | Piece::Stderr => {
+                to_stderr = *piece == Piece::Stderr;
+                false
+            }
+            Piece::OnError => false,
+            Piece::Text(text) => !to_stderr && !text.is_empty(),
+            _ => !to_stderr,
+        })
+    }
+
     /// Writes the format for `values`, starting on `stdout`; unknown variables are warned
     /// about on `stderr`.
     pub fn write(
@@ -357,6 +372,28 @@ fn push_json(out: &mut String, values: &Values) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_to_stdout_unless_everything_follows_stderr() {
+        for (format, expected) in [
+            ("%{http_code}", true),
+            ("text", true),
+            ("%{json}\\n", true),
+            ("%{nonexistent}", true),
+            ("%{stderr}%{http_code}\\n", false),
+            ("%{stderr}a%{stdout}", false),
+            ("%{stderr}a%{stdout}b", true),
+            ("a%{stderr}b", true),
+            ("%{stderr}%{onerror}%{errormsg}", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                WriteOut::parse(format).writes_to_stdout(),
+                expected,
+                "{format:?}"
+            );
+        }
+    }
 
     fn values() -> Values {
         Values {

@@ -27,6 +27,8 @@ pub struct TunnelSetup {
     /// Where the tunnel goes, `host:port`.
     to: String,
     credentials_sent: bool,
+    /// Interim (1xx) answers so far: more than the limit is an error, as in an exchange.
+    interim_answers: u32,
     limits: Limits,
     sent_labels: LineLabeller,
 }
@@ -73,6 +75,7 @@ impl TunnelSetup {
             received: 0,
             to: authority.to_owned(),
             credentials_sent: has("proxy-authorization"),
+            interim_answers: 0,
             limits,
             sent_labels: LineLabeller::default(),
         }
@@ -126,6 +129,13 @@ impl TunnelSetup {
                     buf.recv_region_mut()
                         .copy_within(consumed..self.received, 0);
                     self.received -= consumed;
+                    self.interim_answers += 1;
+                    if self.interim_answers > self.limits.max_interim_responses {
+                        let endless = PeerError::TooManyInterimResponses {
+                            limit: self.limits.max_interim_responses,
+                        };
+                        return Err(Error::new(Stage::Proxy, Kind::Peer(endless)));
+                    }
                     continue;
                 }
                 HeadParse::Final { consumed, head, .. } => (consumed, head),
@@ -232,6 +242,30 @@ mod tests {
                 step,
             );
             assert_eq!(open.unwrap(), TunnelStep::Open, "step {step}");
+        }
+    }
+
+    #[test]
+    fn endless_interim_answers_are_refused_at_the_limit_not_read_forever() {
+        // The exchange refuses more than `max_interim_responses`; so does the tunnel, or a
+        // proxy sending 1xx forever keeps the upload waiting (each one resets the stall).
+        let limit = Limits::default().max_interim_responses as usize;
+        for (count, refused) in [(limit, false), (limit + 1, true)] {
+            let (mut tunnel, mut buf) = setup(&[]);
+            let mut reply = b"HTTP/1.1 102 Processing\r\n\r\n".repeat(count);
+            reply.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
+            let outcome = answer(&mut tunnel, &mut buf, &reply, 5);
+            if refused {
+                let err = outcome.unwrap_err();
+                assert_eq!(err.stage(), Stage::Proxy, "{err}");
+                assert!(err.to_string().contains("interim"), "{err}");
+            } else {
+                assert_eq!(
+                    outcome.unwrap(),
+                    TunnelStep::Open,
+                    "{count} interim answers"
+                );
+            }
         }
     }
 
