@@ -303,6 +303,27 @@ fn key_log_wanted() -> bool {
     true
 }
 
+/// Whether `path` is this process's standard output under another name (`/dev/stdout`,
+/// `/proc/self/fd/1`, the file standard output is redirected to): writing a capture there
+/// mixes it with the response body as `-` would. A device (`/dev/null`, a terminal) is
+/// shared harmlessly, as in [`same_file`].
+fn names_standard_output(path: &Path) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(named) = std::fs::metadata(path) else {
+        return false;
+    };
+    let ours = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+        .and_then(|file| file.metadata());
+    let Ok(ours) = ours else { return false };
+    let kind = ours.file_type();
+    (kind.is_fifo() || kind.is_socket() || kind.is_file())
+        && (named.dev(), named.ino()) == (ours.dev(), ours.ino())
+}
+
 /// The `--trace-pcap` capture, created once every check on the command line has passed.
 fn open_pcap(args: &UploadArgs) -> Result<Option<PcapTrace>, Failure> {
     Ok(match &args.trace_pcap {
@@ -362,7 +383,14 @@ fn finish_pcap(args: &UploadArgs, pcap: Option<PcapTrace>) {
     }
 }
 
-fn upload(args: UploadArgs) -> Result<ExitCode, Failure> {
+fn upload(mut args: UploadArgs) -> Result<ExitCode, Failure> {
+    if args
+        .trace_pcap
+        .as_deref()
+        .is_some_and(names_standard_output)
+    {
+        args.trace_pcap = Some(PathBuf::from("-"));
+    }
     let key_log = key_log_wanted();
     let tls = if args.cacert.is_some() || args.cert.is_some() || key_log {
         let mut builder = TlsConfig::builder();

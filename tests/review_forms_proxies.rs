@@ -467,3 +467,26 @@ fn a_key_log_that_is_the_file_uploaded_is_refused_before_connecting() {
     assert!(seen.try_recv().is_err(), "nothing was sent");
     assert_eq!(std::fs::read(&file.0).unwrap(), b"hello\n");
 }
+
+#[test]
+fn a_capture_on_standard_output_by_its_device_name_is_refused_too() {
+    let file =
+        std::env::temp_dir().join(format!("chunkwire-review-devstdout-{}", std::process::id()));
+    std::fs::write(&file, b"body").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .args(["upload", "-s", "--trace-pcap", "/dev/stdout"])
+        .arg("http://127.0.0.1:9/")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    // Without -o the body would go into the capture: refused before connecting, as `-`.
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.stdout.is_empty());
+}
