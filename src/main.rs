@@ -20,6 +20,14 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+/// A line on standard error that is lost, not a panic, when standard error cannot be
+/// written (a closed pipe): the exit code still says how the upload ended.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr(), $($arg)*);
+    }};
+}
+
 #[path = "cli/args.rs"]
 mod args;
 #[path = "cli/progress.rs"]
@@ -126,9 +134,10 @@ impl FlushOnDrop {
 impl Drop for FlushOnDrop {
     fn drop(&mut self) {
         if let Some(e) = self.flush() {
-            eprintln!(
+            say!(
                 "chunkwire: warning: {} {}: {e}; the trace is incomplete",
-                self.option, self.path
+                self.option,
+                self.path
             );
         }
     }
@@ -138,7 +147,7 @@ fn main() -> ExitCode {
     let command = match args::parse(std::env::args_os().skip(1)) {
         Ok(command) => command,
         Err(message) => {
-            eprintln!("chunkwire: {message}");
+            say!("chunkwire: {message}");
             return ExitCode::from(2);
         }
     };
@@ -164,7 +173,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("chunkwire: {}", failure.message);
+            say!("chunkwire: {}", failure.message);
             ExitCode::from(failure.code)
         }
     }
@@ -295,7 +304,7 @@ fn key_log_wanted() -> bool {
         .mode(0o600)
         .open(&path);
     if let Err(e) = opened {
-        eprintln!(
+        say!(
             "chunkwire: warning: SSLKEYLOGFILE {}: {e}; no TLS secrets are logged",
             Path::new(&path).display()
         );
@@ -379,7 +388,7 @@ fn finish_pcap(args: &UploadArgs, pcap: Option<PcapTrace>) {
     if let (Some(pcap), Some(path)) = (pcap, &args.trace_pcap)
         && let Err(e) = pcap.finish()
     {
-        eprintln!("chunkwire: warning: --trace-pcap {}: {e}", path.display());
+        say!("chunkwire: warning: --trace-pcap {}: {e}", path.display());
     }
 }
 
@@ -923,7 +932,7 @@ fn upload_one(
         // when no proxy was set at all, as curl.
         let route = request.route()?;
         if route.considered {
-            eprintln!("* {}", route.reason);
+            say!("* {}", route.reason);
         }
     }
     let sent = match source {
@@ -1249,7 +1258,7 @@ fn upload_parallel<'c>(
                     if let Some(meter) = &meter {
                         meter.borrow_mut().finish();
                     }
-                    eprintln!("chunkwire: {name} -> {url}: {line}");
+                    say!("chunkwire: {name} -> {url}: {line}");
                 }
                 continue;
             }
@@ -1259,7 +1268,7 @@ fn upload_parallel<'c>(
         if let Some(meter) = &meter {
             meter.borrow_mut().finish();
         }
-        eprintln!("chunkwire: {name} -> {url}: {}", line.message);
+        say!("chunkwire: {name} -> {url}: {}", line.message);
         if first_failure
             .as_ref()
             .is_none_or(|(first, _)| index < *first)
@@ -1349,7 +1358,7 @@ fn sink(args: &SinkArgs) -> Result<ExitCode, Failure> {
         let tls = ServerTls::self_signed().map_err(|e| Failure::usage(e.to_string()))?;
         std::fs::write(ca_out, tls.ca_pem())
             .map_err(|e| Failure::usage(format!("cannot write {}: {e}", ca_out.display())))?;
-        eprintln!(
+        say!(
             "chunkwire sink: TLS with a new CA; trust it with --cacert {}",
             ca_out.display()
         );
@@ -1359,7 +1368,7 @@ fn sink(args: &SinkArgs) -> Result<ExitCode, Failure> {
     if let Some(writer) = args.trace.writer(false)? {
         sink = sink.with_trace(writer);
     }
-    eprintln!("chunkwire sink listening on {scheme}://{addr}/ (Ctrl-C to stop)");
+    say!("chunkwire sink listening on {scheme}://{addr}/ (Ctrl-C to stop)");
     sink.serve(|report: &Report| println!("{}", report.to_json()));
     Ok(ExitCode::SUCCESS)
 }

@@ -490,3 +490,27 @@ fn a_capture_on_standard_output_by_its_device_name_is_refused_too() {
     );
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn a_closed_standard_error_is_no_panic_and_the_exit_code_still_says_what_failed() {
+    let file = std::env::temp_dir().join(format!("chunkwire-review-stderr-{}", std::process::id()));
+    std::fs::write(&file, b"body").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chunkwire"))
+        .args(["upload", "-v", "http://127.0.0.1:9/"])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reading end goes before the CLI writes its first line: every write to standard
+    // error then fails (EPIPE), as under `chunkwire ... 2>&1 | head -0`.
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "a connect failure, not a panic (101)"
+    );
+}
