@@ -812,11 +812,7 @@ impl Driven {
         let Some(setup) = self.destination.tunnel.take() else {
             return;
         };
-        let to = String::from_utf8_lossy(setup.to_send())
-            .split(' ')
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
+        let to = setup.to().to_owned();
         let peer = self.peer.clone();
         self.trace_note(Direction::Sent, || {
             format!("proxy: CONNECT to {to} through {peer}")

@@ -436,13 +436,7 @@ fn upload(mut args: UploadArgs) -> Result<ExitCode, Failure> {
         None => None,
     };
     check_pcap_stdout(&args, write_out.as_ref())?;
-    let mut output = match &args.output {
-        Some(path) => Output::File {
-            path: path.clone(),
-            file: None,
-        },
-        None => Output::Stdout(io::stdout().lock()),
-    };
+    let mut output = Output::of(args.output.as_ref());
     let pcap = open_pcap(&args)?;
     let result = if args.parallel {
         upload_parallel(
@@ -489,12 +483,7 @@ fn upload_each(
             output,
             &mut values,
         )
-        .and_then(|()| {
-            output.finish().map_err(|e| Failure {
-                message: format!("cannot write the response body: {e}"),
-                code: 23,
-            })
-        });
+        .and_then(|()| output.finish().map_err(body_write_failure));
         if let Some(format) = write_out {
             write_values(format, &mut values, result.as_ref().err());
         }
@@ -517,20 +506,10 @@ fn upload_form_with_output(client: &Client, args: &UploadArgs) -> Result<ExitCod
         None => None,
     };
     check_pcap_stdout(args, write_out.as_ref())?;
-    let mut output = match &args.output {
-        Some(path) => Output::File {
-            path: path.clone(),
-            file: None,
-        },
-        None => Output::Stdout(io::stdout().lock()),
-    };
+    let mut output = Output::of(args.output.as_ref());
     let mut values = Values::new(&args.url, &args.method);
-    let result = upload_form(client, args, &mut output, &mut values).and_then(|()| {
-        output.finish().map_err(|e| Failure {
-            message: format!("cannot write the response body: {e}"),
-            code: 23,
-        })
-    });
+    let result = upload_form(client, args, &mut output, &mut values)
+        .and_then(|()| output.finish().map_err(body_write_failure));
     if let Some(format) = &write_out {
         write_values(format, &mut values, result.as_ref().err());
     }
@@ -596,7 +575,45 @@ enum Output {
     File { path: PathBuf, file: Option<File> },
 }
 
+/// The progress meter, shared by the callbacks that move it and the code that ends it.
+type SharedMeter = Rc<RefCell<ProgressMeter<io::Stderr>>>;
+
+/// The progress meter on standard error: with `-#`, or when it is a terminal, unless `-s`.
+fn progress_meter(args: &UploadArgs) -> Option<SharedMeter> {
+    let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
+    show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))))
+}
+
+/// The meter of one upload, and the progress callback that moves it.
+fn one_upload_meter(args: &UploadArgs) -> (Option<SharedMeter>, Option<ProgressFn>) {
+    let meter = progress_meter(args);
+    let progress = meter.as_ref().map(|meter| {
+        let meter = Rc::clone(meter);
+        Box::new(move |p: &UploadProgress| meter.borrow_mut().update(p)) as ProgressFn
+    });
+    (meter, progress)
+}
+
+/// A response body that could not be written: curl's CURLE_WRITE_ERROR.
+fn body_write_failure(e: io::Error) -> Failure {
+    Failure {
+        message: format!("cannot write the response body: {e}"),
+        code: 23,
+    }
+}
+
 impl Output {
+    /// Where `-o` (or, without it, standard output) takes the response bodies.
+    fn of(path: Option<&PathBuf>) -> Output {
+        match path {
+            Some(path) => Output::File {
+                path: path.clone(),
+                file: None,
+            },
+            None => Output::Stdout(io::stdout().lock()),
+        }
+    }
+
     /// Ends one upload's body: creates the `-o` file if no byte made it yet, and flushes.
     fn finish(&mut self) -> io::Result<()> {
         match self {
@@ -920,12 +937,7 @@ fn upload_one(
 ) -> Result<(), Failure> {
     let source = Source::open(file_name)?;
     let known_len = source.known_len();
-    let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
-    let meter = show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))));
-    let progress = meter.as_ref().map(|meter| {
-        let meter = Rc::clone(meter);
-        Box::new(move |p: &UploadProgress| meter.borrow_mut().update(p)) as ProgressFn
-    });
+    let (meter, progress) = one_upload_meter(args);
     let request = request_for(client, args, url, known_len, tracing, progress)?;
     if args.verbose {
         // Which proxy, and why: the option or variable, or the no-proxy entry; nothing
@@ -1000,12 +1012,7 @@ fn send_form(
     for part in &args.form {
         form = form.part(&part.name, form_part(part));
     }
-    let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
-    let meter = show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))));
-    let progress = meter.as_ref().map(|meter| {
-        let meter = Rc::clone(meter);
-        Box::new(move |p: &UploadProgress| meter.borrow_mut().update(p)) as ProgressFn
-    });
+    let (meter, progress) = one_upload_meter(args);
     let tracing = Tracing {
         append: false,
         pcap,
@@ -1168,8 +1175,7 @@ fn upload_parallel<'c>(
             file: None,
         });
     }
-    let show_bar = !args.silent && (args.progress_bar || io::stderr().is_terminal());
-    let meter = show_bar.then(|| Rc::new(RefCell::new(ProgressMeter::new(io::stderr()))));
+    let meter = progress_meter(args);
     let totals = Rc::new(RefCell::new(TotalProgress {
         sent: vec![0; sources.len()],
         total: Some(sources.iter().map(|s| s.size).sum()),
@@ -1322,10 +1328,7 @@ fn parallel_outcome(
     output
         .write_all(&completed.body)
         .and_then(|()| output.finish())
-        .map_err(|e| Failure {
-            message: format!("cannot write the response body: {e}"),
-            code: 23,
-        })?;
+        .map_err(body_write_failure)?;
     let whole = if completed.upload_complete {
         String::new()
     } else {

@@ -81,6 +81,11 @@ impl TunnelSetup {
         }
     }
 
+    /// Where the tunnel goes, `host:port`.
+    pub fn to(&self) -> &str {
+        &self.to
+    }
+
     /// The request bytes still to write; empty once all went.
     pub fn to_send(&self) -> &[u8] {
         &self.request[self.sent..]
